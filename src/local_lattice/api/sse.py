@@ -1,0 +1,120 @@
+"""The one place streamed bytes are written: chunks, comments, the terminal error event, ``[DONE]``.
+
+``SSEResponse`` is a small ASGI response that pumps a ``ChunkStream`` to the client while watching
+for ``http.disconnect``; a disconnect cancels the pump, which closes the chunk stream and with it
+the upstream request or the engine's generation, at once rather than at the next write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from local_lattice.errors import LatticeError
+from local_lattice.types import ChunkStream, StreamChunk
+
+log = logging.getLogger("lattice.sse")
+
+DONE = b"data: [DONE]\n\n"
+
+
+def event(payload: bytes) -> bytes:
+    return b"data: " + payload + b"\n\n"
+
+
+def comment(text: str) -> bytes:
+    return b": " + text.encode() + b"\n\n"
+
+
+def error_event(exc: LatticeError) -> bytes:
+    return event(orjson.dumps(exc.envelope()))
+
+
+async def sse_bytes(
+    first: StreamChunk | None,
+    rest: ChunkStream,
+    on_chunk: Callable[[StreamChunk], None] | None = None,
+) -> AsyncIterator[bytes]:
+    """Frame a chunk stream as SSE. A failure after the first byte ends the stream with one error
+    event and ``[DONE]``; the chunk stream is always closed."""
+    try:
+        if first is not None:
+            if on_chunk is not None:
+                on_chunk(first)
+            yield b"data: " + first.payload + b"\n\n"
+        async for chunk in rest:
+            if on_chunk is not None:
+                on_chunk(chunk)
+            yield b"data: " + chunk.payload + b"\n\n"
+    except LatticeError as exc:
+        yield error_event(exc)
+    except Exception as exc:  # a bug or a foreign exception: never a traceback on the wire
+        log.exception("stream failed")
+        yield error_event(LatticeError(f"stream failed: {type(exc).__name__}"))
+    finally:
+        await rest.aclose()
+    yield DONE
+
+
+class SSEResponse:
+    media_type = b"text/event-stream"
+
+    def __init__(
+        self,
+        body: AsyncIterator[bytes],
+        headers: dict[str, str],
+        on_close: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.body = body
+        self.headers = headers
+        self.on_close = on_close
+
+    def _raw_headers(self) -> list[tuple[bytes, bytes]]:
+        raw = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+        ]
+        raw.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items())
+        return raw
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        pump = asyncio.ensure_future(self._pump(send))
+        watch = asyncio.ensure_future(self._watch(receive))
+        disconnected = False
+        try:
+            done, _ = await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
+            disconnected = pump not in done
+        finally:
+            for task in (pump, watch):
+                if not task.done():
+                    task.cancel()
+            for task in (pump, watch):
+                with contextlib.suppress(asyncio.CancelledError, OSError):
+                    await task
+            if self.on_close is not None:
+                self.on_close(disconnected)
+
+    async def _pump(self, send: Send) -> None:
+        body = self.body
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self._raw_headers()})
+            async for data in body:
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            aclose = getattr(body, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    @staticmethod
+    async def _watch(receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return

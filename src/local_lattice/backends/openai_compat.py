@@ -1,0 +1,281 @@
+"""Backend for any OpenAI-compatible server: LM Studio, vLLM, llama.cpp's server, mlx_lm.server, SGLang …
+
+Owns one pooled aiohttp session per upstream, the model-list cache, SSE parsing of the upstream's
+stream and the mapping of aiohttp failures to ``local_lattice.errors`` (all in ``_map_errors``).
+It forwards only the backend's own key: client credentials never reach it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import aiohttp
+import orjson
+
+from local_lattice.config import BackendConfig
+from local_lattice.errors import (
+    BackendUnavailable,
+    LatticeError,
+    UpstreamError,
+    UpstreamStatusError,
+)
+from local_lattice.types import (
+    BackendHealth,
+    BackendRequest,
+    BackendResponse,
+    ChunkStream,
+    ModelInfo,
+    ModelKind,
+    StreamChunk,
+    Usage,
+)
+
+_PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+_EMBED_WORDS = ("embed", "bge-", "e5-", "minilm", "nomic-embed", "gte-")
+
+
+def guess_kind(model_id: str) -> ModelKind:
+    lowered = model_id.lower()
+    return "embedding" if any(word in lowered for word in _EMBED_WORDS) else "chat"
+
+
+def usage_of(data: Any) -> Usage | None:
+    """Usage from an OpenAI response or chunk object, or None when it carries none."""
+    if not isinstance(data, dict):
+        return None
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    prompt = usage.get("prompt_tokens")
+    completion = usage.get("completion_tokens")
+    return Usage(
+        prompt_tokens=prompt if isinstance(prompt, int) else 0,
+        completion_tokens=completion if isinstance(completion, int) else 0,
+    )
+
+
+def error_message(body: bytes) -> str:
+    """The upstream's own error message, whatever shape it used."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:300].decode("utf-8", "replace").strip() or "no message"
+    if isinstance(data, dict):
+        err = data.get("error", data.get("detail", data.get("message")))
+        if isinstance(err, dict):
+            err = err.get("message", err)
+        if err is not None:
+            return str(err)[:1000]
+    return str(data)[:300]
+
+
+class OpenAIBackend:
+    """An upstream that speaks OpenAI's HTTP API."""
+
+    def __init__(self, config: BackendConfig) -> None:
+        self.name = config.name
+        self.config = config
+        self.base_url = config.url
+        self._session: aiohttp.ClientSession | None = None
+        self._models: list[ModelInfo] = []
+        self._models_at = -1e18
+        self._models_lock = asyncio.Lock()
+        self._lmstudio_api: bool | None = True if config.type == "lmstudio" else None
+        headers = {"Content-Type": "application/json"}
+        if config.api_key is not None:
+            headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
+        self._headers = headers
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self.config.max_connections, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=None, connect=self.config.connect_timeout),
+                skip_auto_headers=("User-Agent",),
+                auto_decompress=True,
+            )
+        return self._session
+
+    @contextmanager
+    def _map_errors(self) -> Iterator[None]:
+        """Translate aiohttp's exceptions into ours: the one place this backend does so."""
+        try:
+            yield
+        except LatticeError:
+            raise
+        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, ConnectionError) as exc:
+            raise BackendUnavailable(
+                f"backend {self.name!r} is unreachable: {type(exc).__name__}", backend=self.name
+            ) from None
+        except TimeoutError:
+            raise UpstreamError(
+                f"backend {self.name!r} timed out", backend=self.name, code="upstream_timeout"
+            ) from None
+        except aiohttp.ClientPayloadError as exc:
+            raise UpstreamError(f"backend {self.name!r} broke off its answer: {exc}", backend=self.name) from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"backend {self.name!r} failed: {type(exc).__name__}", backend=self.name) from None
+
+    def _raise_for_status(self, status: int, body: bytes) -> None:
+        message = f"backend {self.name!r} answered {status}: {error_message(body)}"
+        if status == 429:
+            raise BackendUnavailable(message, backend=self.name, code="upstream_429")
+        if 400 <= status < 500:
+            raise UpstreamStatusError(message, status=status, backend=self.name)
+        raise UpstreamError(message, backend=self.name, code=f"upstream_{status}")
+
+    def _timeout(self, request: BackendRequest) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=request.timeout or self.config.timeout, connect=self.config.connect_timeout)
+
+    def prepare_body(self, request: BackendRequest) -> dict[str, Any]:
+        """The body sent upstream; subclasses add vendor fields."""
+        body = request.body
+        body["model"] = request.model
+        return body
+
+    # -- the protocol -----------------------------------------------------------------------------
+
+    async def complete(self, request: BackendRequest) -> BackendResponse:
+        body = self.prepare_body(request)
+        body.pop("stream", None)
+        url = self.base_url + _PATHS[request.endpoint]
+        with self._map_errors():
+            async with self.session().post(url, data=orjson.dumps(body), timeout=self._timeout(request)) as resp:
+                content = await resp.read()
+                if resp.status >= 400:
+                    self._raise_for_status(resp.status, content)
+        try:
+            data = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(
+                f"backend {self.name!r} answered something that is not JSON", backend=self.name
+            ) from None
+        if not isinstance(data, dict) or ("choices" not in data and "data" not in data):
+            raise UpstreamError(f"backend {self.name!r} answered an unexpected JSON shape", backend=self.name)
+        return BackendResponse(content=content, usage=usage_of(data))
+
+    def stream(self, request: BackendRequest) -> ChunkStream:
+        return self._stream(request)
+
+    async def _stream(self, request: BackendRequest) -> AsyncGenerator[StreamChunk, None]:
+        body = self.prepare_body(request)
+        body["stream"] = True
+        url = self.base_url + _PATHS[request.endpoint]
+        with self._map_errors():
+            async with self.session().post(url, data=orjson.dumps(body), timeout=self._timeout(request)) as resp:
+                if resp.status >= 400:
+                    self._raise_for_status(resp.status, await resp.read())
+                async for line in resp.content:
+                    if not line.startswith(b"data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == b"[DONE]":
+                        return
+                    if not payload:
+                        continue
+                    yield self._chunk(payload)
+        # The upstream closed without [DONE]; what it sent is all there is.
+
+    def _chunk(self, payload: bytes) -> StreamChunk:
+        if b'"usage"' not in payload and b'"error"' not in payload:
+            return StreamChunk(payload)
+        try:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(
+                f"backend {self.name!r} streamed something that is not JSON", backend=self.name
+            ) from None
+        if isinstance(data, dict) and isinstance(data.get("error"), dict | str):
+            raise UpstreamError(f"backend {self.name!r} failed mid-stream: {error_message(payload)}", backend=self.name)
+        return StreamChunk(payload, usage_of(data))
+
+    async def models(self) -> list[ModelInfo]:
+        now = time.monotonic()
+        if now - self._models_at < self.config.model_list_ttl:
+            return self._models
+        async with self._models_lock:
+            if time.monotonic() - self._models_at < self.config.model_list_ttl:
+                return self._models
+            self._models = await self.fetch_models()
+            self._models_at = time.monotonic()
+            return self._models
+
+    def forget_models(self) -> None:
+        self._models_at = -1e18
+
+    async def fetch_models(self) -> list[ModelInfo]:
+        if self._lmstudio_api is not False:
+            found = await self._lmstudio_models()
+            if found is not None:
+                return found
+        data = await self._get_json(self.base_url + "/models")
+        items = data.get("data", []) if isinstance(data, dict) else []
+        return [
+            ModelInfo(id=str(item["id"]), backend=self.name, kind=guess_kind(str(item["id"])))
+            for item in items
+            if isinstance(item, dict) and "id" in item
+        ]
+
+    async def _lmstudio_models(self) -> list[ModelInfo] | None:
+        """LM Studio's richer list (loaded state, context, type) when the server has it."""
+        root = self.base_url.removesuffix("/v1")
+        try:
+            data = await self._get_json(root + "/api/v0/models")
+        except UpstreamError:
+            self._lmstudio_api = False
+            return None
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            self._lmstudio_api = False
+            return None
+        self._lmstudio_api = True
+        out = []
+        for item in items:
+            if not isinstance(item, dict) or "id" not in item:
+                continue
+            kind: ModelKind = "embedding" if item.get("type") == "embeddings" else "chat"
+            context = item.get("loaded_context_length") or item.get("max_context_length")
+            out.append(
+                ModelInfo(
+                    id=str(item["id"]),
+                    backend=self.name,
+                    kind=kind,
+                    loaded=item.get("state") == "loaded",
+                    context_length=context if isinstance(context, int) else None,
+                    supports_vision=True if item.get("type") == "vlm" else None,
+                )
+            )
+        return out
+
+    async def _get_json(self, url: str) -> Any:
+        with self._map_errors():
+            async with self.session().get(url, timeout=aiohttp.ClientTimeout(total=10, connect=3)) as resp:
+                content = await resp.read()
+                if resp.status >= 400:
+                    self._raise_for_status(resp.status, content)
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(
+                f"backend {self.name!r} listed models in something that is not JSON", backend=self.name
+            ) from None
+
+    async def health(self) -> BackendHealth:
+        try:
+            models = await self.models()
+        except LatticeError as exc:
+            return BackendHealth(ok=False, detail=exc.message)
+        return BackendHealth(ok=True, detail=f"{len(models)} models", extra={"models": len(models)})
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

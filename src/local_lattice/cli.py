@@ -1,0 +1,104 @@
+"""Command line: parse, load the config, run the server. No gateway logic lives here."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from local_lattice import __version__
+from local_lattice.config import Config, ConfigError, check_bind, load
+
+app = typer.Typer(
+    name="lattice",
+    help="Local Lattice: a capability gateway for LLM compute.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lattice {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Local Lattice: a capability gateway for LLM compute."""
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"lattice: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def load_config(config_path: Path | None, host: str | None, port: int | None) -> Config:
+    path = config_path or (Path(os.environ["LATTICE_CONFIG"]) if os.environ.get("LATTICE_CONFIG") else None)
+    try:
+        config = load(path, os.environ)
+        if host is not None:
+            config.server.host = host
+        if port is not None:
+            config.server.port = port
+        check_bind(config.server)
+    except ConfigError as exc:
+        _fail(str(exc))
+    return config
+
+
+def run_server(config: Config) -> None:
+    import uvicorn
+
+    from local_lattice.api.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if not config.server.log_timing:
+        logging.getLogger("lattice.request").setLevel(logging.WARNING)
+    uvicorn.run(
+        create_app(config),
+        host=config.server.host,
+        port=config.server.port,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
+
+
+@app.command()
+def serve(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file (or LATTICE_CONFIG).")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (overrides HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (overrides PORT).")] = None,
+) -> None:
+    """Run the gateway."""
+    run_server(load_config(config, host, port))
+
+
+def main() -> None:
+    app()
+
+
+def lmstudio_main() -> None:
+    """The original's ``local-lattice-lmstudio``: env only, port 5000, one upstream at LM_STUDIO_URL."""
+    env = dict(os.environ)
+    env.setdefault("LM_STUDIO_URL", "http://127.0.0.1:1234")
+    env.setdefault("PORT", "5000")
+    try:
+        config = load(None, env)
+        check_bind(config.server)
+    except ConfigError as exc:
+        print(f"local-lattice-lmstudio: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    run_server(config)

@@ -1,0 +1,140 @@
+"""One error hierarchy, rendered by the API layer as the OpenAI error envelope.
+
+    LatticeError                       500 internal_error
+    ├── InvalidRequest                 400 invalid_request_error
+    │   └── ContextTooLong             400 context_length_exceeded
+    ├── AuthenticationFailed           401 authentication_error
+    ├── NotFound                       404 not_found_error
+    │   └── ModelNotFound              404 model_not_found
+    ├── PayloadTooLarge                413 request_too_large
+    ├── RateLimited                    429 (type given by the limiter, e.g. queue_timeout)
+    ├── UpstreamError                  502 upstream_error (a backend failed or answered garbage)
+    │   └── UpstreamStatusError        the upstream's own 4xx status and message
+    ├── BackendUnavailable             503 backend_unavailable, with Retry-After
+    └── NotImplementedRoute            501 not_implemented
+
+Backends translate their foreign exceptions (aiohttp, llama.cpp, anthropic …) into these in one
+place each; handlers raise; a single exception handler renders them. This module does no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LatticeError(Exception):
+    status = 500
+    type = "internal_error"
+    code: str | None = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.param = param
+        self.headers: dict[str, str] = headers or {}
+        self.extra: dict[str, Any] = extra or {}
+
+    def envelope(self) -> dict[str, Any]:
+        """The OpenAI error body: ``{"error": {"message", "type", "code", "param"}}`` plus extras."""
+        error: dict[str, Any] = {
+            "message": self.message,
+            "type": self.type,
+            "code": self.code,
+            "param": self.param,
+        }
+        error.update(self.extra)
+        return {"error": error}
+
+
+class InvalidRequest(LatticeError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class ContextTooLong(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class AuthenticationFailed(LatticeError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class NotFound(LatticeError):
+    status = 404
+    type = "not_found_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class PayloadTooLarge(LatticeError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class RateLimited(LatticeError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float, kind: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+        if kind is not None:
+            self.type = kind
+            self.code = kind
+        self.headers.setdefault("Retry-After", str(max(1, round(retry_after))))
+
+
+class UpstreamError(LatticeError):
+    status = 502
+    type = "upstream_error"
+    code = "bad_gateway"
+
+    def __init__(self, message: str, *, backend: str = "", **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.backend = backend
+
+
+class UpstreamStatusError(UpstreamError):
+    """The upstream answered a client error (4xx); we pass its status and message on."""
+
+    def __init__(self, message: str, *, status: int, backend: str = "", **kw: Any) -> None:
+        super().__init__(message, backend=backend, **kw)
+        self.status = status
+        self.type = "invalid_request_error" if status < 500 else "upstream_error"
+        self.code = f"upstream_{status}"
+
+
+class BackendUnavailable(LatticeError):
+    status = 503
+    type = "backend_unavailable"
+    code = "backend_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float = 5.0, backend: str = "", **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.backend = backend
+        self.headers.setdefault("Retry-After", str(max(1, round(retry_after))))
+
+
+class NotImplementedRoute(LatticeError):
+    status = 501
+    type = "not_implemented"
+    code = "not_implemented"

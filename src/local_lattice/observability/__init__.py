@@ -1,0 +1,1 @@
+"""Observability: request timings, the timing log line, metrics and the events ring."""

@@ -1,0 +1,1 @@
+"""Wire models: the request and response shapes of the APIs the gateway speaks."""

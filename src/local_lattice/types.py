@@ -1,0 +1,86 @@
+"""The small shared vocabulary every layer speaks.
+
+Owns plain value types only (no I/O, no behaviour beyond trivial helpers). Everything else
+imports from here; this module imports nothing of the package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Endpoint = Literal["chat", "completions", "embeddings"]
+ModelKind = Literal["chat", "embedding"]
+
+JSONObject = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """One model one backend can serve, with the facts the backend reports.
+
+    ``None`` means "the backend does not say"; profiles fill such gaps.
+    """
+
+    id: str
+    backend: str
+    kind: ModelKind = "chat"
+    loaded: bool | None = None
+    context_length: int | None = None
+    supports_vision: bool | None = None
+    supports_tools: bool | None = None
+    size_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(slots=True)
+class BackendRequest:
+    """What a backend is asked to run: the OpenAI body with ``model`` already set to a concrete id."""
+
+    endpoint: Endpoint
+    model: str
+    body: JSONObject
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BackendResponse:
+    """A whole (non-streamed) answer: the OpenAI JSON object, encoded, plus its usage."""
+
+    content: bytes
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    """One streamed event: a JSON-encoded OpenAI chunk object (never SSE framing)."""
+
+    payload: bytes
+    usage: Usage | None = None
+
+
+ChunkStream = AsyncGenerator[StreamChunk, None]
+
+
+@dataclass(frozen=True, slots=True)
+class BackendHealth:
+    ok: bool
+    detail: str = ""
+    extra: JSONObject = field(default_factory=dict)
