@@ -1,0 +1,46 @@
+"""Start the real gateway and real upstreams (llama.cpp's OpenAI-compatible server) as processes."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from tests.support.models import SMOLLM2_ID, smollm2_path
+from tests.support.procs import PYTHON, RunningProcess, free_port, run_process
+
+
+@contextlib.contextmanager
+def llama_server(model: Path | None = None, alias: str = SMOLLM2_ID, n_ctx: int = 2048) -> Iterator[RunningProcess]:
+    """llama-cpp-python's OpenAI-compatible server with a real model; ``url`` is its ``/v1`` base."""
+    port = free_port()
+    argv = [
+        PYTHON, "-m", "llama_cpp.server",
+        "--model", str(model or smollm2_path()),
+        "--model_alias", alias,
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--n_ctx", str(n_ctx),
+        "--n_threads", "2",
+        "--verbose", "False",
+    ]  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    with run_process(argv, ready_url=base + "/v1/models", base_url=base + "/v1", timeout=120) as proc:
+        yield proc
+
+
+@contextlib.contextmanager
+def gateway_process(
+    config_toml: str, env: Mapping[str, str] | None = None, extra_args: tuple[str, ...] = ()
+) -> Iterator[RunningProcess]:
+    """The real gateway (``lattice serve``) on a free port with ``config_toml``; ``url`` is its root."""
+    port = free_port()
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as handle:
+        handle.write(config_toml)
+    argv = [PYTHON, "-m", "local_lattice", "serve", "--config", handle.name, "--port", str(port), *extra_args]
+    base = f"http://127.0.0.1:{port}"
+    clean_env = {"MIDDLE_LAYER_API_KEY": "", "LATTICE_CONFIG": "", **(env or {})}
+    with run_process(argv, ready_url=base + "/healthz", base_url=base, env=clean_env, timeout=60) as proc:
+        yield proc
+    Path(handle.name).unlink(missing_ok=True)

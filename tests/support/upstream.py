@@ -1,0 +1,119 @@
+"""A scripted OpenAI-compatible HTTP server for error paths that real model servers can't be made
+to produce on demand (5xx, garbage, slow streams). It is a real server on a loopback socket, run
+in a background thread; the model name picks the behaviour, and it records what it saw."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tests.support.procs import free_port
+
+MODELS = ["ok-model", "boom-500", "garbage", "bad-request", "slow-stream", "die-mid-stream", "rate-limited"]
+
+
+@dataclass
+class Recorder:
+    headers: list[dict[str, str]] = field(default_factory=list)
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    disconnects: int = 0
+    stream_started: threading.Event = field(default_factory=threading.Event)
+    stream_closed: threading.Event = field(default_factory=threading.Event)
+
+
+def _chunk(text: str) -> bytes:
+    body = {
+        "object": "chat.completion.chunk",
+        "model": "slow-stream",
+        "choices": [{"index": 0, "delta": {"content": text}}],
+    }
+    return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+def build_app(rec: Recorder) -> web.Application:
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": m, "object": "model"} for m in MODELS]})
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        rec.headers.append(dict(request.headers))
+        rec.bodies.append(body)
+        model = body.get("model")
+        if model == "boom-500":
+            return web.json_response({"error": {"message": "kaboom"}}, status=500)
+        if model == "garbage":
+            return web.Response(text="<html>not json</html>", content_type="text/html")
+        if model == "bad-request":
+            return web.json_response({"error": {"message": "max_tokens is too large for me"}}, status=400)
+        if model == "rate-limited":
+            return web.json_response({"error": {"message": "slow down"}}, status=429)
+        if model in ("slow-stream", "die-mid-stream") and body.get("stream"):
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            rec.stream_started.set()
+            try:
+                for i in range(100):
+                    await resp.write(_chunk(f"t{i} "))
+                    if model == "die-mid-stream" and i == 2:
+                        assert request.transport is not None
+                        request.transport.close()
+                        return resp
+                    await asyncio.sleep(0.1)
+                await resp.write(b"data: [DONE]\n\n")
+            except (ConnectionResetError, asyncio.CancelledError):
+                rec.disconnects += 1
+                raise
+            finally:
+                rec.stream_closed.set()
+            return resp
+        message = {"role": "assistant", "content": "ok"}
+        usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+        return web.json_response(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "model": model,
+                "choices": [{"index": 0, "message": message}],
+                "usage": usage,
+            }
+        )
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", chat)
+    return app
+
+
+@contextlib.contextmanager
+def scripted_upstream() -> Iterator[tuple[str, Recorder]]:
+    """Yield ``(base_url_with_v1, recorder)`` while the server runs in a thread."""
+    rec = Recorder()
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(build_app(rec), handle_signals=False)
+    started = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    started.wait(10)
+    try:
+        yield f"http://127.0.0.1:{port}/v1", rec
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
