@@ -18,6 +18,7 @@ from local_lattice.gateway import Gateway
 from local_lattice.observability.timing import Timings
 from local_lattice.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from local_lattice.types import BackendRequest, Endpoint, StreamChunk
+from local_lattice.usage import ensure_usage, wants_usage
 
 GATEWAY_FIELDS = ("queue", "swarm")
 JSON = "application/json"
@@ -79,6 +80,8 @@ async def generate(request: Request, endpoint: Endpoint) -> Response | SSERespon
     if endpoint != "embeddings" and body.get("stream"):
         mark = time.perf_counter()
         stream = routed.backend.stream(backend_request)
+        if wants_usage(body):
+            stream = ensure_usage(stream, body, routed.model.id)
         try:
             first: StreamChunk | None = await stream.__anext__()
         except StopAsyncIteration:
