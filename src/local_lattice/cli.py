@@ -86,6 +86,16 @@ def serve(
     run_server(load_config(config, host, port))
 
 
+@app.command("config-schema")
+def config_schema() -> None:
+    """Print the JSON schema of the configuration file."""
+    import json
+
+    from local_lattice.config import json_schema
+
+    typer.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
+
+
 def main() -> None:
     app()
 

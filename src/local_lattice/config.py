@@ -239,3 +239,11 @@ def check_bind(server: ServerConfig) -> None:
 
 
 __all__ = ["ENV_SETTINGS", "BackendConfig", "Config", "ConfigError", "ServerConfig", "check_bind", "load"]
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of the config file (committed as ``docs/config-schema.json``)."""
+    schema = Config.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Local Lattice configuration"
+    return schema

@@ -61,7 +61,7 @@ async def ensure_usage(stream: ChunkStream, body: dict[str, Any], model: str) ->
         await stream.aclose()
     if not seen_usage:
         usage = Usage(prompt_tokens=max(1, prompt_chars(body) // 4), completion_tokens=content_chunks)
-        payload = {
+        payload: dict[str, Any] = {
             "object": "chat.completion.chunk" if "messages" in body else "text_completion",
             "model": model,
             "choices": [],
