@@ -12,25 +12,18 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from local_lattice.api import dispatch
+from local_lattice.api.dispatch import gateway_of
 from local_lattice.api.sse import SSEResponse, sse_bytes
 from local_lattice.errors import InvalidRequest
-from local_lattice.gateway import Gateway
-from local_lattice.observability.timing import Timings
 from local_lattice.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from local_lattice.types import BackendRequest, Endpoint, StreamChunk
-from local_lattice.usage import ensure_usage, wants_usage
+from local_lattice.types import Endpoint
 
-GATEWAY_FIELDS = ("queue", "swarm")
 JSON = "application/json"
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type=JSON, headers=headers)
-
-
-def gateway_of(request: Request) -> Gateway:
-    gateway: Gateway = request.app.state.gateway
-    return gateway
 
 
 async def read_json(request: Request) -> dict[str, Any]:
@@ -62,52 +55,15 @@ _MODELS: dict[str, type[BaseModel]] = {
 
 
 async def generate(request: Request, endpoint: Endpoint) -> Response | SSEResponse:
-    gateway = gateway_of(request)
-    state = request.scope["state"]
-    timings = Timings(state["started"])
     body = await read_json(request)
     validate(_MODELS[endpoint], body)
-    mark = time.perf_counter()
-    routed = await gateway.route(endpoint, body.get("model"))
-    timings.resolve = time.perf_counter() - mark
-    for field in GATEWAY_FIELDS:
-        body.pop(field, None)
-    backend_request = BackendRequest(endpoint, routed.model.id, body)
-    headers = {"X-Model-Routed-To": routed.routed_to}
-    if routed.resolution.explanation:
-        headers["X-Model-Resolution"] = routed.resolution.explanation
-    path = request.url.path
+    prepared = await dispatch.prepare(request, endpoint, body)
     if endpoint != "embeddings" and body.get("stream"):
-        mark = time.perf_counter()
-        stream = routed.backend.stream(backend_request)
-        if wants_usage(body):
-            stream = ensure_usage(stream, body, routed.model.id)
-        try:
-            first: StreamChunk | None = await stream.__anext__()
-        except StopAsyncIteration:
-            first = None
-        except BaseException:
-            await stream.aclose()
-            raise
-        timings.upstream = time.perf_counter() - mark
-        headers.update(timings.headers())
-
-        def closed(disconnected: bool) -> None:
-            timings.upstream = time.perf_counter() - mark
-            timings.log(
-                path=path,
-                status=499 if disconnected else 200,
-                request_id=state["request_id"],
-                model=routed.routed_to,
-            )
-
-        return SSEResponse(sse_bytes(first, stream), headers, on_close=closed)
-    mark = time.perf_counter()
-    answer = await routed.backend.complete(backend_request)
-    timings.upstream = time.perf_counter() - mark
-    headers.update(timings.headers())
-    timings.log(path=path, status=200, request_id=state["request_id"], model=routed.routed_to)
-    return Response(answer.content, media_type=JSON, headers=headers)
+        first, stream = await dispatch.open_stream(prepared)
+        return dispatch.stream_response(prepared, sse_bytes(first, stream))
+    answer = await dispatch.complete(prepared)
+    prepared.log(200)
+    return Response(answer.content, media_type=JSON, headers=prepared.headers)
 
 
 async def chat_completions(request: Request) -> Response | SSEResponse:
