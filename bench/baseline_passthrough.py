@@ -170,6 +170,9 @@ def starlette_app(client: UpstreamClient, *, fastapi: bool = False) -> Any:
     if fastapi:
         from fastapi import FastAPI
 
+        # The annotations are strings here (postponed evaluation) naming a local import; give
+        # FastAPI the classes so it injects the request instead of reading a query parameter.
+        chat.__annotations__ = {"request": Request, "return": Response}
         app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
         app.add_api_route(PATH, chat, methods=["POST"])
         return app

@@ -75,7 +75,7 @@ async def generate(request: Request, endpoint: Endpoint) -> Response | SSERespon
     headers = {"X-Model-Routed-To": routed.routed_to}
     if routed.resolution.explanation:
         headers["X-Model-Resolution"] = routed.resolution.explanation
-    path = request.url.path
+    path: str = request.scope["path"]  # request.url would build a whole URL object per request
     if endpoint != "embeddings" and body.get("stream"):
         mark = time.perf_counter()
         stream = routed.backend.stream(backend_request)
