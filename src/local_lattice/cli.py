@@ -112,3 +112,7 @@ def lmstudio_main() -> None:
         print(f"local-lattice-lmstudio: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     run_server(config)
+
+
+if __name__ == "__main__":
+    main()

@@ -36,7 +36,7 @@ class Prepared:
     def log(self, status: int) -> None:
         state = self.request.scope["state"]
         self.timings.log(
-            path=self.request.url.path, status=status, request_id=state["request_id"], model=self.routed.routed_to
+            path=self.request.scope["path"], status=status, request_id=state["request_id"], model=self.routed.routed_to
         )
 
 
