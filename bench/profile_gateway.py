@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.nginx import nginx_upstream
-from tests.support.servers import backends_toml, gateway_process
+from tests.support.servers import gateway_process
 
 from bench.load import run_wrk
 from bench.report import table
-from bench.run import HEADERS, KEY, request_body
+from bench.run import HEADERS, nginx_config, request_body
 
 
 def function_of(frame: str) -> str:
@@ -77,7 +77,7 @@ def main() -> None:
     body = request_body(args.mode)
     with (
         nginx_upstream() as ng,
-        gateway_process(backends_toml([("nginx-json", ng.json), ("nginx-sse", ng.sse)], api_key=KEY)) as gw,
+        gateway_process(nginx_config(ng)) as gw,
     ):
         url = gw.url + "/v1/chat/completions"
         run_wrk(url, body, HEADERS, args.connections, 1)  # warm-up
