@@ -14,10 +14,10 @@ from starlette.responses import Response
 
 from local_lattice.api.sse import SSEResponse, sse_bytes
 from local_lattice.errors import InvalidRequest
-from local_lattice.gateway import Gateway
+from local_lattice.gateway import Gateway, Routed
 from local_lattice.observability.timing import Timings
 from local_lattice.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from local_lattice.types import BackendRequest, Endpoint, StreamChunk
+from local_lattice.types import Endpoint
 
 GATEWAY_FIELDS = ("queue", "swarm")
 JSON = "application/json"
@@ -60,6 +60,13 @@ _MODELS: dict[str, type[BaseModel]] = {
 }
 
 
+def routing_headers(routed: Routed) -> dict[str, str]:
+    headers = {"X-Model-Routed-To": routed.routed_to}
+    if routed.resolution.explanation:
+        headers["X-Model-Resolution"] = routed.resolution.explanation
+    return headers
+
+
 async def generate(request: Request, endpoint: Endpoint) -> Response | SSEResponse:
     gateway = gateway_of(request)
     state = request.scope["state"]
@@ -67,26 +74,16 @@ async def generate(request: Request, endpoint: Endpoint) -> Response | SSERespon
     body = await read_json(request)
     validate(_MODELS[endpoint], body)
     mark = time.perf_counter()
-    routed = await gateway.route(endpoint, body.get("model"))
+    routed = await gateway.route(endpoint, body.get("model"), body=body, headers=request.headers)
     timings.resolve = time.perf_counter() - mark
     for field in GATEWAY_FIELDS:
         body.pop(field, None)
-    backend_request = BackendRequest(endpoint, routed.model.id, body)
-    headers = {"X-Model-Routed-To": routed.routed_to}
-    if routed.resolution.explanation:
-        headers["X-Model-Resolution"] = routed.resolution.explanation
     path = request.url.path
     if endpoint != "embeddings" and body.get("stream"):
         mark = time.perf_counter()
-        stream = routed.backend.stream(backend_request)
-        try:
-            first: StreamChunk | None = await stream.__anext__()
-        except StopAsyncIteration:
-            first = None
-        except BaseException:
-            await stream.aclose()
-            raise
+        routed, first, stream = await gateway.stream(routed, endpoint, body)
         timings.upstream = time.perf_counter() - mark
+        headers = routing_headers(routed)
         headers.update(timings.headers())
 
         def closed(disconnected: bool) -> None:
@@ -100,8 +97,9 @@ async def generate(request: Request, endpoint: Endpoint) -> Response | SSERespon
 
         return SSEResponse(sse_bytes(first, stream), headers, on_close=closed)
     mark = time.perf_counter()
-    answer = await routed.backend.complete(backend_request)
+    routed, answer = await gateway.complete(routed, endpoint, body)
     timings.upstream = time.perf_counter() - mark
+    headers = routing_headers(routed)
     headers.update(timings.headers())
     timings.log(path=path, status=200, request_id=state["request_id"], model=routed.routed_to)
     return Response(answer.content, media_type=JSON, headers=headers)
