@@ -63,6 +63,14 @@ def check_layer(layer: Any, where: str) -> dict[str, Any]:
     return out
 
 
+# Facts most model ids carry, applied before any configured pattern (which can override them).
+BUILTIN_PATTERNS: tuple[tuple[str, dict[str, Any]], ...] = (
+    *((word, {"supports_vision": True}) for word in ("vl", "vision", "llava", "pixtral")),
+    *((size, {"latency_tier": "slow", "memory_gb_estimate": 40.0}) for size in ("70b", "72b")),
+    *((size, {"latency_tier": "fast", "memory_gb_estimate": 5.0}) for size in ("3b", "7b", "8b")),
+)
+
+
 class ProfileBook:
     """Every profile layer, and the effective profile of a model (memoised per ``ModelInfo``)."""
 
@@ -75,7 +83,7 @@ class ProfileBook:
     ) -> None:
         self.base = Profile(max_tokens_ceiling=ceiling)
         self.defaults = defaults or {}
-        self.patterns = [(sub.lower(), layer) for sub, layer in patterns or [] if sub]
+        self.patterns = [(sub.lower(), layer) for sub, layer in [*BUILTIN_PATTERNS, *(patterns or [])] if sub]
         self.aliases = {key.lower(): layer for key, layer in (aliases or {}).items()}
         self.ceiling = ceiling
         self._memo: dict[ModelInfo, Profile] = {}
