@@ -78,6 +78,10 @@ def classify(models: Sequence[ModelInfo]) -> dict[str, list[str]]:
         return [i for i in loaded if i in ids] + rest
 
     out = {role: ordered(ids) for role, ids in buckets.items() if ids}
+    if "fast" in out:
+        # Among fast models the smallest is the fastest; loaded ones still come first.
+        rank = {m.id: min(_sizes(m.id.lower()) or [10.0]) for m in chat}
+        out["fast"] = sorted(out["fast"], key=lambda i: (i not in loaded, rank.get(i, 10.0)))
     if "default" not in out and chat:
         out["default"] = ordered(list(dict.fromkeys(m.id for m in chat))[:3])
     return out
