@@ -46,10 +46,13 @@ def has_text(payload: bytes) -> bool:
     return False
 
 
-async def ensure_usage(stream: ChunkStream, body: dict[str, Any], model: str) -> AsyncGenerator[StreamChunk, None]:
-    """Pass ``stream`` through; add a usage chunk at the end if none came."""
-    seen_usage = False
-    content_chunks = 0
+async def ensure_usage(
+    stream: ChunkStream, body: dict[str, Any], model: str, first: StreamChunk | None = None
+) -> AsyncGenerator[StreamChunk, None]:
+    """Pass ``stream`` through; add a usage chunk at the end if none came. ``first`` is a chunk
+    already taken from the stream (counted, not yielded again)."""
+    seen_usage = first is not None and first.usage is not None
+    content_chunks = 1 if first is not None and not seen_usage and has_text(first.payload) else 0
     try:
         async for chunk in stream:
             if chunk.usage is not None:

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from local_lattice.api.sse import SSEResponse
 from local_lattice.gateway import Gateway, Routed
 from local_lattice.observability.timing import Timings
-from local_lattice.types import BackendRequest, BackendResponse, ChunkStream, Endpoint, StreamChunk
+from local_lattice.types import BackendResponse, ChunkStream, Endpoint, StreamChunk
 from local_lattice.usage import ensure_usage, wants_usage
 
 GATEWAY_FIELDS = ("queue", "swarm")
@@ -27,8 +27,10 @@ class Prepared:
     """A request routed to one backend, with its headers and timings so far."""
 
     request: Request
+    gateway: Gateway
     routed: Routed
-    backend_request: BackendRequest
+    endpoint: Endpoint
+    body: dict[str, Any]
     timings: Timings
     headers: dict[str, str]
     upstream_started: float = 0.0
@@ -48,21 +50,28 @@ def gateway_of(request: Request) -> Gateway:
 async def prepare(request: Request, endpoint: Endpoint, body: dict[str, Any]) -> Prepared:
     timings = Timings(request.scope["state"]["started"])
     mark = time.perf_counter()
-    routed = await gateway_of(request).route(endpoint, body.get("model"))
+    gateway = gateway_of(request)
+    routed = await gateway.route(endpoint, body.get("model"), body=body, headers=request.headers)
     timings.resolve = time.perf_counter() - mark
     for field in GATEWAY_FIELDS:
         body.pop(field, None)
-    headers = {"X-Model-Routed-To": routed.routed_to}
+    return Prepared(request, gateway, routed, endpoint, body, timings, {})
+
+
+def _routing_headers(prepared: Prepared) -> None:
+    """Set after the call: failing over may have moved the request to another candidate."""
+    routed = prepared.routed
+    prepared.headers["X-Model-Routed-To"] = routed.routed_to
     if routed.resolution.explanation:
-        headers["X-Model-Resolution"] = routed.resolution.explanation
-    return Prepared(request, routed, BackendRequest(endpoint, routed.model.id, body), timings, headers)
+        prepared.headers["X-Model-Resolution"] = routed.resolution.explanation
+    prepared.headers.update(prepared.timings.headers())
 
 
 async def complete(prepared: Prepared) -> BackendResponse:
     mark = time.perf_counter()
-    answer = await prepared.routed.backend.complete(prepared.backend_request)
+    prepared.routed, answer = await prepared.gateway.complete(prepared.routed, prepared.endpoint, prepared.body)
     prepared.timings.upstream = time.perf_counter() - mark
-    prepared.headers.update(prepared.timings.headers())
+    _routing_headers(prepared)
     return answer
 
 
@@ -70,19 +79,12 @@ async def open_stream(prepared: Prepared) -> tuple[StreamChunk | None, ChunkStre
     """Start the backend's stream and wait for its first chunk, so failures before the first byte
     still get a plain error status."""
     prepared.upstream_started = mark = time.perf_counter()
-    body = prepared.backend_request.body
-    stream = prepared.routed.backend.stream(prepared.backend_request)
+    body = prepared.body
+    prepared.routed, first, stream = await prepared.gateway.stream(prepared.routed, prepared.endpoint, body)
     if wants_usage(body):
-        stream = ensure_usage(stream, body, prepared.routed.model.id)
-    try:
-        first: StreamChunk | None = await stream.__anext__()
-    except StopAsyncIteration:
-        first = None
-    except BaseException:
-        await stream.aclose()
-        raise
+        stream = ensure_usage(stream, body, prepared.routed.model.id, first)
     prepared.timings.upstream = time.perf_counter() - mark
-    prepared.headers.update(prepared.timings.headers())
+    _routing_headers(prepared)
     return first, stream
 
 

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from local_lattice.api import dispatch
-from local_lattice.api.routes_openai import json_response, read_json, validate
+from local_lattice.api.payload import json_response, read_json, validate
 from local_lattice.api.sse import SSEResponse, named_events
 from local_lattice.protocol.openai import ChatCompletionRequest
 from local_lattice.protocol.responses import ResponsesRequest, ResponseStream, from_chat, to_chat
