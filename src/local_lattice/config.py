@@ -77,6 +77,30 @@ class BackendConfig(_Section):
         return value.rstrip("/")
 
 
+class ObservabilityConfig(_Section):
+    """Metrics, logs, traces and the request ledger."""
+
+    metrics_public: bool = Field(False, description="Serve GET /metrics without the API key.")
+    log_format: Literal["text", "json"] = Field("text", description="Log line format (env LATTICE_LOG_FORMAT).")
+    ledger_path: str = Field(
+        "",
+        description='SQLite request ledger: "" = ledger.sqlite3 in the user data dir, ":memory:", "off", or a path '
+        "(env LATTICE_LEDGER_PATH).",
+    )
+    otel_enabled: bool = Field(False, description="Emit OpenTelemetry spans (needs the otel extra; env LATTICE_OTEL).")
+
+
+class DashboardConfig(_Section):
+    """The live page at /dashboard/ and the ring of recent requests it shows."""
+
+    enabled: bool = Field(True, description="Serve /dashboard/ (env MLX_DASHBOARD_ENABLED).")
+    max_events: int = Field(200, ge=1, le=100_000, description="Recent requests kept (env MLX_DASHBOARD_MAX_EVENTS).")
+    capture_prompts: bool = Field(
+        False, description="Keep a preview of the last user message (env MLX_DASHBOARD_CAPTURE_PROMPTS)."
+    )
+    preview_chars: int = Field(200, ge=0, description="Preview length (env MLX_DASHBOARD_PREVIEW_CHARS).")
+
+
 class Config(_Section):
     """The gateway's configuration (``lattice.example.toml`` documents every key)."""
 
@@ -84,6 +108,8 @@ class Config(_Section):
     backends: list[BackendConfig] = Field(default_factory=list)
     roles: dict[str, list[str]] = Field(default_factory=dict, description="role name -> ordered model specs.")
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Model profiles.")
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)  # type: ignore[arg-type]
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)  # type: ignore[arg-type]
 
     @field_validator("backends")
     @classmethod
@@ -152,6 +178,13 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
         "Seconds a backend's model list is reused.",
     ),
     EnvSetting("GENERATION_TIMEOUT", ("backends", "*", "timeout"), float, "Seconds for one upstream call."),
+    EnvSetting("LATTICE_LOG_FORMAT", ("observability", "log_format"), str, "text or json log lines."),
+    EnvSetting("LATTICE_LEDGER_PATH", ("observability", "ledger_path"), str, "Request ledger file, :memory: or off."),
+    EnvSetting("LATTICE_OTEL", ("observability", "otel_enabled"), _bool, "1 emits OpenTelemetry spans."),
+    EnvSetting("MLX_DASHBOARD_ENABLED", ("dashboard", "enabled"), _bool, "0 turns /dashboard/ off."),
+    EnvSetting("MLX_DASHBOARD_MAX_EVENTS", ("dashboard", "max_events"), int, "Recent requests the dashboard keeps."),
+    EnvSetting("MLX_DASHBOARD_CAPTURE_PROMPTS", ("dashboard", "capture_prompts"), _bool, "1 keeps a prompt preview."),
+    EnvSetting("MLX_DASHBOARD_PREVIEW_CHARS", ("dashboard", "preview_chars"), int, "Prompt preview length."),
 )
 
 
@@ -238,7 +271,17 @@ def check_bind(server: ServerConfig) -> None:
     )
 
 
-__all__ = ["ENV_SETTINGS", "BackendConfig", "Config", "ConfigError", "ServerConfig", "check_bind", "load"]
+__all__ = [
+    "ENV_SETTINGS",
+    "BackendConfig",
+    "Config",
+    "ConfigError",
+    "DashboardConfig",
+    "ObservabilityConfig",
+    "ServerConfig",
+    "check_bind",
+    "load",
+]
 
 
 def json_schema() -> dict[str, Any]:

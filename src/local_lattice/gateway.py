@@ -13,6 +13,8 @@ from typing import Any
 from local_lattice.backends.base import Backend
 from local_lattice.backends.registry import build_backend
 from local_lattice.config import Config
+from local_lattice.observability.observer import Observer
+from local_lattice.preferences import Preferences
 from local_lattice.routing.inventory import Inventory
 from local_lattice.routing.resolver import Resolution, resolve
 from local_lattice.types import Endpoint, ModelInfo, ModelKind
@@ -34,6 +36,8 @@ class Gateway:
         self.config = config
         self.backends = dict(backends)
         self.inventory = Inventory(self.backends)
+        self.observer = Observer(config)
+        self.preferences = Preferences()
 
     @classmethod
     def from_config(cls, config: Config) -> Gateway:
@@ -49,3 +53,4 @@ class Gateway:
     async def aclose(self) -> None:
         for backend in self.backends.values():
             await backend.aclose()
+        self.observer.close()

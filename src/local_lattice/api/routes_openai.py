@@ -13,9 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from local_lattice.api.sse import SSEResponse, sse_bytes
-from local_lattice.errors import InvalidRequest
+from local_lattice.errors import InvalidRequest, LatticeError
 from local_lattice.gateway import Gateway
-from local_lattice.observability.timing import Timings
 from local_lattice.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from local_lattice.types import BackendRequest, Endpoint, StreamChunk
 from local_lattice.usage import ensure_usage, wants_usage
@@ -64,20 +63,25 @@ _MODELS: dict[str, type[BaseModel]] = {
 async def generate(request: Request, endpoint: Endpoint) -> Response | SSEResponse:
     gateway = gateway_of(request)
     state = request.scope["state"]
-    timings = Timings(state["started"])
+    observer = gateway.observer
+    path = request.url.path
+    record = observer.begin(state, path, endpoint)
+    timings = record.timings
     body = await read_json(request)
     validate(_MODELS[endpoint], body)
+    observer.requested(record, body)
     mark = time.perf_counter()
     routed = await gateway.route(endpoint, body.get("model"))
     timings.resolve = time.perf_counter() - mark
+    observer.routed(record, routed.model.id, routed.model.backend)
     for field in GATEWAY_FIELDS:
         body.pop(field, None)
     backend_request = BackendRequest(endpoint, routed.model.id, body)
     headers = {"X-Model-Routed-To": routed.routed_to}
     if routed.resolution.explanation:
         headers["X-Model-Resolution"] = routed.resolution.explanation
-    path = request.url.path
     if endpoint != "embeddings" and body.get("stream"):
+        record.stream = True
         mark = time.perf_counter()
         stream = routed.backend.stream(backend_request)
         if wants_usage(body):
@@ -90,23 +94,36 @@ async def generate(request: Request, endpoint: Endpoint) -> Response | SSERespon
             await stream.aclose()
             raise
         timings.upstream = time.perf_counter() - mark
+        record.ttft = timings.total()
         headers.update(timings.headers())
+
+        reported = False
+
+        def counted(chunk: StreamChunk) -> None:
+            nonlocal reported
+            if chunk.usage is not None:
+                reported = True
+                record.input_tokens = chunk.usage.prompt_tokens
+                record.output_tokens = chunk.usage.completion_tokens
+            elif not reported:  # no usage from the backend (yet): one chunk is about one token
+                record.output_tokens += 1
+
+        def failed(exc: LatticeError) -> None:
+            record.error_kind = exc.code or exc.type
 
         def closed(disconnected: bool) -> None:
             timings.upstream = time.perf_counter() - mark
-            timings.log(
-                path=path,
-                status=499 if disconnected else 200,
-                request_id=state["request_id"],
-                model=routed.routed_to,
-            )
+            observer.finish(record, 499 if disconnected else 200, "client_disconnected" if disconnected else None)
 
-        return SSEResponse(sse_bytes(first, stream), headers, on_close=closed)
+        return SSEResponse(sse_bytes(first, stream, counted, failed), headers, on_close=closed)
     mark = time.perf_counter()
     answer = await routed.backend.complete(backend_request)
     timings.upstream = time.perf_counter() - mark
     headers.update(timings.headers())
-    timings.log(path=path, status=200, request_id=state["request_id"], model=routed.routed_to)
+    if answer.usage is not None:
+        record.input_tokens = answer.usage.prompt_tokens
+        record.output_tokens = answer.usage.completion_tokens
+    observer.finish(record, 200)
     return Response(answer.content, media_type=JSON, headers=headers)
 
 

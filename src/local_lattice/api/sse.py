@@ -39,9 +39,10 @@ async def sse_bytes(
     first: StreamChunk | None,
     rest: ChunkStream,
     on_chunk: Callable[[StreamChunk], None] | None = None,
+    on_error: Callable[[LatticeError], None] | None = None,
 ) -> AsyncIterator[bytes]:
     """Frame a chunk stream as SSE. A failure after the first byte ends the stream with one error
-    event and ``[DONE]``; the chunk stream is always closed."""
+    event and ``[DONE]`` (and is reported to ``on_error``); the chunk stream is always closed."""
     try:
         if first is not None:
             if on_chunk is not None:
@@ -52,10 +53,15 @@ async def sse_bytes(
                 on_chunk(chunk)
             yield b"data: " + chunk.payload + b"\n\n"
     except LatticeError as exc:
+        if on_error is not None:
+            on_error(exc)
         yield error_event(exc)
     except Exception as exc:  # a bug or a foreign exception: never a traceback on the wire
         log.exception("stream failed")
-        yield error_event(LatticeError(f"stream failed: {type(exc).__name__}"))
+        error = LatticeError(f"stream failed: {type(exc).__name__}")
+        if on_error is not None:
+            on_error(error)
+        yield error_event(error)
     finally:
         await rest.aclose()
     yield DONE
