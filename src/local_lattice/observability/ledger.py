@@ -187,6 +187,23 @@ class UsageRow:
     cost: float | None
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_window(text: str) -> float:
+    """``"24h"`` → seconds. Units s, m, h, d, w; a bare number is hours."""
+    value = text.strip().lower()
+    unit = value[-1:] if value[-1:] in _UNITS else "h"
+    number = value[:-1] if value[-1:] in _UNITS else value
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time window like 30m, 24h or 7d") from None
+    if seconds <= 0:
+        raise ValueError(f"{text!r}: the window must be positive")
+    return seconds
+
+
 def summary(path: str, since: float) -> list[UsageRow]:
     """Totals per (key, model) of the rows newer than ``since`` (epoch seconds), busiest first."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)

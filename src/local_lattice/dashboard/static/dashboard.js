@@ -1,5 +1,5 @@
 // Local Lattice dashboard: polls /dashboard/api/snapshot every 2 s and redraws in place.
-// All data goes into the page through textContent / attributes, never innerHTML.
+// All data goes into the page through textContent and attributes; no HTML is ever parsed from data.
 "use strict";
 (function () {
   const KEY = "lattice.apiKey";
