@@ -58,7 +58,7 @@ async def build(gateway: Gateway, recent_limit: int = 100) -> dict[str, Any]:
         "roles": gateway.config.roles,
         "preferences": gateway.preferences.model_dump(),
         "totals": observer.totals(),
-        "series": {"step": observer.series.step, "points": observer.series.points()},
+        "series": {"step": observer.series.step, "points": observer.series.points(since=observer.started_at)},
         "recent": observer.events.recent(recent_limit),
         "swarm_runs": observer.events.recent_swarm_runs(),
         "capture_prompts": observer.capture_prompts,

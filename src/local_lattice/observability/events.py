@@ -76,10 +76,12 @@ class Series:
         bucket = self._current(now)
         bucket.queue_depth = max(bucket.queue_depth, depth)
 
-    def points(self, now: float | None = None) -> list[dict[str, Any]]:
+    def points(self, now: float | None = None, since: float = 0.0, min_points: int = 12) -> list[dict[str, Any]]:
+        """One point per bucket up to ``now``, starting no earlier than ``since`` (the gateway's start:
+        a young gateway's charts are not mostly empty history) but showing at least ``min_points``."""
         now = time.time() if now is None else now
         last = int(now // self.step)
-        count = self.buckets.maxlen or 1
+        count = min(self.buckets.maxlen or 1, max(min_points, last - int(since // self.step) + 1))
         by_index = {b.index: b for b in self.buckets}
         return [(by_index.get(i) or Bucket(i)).as_point(self.step) for i in range(last - count + 1, last + 1)]
 

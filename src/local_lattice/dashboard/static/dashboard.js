@@ -79,11 +79,11 @@
 
   // --- charts -----------------------------------------------------------------------------------
   const CHARTS = [
-    { id: "rate", title: "Requests", unit: "req/s", lines: [["requests_per_s", "rate"]], fmt: (v) => v.toFixed(2) },
-    { id: "latency", title: "Latency", unit: "ms", lines: [["latency_p50_ms", "p50"], ["latency_p95_ms", "p95"]], fmt: (v) => num(v) },
-    { id: "ttft", title: "Time to first token", unit: "ms", lines: [["ttft_p50_ms", "p50"]], fmt: (v) => num(v) },
+    { id: "rate", title: "Requests", unit: "req/s · 30 s", average: true, lines: [["requests_per_s", "rate"]], fmt: (v) => v.toFixed(2) },
+    { id: "latency", title: "Latency p95", unit: "ms", lines: [["latency_p50_ms", "p50"], ["latency_p95_ms", "p95"]], fmt: (v) => num(v) },
+    { id: "ttft", title: "Time to first token", unit: "ms p50", lines: [["ttft_p50_ms", "p50"]], fmt: (v) => num(v) },
     { id: "queue", title: "Queue depth", unit: "waiting", lines: [["queue_depth", "depth"]], fmt: (v) => String(v) },
-    { id: "tps", title: "Tokens out", unit: "tok/s", lines: [["tokens_per_s", "tok/s"]], fmt: (v) => num(v) },
+    { id: "tps", title: "Tokens out", unit: "tok/s · 30 s", average: true, lines: [["tokens_per_s", "tok/s"]], fmt: (v) => num(v) },
   ];
 
   function buildCharts() {
@@ -164,11 +164,11 @@
     const points = series.points;
     for (const chart of CHARTS) {
       const key = chart.lines[chart.lines.length - 1][0];
-      let latest = null;
-      for (let i = points.length - 1; i >= 0 && i >= points.length - 3; i--) {
-        if (points[i][key] !== null) { latest = points[i][key]; break; }
-      }
-      chart.valueNode.textContent = latest === null ? "–" : chart.fmt(latest);
+      const recent = points.slice(-6).map((p) => p[key]).filter((v) => v !== null && v !== undefined);
+      let shown = null;
+      if (chart.average) shown = recent.length ? recent.reduce((a, b) => a + b, 0) / recent.length : null;
+      else if (recent.length) shown = recent[recent.length - 1];
+      chart.valueNode.textContent = shown === null ? "–" : chart.fmt(shown);
       drawChart(chart, points);
     }
   }
@@ -205,7 +205,7 @@
     const loaders = new Set(s.backends.filter((b) => b.can_load).map((b) => b.name));
     const rows = s.models.map((m) => {
       const state = m.loaded === true ? el("span", { class: "pill ok", text: "loaded" })
-        : m.loaded === false ? el("span", { class: "pill", text: "on disk" }) : el("span", { class: "muted", text: "–" });
+        : m.loaded === false ? el("span", { class: "pill", text: "on disk" }) : el("span", { class: "muted", text: "available" });
       let action = null;
       if (loaders.has(m.backend)) {
         action = m.loaded
@@ -251,16 +251,18 @@
     const next = new Set();
     const rows = s.recent.map((r) => {
       next.add(r.request_id + r.time);
-      const model = r.requested_model && r.requested_model !== r.model
-        ? [el("span", { class: "muted", text: r.requested_model }), el("span", { class: "arrow", text: "→" }), r.model || "–"]
-        : [r.model || r.requested_model || "–"];
+      let model = [r.model || "–"];
+      if (!r.model) model = [el("span", { class: "muted", text: r.requested_model || "–" })];
+      else if (r.requested_model && r.requested_model !== r.model) {
+        model = [el("span", { class: "muted", text: r.requested_model }), el("span", { class: "arrow", text: "→" }), r.model];
+      }
       return el("tr", { class: seen.size && !seen.has(r.request_id + r.time) ? "fresh" : null, "data-request-id": r.request_id },
         el("td", { class: "mono", text: clock(r.time) }),
         el("td", { class: "mono", text: r.request_id, title: r.preview ? "prompt: " + r.preview : "key " + r.key }),
-        el("td", { class: "mono", text: r.route.replace("/v1/", "") + (r.stream ? " ⇢" : "") }),
+        el("td", { class: "mono" }, r.route.replace("/v1/", ""), r.stream ? el("span", { class: "tag", text: "stream" }) : null),
         el("td", { class: "model" }, ...model),
         el("td", { text: r.backend || "–" }),
-        el("td", { class: "num", text: num(r.input_tokens) + " / " + num(r.output_tokens) }),
+        el("td", { class: "num", text: (r.input_tokens ? num(r.input_tokens) : "–") + " / " + num(r.output_tokens) }),
         el("td", { class: "num latency", text: ms(r.latency_ms) }),
         el("td", { class: "num", text: ms(r.ttft_ms) }),
         el("td", { class: "num", text: num(r.tokens_per_s) }),
