@@ -155,8 +155,12 @@ def test_dashboard_end_to_end(served: Served, browser: WebDriver) -> None:
     wait.until(lambda d: len(rows(d, "models")) == 5)
     models = {r["data-model"]: r["data-loaded"] for r in rows(browser, "models")}
     assert models == {
-        "llama-3.2-3b": "0", "qwen2.5-coder-7b": "1", "smollm2-135m": "1", "mistral-7b-instruct": "0", "nomic-embed": "0",
-    }  # fmt: skip
+        "llama-3.2-3b": "0",
+        "qwen2.5-coder-7b": "1",
+        "smollm2-135m": "1",
+        "mistral-7b-instruct": "0",
+        "nomic-embed": "0",
+    }
     assert "role:coder" in browser.find_element(By.ID, "roles").text
 
     # traffic spread over a few chart buckets, one failure, one swarm run
@@ -186,7 +190,7 @@ def test_dashboard_end_to_end(served: Served, browser: WebDriver) -> None:
     assert "model_not_found" in recent["req-missing"]
     wait.until(lambda d: "qwen2.5-coder-7b" in d.find_element(By.ID, "swarm").text)
     assert "Most complete answer" in browser.find_element(By.ID, "swarm").text
-    assert browser.find_element(By.CSS_SELECTOR, "#chart-rate .value").text not in ("", "–")
+    assert browser.find_element(By.CSS_SELECTOR, "#chart-rate .value").text not in ("", "\u2013")  # en dash = no data
     shot(browser, "02-requests-light")
     browser.execute_cdp_cmd(
         "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
