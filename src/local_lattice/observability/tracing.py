@@ -51,9 +51,7 @@ class Tracing:
             return cls(None)
         provider = TracerProvider(resource=Resource.create({"service.name": "local-lattice"}))
         try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found]
-                OTLPSpanExporter,
-            )
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         except ImportError:
             log.warning("tracing is on but no OTLP exporter is installed; spans are created and dropped")
         else:
