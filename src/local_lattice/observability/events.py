@@ -8,12 +8,24 @@ snapshot turns it into JSON when the page asks, so the request path pays one app
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from local_lattice.observability.record import RequestRecord, SwarmRun
+
+SAMPLES_PER_BUCKET = 512  # percentiles come from a uniform sample, so memory stays flat under load
+
+
+def _sample(values: list[float], value: float, seen: int, rng: random.Random) -> None:
+    if len(values) < SAMPLES_PER_BUCKET:
+        values.append(value)
+        return
+    slot = rng.randrange(seen)  # reservoir sampling: every value so far kept with equal chance
+    if slot < SAMPLES_PER_BUCKET:
+        values[slot] = value
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -30,6 +42,7 @@ class Bucket:
     requests: int = 0
     errors: int = 0
     output_tokens: int = 0
+    streams: int = 0
     latencies: list[float] = field(default_factory=list)
     ttfts: list[float] = field(default_factory=list)
     queue_depth: int = 0
@@ -56,6 +69,7 @@ class Series:
     def __init__(self, step: float = 5.0, span: float = 360.0) -> None:
         self.step = step
         self.buckets: deque[Bucket] = deque(maxlen=int(span // step))
+        self._rng = random.Random()
 
     def _current(self, now: float) -> Bucket:
         index = int(now // self.step)
@@ -68,9 +82,10 @@ class Series:
         bucket.requests += 1
         bucket.errors += rec.error_kind is not None
         bucket.output_tokens += rec.output_tokens
-        bucket.latencies.append(rec.latency)
+        _sample(bucket.latencies, rec.latency, bucket.requests, self._rng)
         if rec.ttft is not None:
-            bucket.ttfts.append(rec.ttft)
+            bucket.streams += 1
+            _sample(bucket.ttfts, rec.ttft, bucket.streams, self._rng)
 
     def queue_depth(self, depth: int, now: float) -> None:
         bucket = self._current(now)
