@@ -62,8 +62,9 @@ def run_server(config: Config) -> None:
     import uvicorn
 
     from local_lattice.api.app import create_app
+    from local_lattice.observability.logs import configure
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure(config.observability.log_format)
     if not config.server.log_timing:
         logging.getLogger("lattice.request").setLevel(logging.WARNING)
     uvicorn.run(
@@ -74,6 +75,7 @@ def run_server(config: Config) -> None:
         http="httptools",
         access_log=False,
         log_level="warning",
+        log_config=None,  # uvicorn's lines go through our handler: same format, request ids
         timeout_graceful_shutdown=5,
     )
 
@@ -86,6 +88,49 @@ def serve(
 ) -> None:
     """Run the gateway."""
     run_server(load_config(config, host, port))
+
+
+@app.command()
+def usage(
+    since: Annotated[str, typer.Option(help="Time window: 30m, 24h, 7d …")] = "24h",
+    ledger: Annotated[Path | None, typer.Option(help="Ledger file (default: config / LATTICE_LEDGER_PATH).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file (or LATTICE_CONFIG).")] = None,
+) -> None:
+    """Summarise the request ledger by key and model."""
+    import sqlite3
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from local_lattice.observability.ledger import parse_window, resolve_path, summary
+
+    try:
+        window = parse_window(since)
+    except ValueError as exc:
+        _fail(str(exc))
+    if ledger is not None:
+        path: str | None = str(ledger)
+    else:
+        path = resolve_path(load_config(config, None, None).observability.ledger_path)
+    if path is None or path == ":memory:":
+        _fail("the ledger is off or in memory in this configuration; pass --ledger FILE")
+    if not Path(str(path)).exists():
+        _fail(f"no ledger at {path} (nothing recorded yet?)")
+    try:
+        rows = summary(str(path), time.time() - window)
+    except sqlite3.Error as exc:
+        _fail(f"cannot read the ledger {path}: {exc}")
+    table = Table(title=f"Requests in the last {since} ({path})", title_justify="left")
+    for name in ("Key", "Model", "Requests", "Errors", "Tokens in", "Tokens out", "Mean ms", "Max ms", "Cost"):
+        table.add_column(name, justify="left" if name in ("Key", "Model") else "right")
+    for row in rows:
+        cost = "-" if row.cost is None else f"{row.cost:.4f}"
+        table.add_row(
+            row.key_name, row.model or "-", str(row.requests), str(row.errors), str(row.input_tokens),
+            str(row.output_tokens), f"{row.mean_latency_ms:.1f}", f"{row.max_latency_ms:.1f}", cost,
+        )  # fmt: skip
+    Console(width=160).print(table if rows else f"no requests in the last {since} ({path})")
 
 
 @app.command("config-schema")

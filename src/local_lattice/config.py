@@ -115,6 +115,30 @@ class RoutingConfig(_Section):
     cooldown_seconds: float = Field(30.0, ge=0, description="Seconds a failing backend is skipped.")
 
 
+class ObservabilityConfig(_Section):
+    """Metrics, logs, traces and the request ledger."""
+
+    metrics_public: bool = Field(False, description="Serve GET /metrics without the API key.")
+    log_format: Literal["text", "json"] = Field("text", description="Log line format (env LATTICE_LOG_FORMAT).")
+    ledger_path: str = Field(
+        "",
+        description='SQLite request ledger: "" = ledger.sqlite3 in the user data dir, ":memory:", "off", or a path '
+        "(env LATTICE_LEDGER_PATH).",
+    )
+    otel_enabled: bool = Field(False, description="Emit OpenTelemetry spans (needs the otel extra; env LATTICE_OTEL).")
+
+
+class DashboardConfig(_Section):
+    """The live page at /dashboard/ and the ring of recent requests it shows."""
+
+    enabled: bool = Field(True, description="Serve /dashboard/ (env MLX_DASHBOARD_ENABLED).")
+    max_events: int = Field(200, ge=1, le=100_000, description="Recent requests kept (env MLX_DASHBOARD_MAX_EVENTS).")
+    capture_prompts: bool = Field(
+        False, description="Keep a preview of the last user message (env MLX_DASHBOARD_CAPTURE_PROMPTS)."
+    )
+    preview_chars: int = Field(200, ge=0, description="Preview length (env MLX_DASHBOARD_PREVIEW_CHARS).")
+
+
 class Config(_Section):
     """The gateway's configuration (``lattice.example.toml`` documents every key)."""
 
@@ -125,6 +149,8 @@ class Config(_Section):
     )
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Model profiles.")
     routing: RoutingConfig = Field(default_factory=RoutingConfig)  # type: ignore[arg-type]
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)  # type: ignore[arg-type]
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)  # type: ignore[arg-type]
 
     @field_validator("backends")
     @classmethod
@@ -218,6 +244,13 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("MODEL_PROFILES_FILE", ("routing", "profiles_file"), str, "Model profiles JSON file."),
     EnvSetting("DEFAULT_MAX_TOKENS", ("routing", "default_max_tokens"), int, "max_tokens when the client sets none."),
     EnvSetting("MAX_TOKENS_CEILING", ("routing", "max_tokens_ceiling"), int, "Largest max_tokens passed on."),
+    EnvSetting("LATTICE_LOG_FORMAT", ("observability", "log_format"), str, "text or json log lines."),
+    EnvSetting("LATTICE_LEDGER_PATH", ("observability", "ledger_path"), str, "Request ledger file, :memory: or off."),
+    EnvSetting("LATTICE_OTEL", ("observability", "otel_enabled"), _bool, "1 emits OpenTelemetry spans."),
+    EnvSetting("MLX_DASHBOARD_ENABLED", ("dashboard", "enabled"), _bool, "0 turns /dashboard/ off."),
+    EnvSetting("MLX_DASHBOARD_MAX_EVENTS", ("dashboard", "max_events"), int, "Recent requests the dashboard keeps."),
+    EnvSetting("MLX_DASHBOARD_CAPTURE_PROMPTS", ("dashboard", "capture_prompts"), _bool, "1 keeps a prompt preview."),
+    EnvSetting("MLX_DASHBOARD_PREVIEW_CHARS", ("dashboard", "preview_chars"), int, "Prompt preview length."),
 )
 
 
@@ -302,6 +335,19 @@ def check_bind(server: ServerConfig) -> None:
         "(or server.api_keys), bind 127.0.0.1, or set MIDDLE_LAYER_ALLOW_PUBLIC_NO_AUTH=1 behind a proxy "
         "that authenticates"
     )
+
+
+__all__ = [
+    "ENV_SETTINGS",
+    "BackendConfig",
+    "Config",
+    "ConfigError",
+    "DashboardConfig",
+    "ObservabilityConfig",
+    "ServerConfig",
+    "check_bind",
+    "load",
+]
 
 
 def json_schema() -> dict[str, Any]:

@@ -14,6 +14,8 @@ from local_lattice.backends.base import Backend
 from local_lattice.backends.registry import build_backend
 from local_lattice.config import Config
 from local_lattice.failover import BackendTracker, open_stream, run_candidates, tracked
+from local_lattice.observability.observer import Observer
+from local_lattice.preferences import Preferences
 from local_lattice.routing.hints import Hints, infer_hints, prompt_chars
 from local_lattice.routing.index import ModelIndex
 from local_lattice.routing.inventory import Inventory, InventorySnapshot
@@ -50,9 +52,14 @@ class Gateway:
         self.policy = build_policy(config)
         routing = config.routing
         self.tracker = BackendTracker(routing.failure_threshold, routing.cooldown_seconds)
-        # The dashboard's "runtime default": auto-pick tries it before DEFAULT_MODEL.
-        self.runtime_default = ""
         self._indexes: tuple[InventorySnapshot | None, dict[ModelKind, ModelIndex]] = (None, {})
+        self.observer = Observer(config)
+        self.preferences = Preferences()
+
+    @property
+    def runtime_default(self) -> str:
+        """The dashboard's default model: auto-pick tries it before DEFAULT_MODEL."""
+        return self.preferences.default_model or ""
 
     @classmethod
     def from_config(cls, config: Config) -> Gateway:
@@ -131,3 +138,4 @@ class Gateway:
     async def aclose(self) -> None:
         for backend in self.backends.values():
             await backend.aclose()
+        self.observer.close()

@@ -25,14 +25,15 @@ _MODELS: dict[str, type[BaseModel]] = {
 
 
 async def generate(request: Request, endpoint: Endpoint) -> Response | SSEResponse:
+    record = dispatch.begin(request, endpoint)
     body = await read_json(request)
     validate(_MODELS[endpoint], body)
-    prepared = await dispatch.prepare(request, endpoint, body)
+    prepared = await dispatch.prepare(request, record, endpoint, body)
     if endpoint != "embeddings" and body.get("stream"):
         first, stream = await dispatch.open_stream(prepared)
         return dispatch.stream_response(prepared, sse_bytes(first, stream))
     answer = await dispatch.complete(prepared)
-    prepared.log(200)
+    prepared.finish(200)
     return Response(answer.content, media_type=JSON, headers=prepared.headers)
 
 

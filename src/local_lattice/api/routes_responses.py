@@ -37,16 +37,17 @@ async def _events(
 
 
 async def create_response(request: Request) -> Response | SSEResponse:
+    record = dispatch.begin(request, "responses")
     body = await read_json(request)
     validate(ResponsesRequest, body)
     parsed = ResponsesRequest.model_validate(body)
     chat = to_chat(parsed, body)
     validate(ChatCompletionRequest, chat)
-    prepared = await dispatch.prepare(request, "chat", chat)
+    prepared = await dispatch.prepare(request, record, "chat", chat)
     if parsed.stream:
         first, stream = await dispatch.open_stream(prepared)
         translator = ResponseStream(parsed, prepared.routed.model.id)
         return dispatch.stream_response(prepared, named_events(_events(translator, first, stream)))
     answer = await dispatch.complete(prepared)
-    prepared.log(200)
+    prepared.finish(200)
     return json_response(from_chat(orjson.loads(answer.content), parsed), headers=prepared.headers)

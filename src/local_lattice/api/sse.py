@@ -36,21 +36,13 @@ def error_event(exc: LatticeError) -> bytes:
     return event(orjson.dumps(exc.envelope()))
 
 
-async def sse_bytes(
-    first: StreamChunk | None,
-    rest: ChunkStream,
-    on_chunk: Callable[[StreamChunk], None] | None = None,
-) -> AsyncIterator[bytes]:
+async def sse_bytes(first: StreamChunk | None, rest: ChunkStream) -> AsyncIterator[bytes]:
     """Frame a chunk stream as SSE. A failure after the first byte ends the stream with one error
     event and ``[DONE]``; the chunk stream is always closed."""
     try:
         if first is not None:
-            if on_chunk is not None:
-                on_chunk(first)
             yield b"data: " + first.payload + b"\n\n"
         async for chunk in rest:
-            if on_chunk is not None:
-                on_chunk(chunk)
             yield b"data: " + chunk.payload + b"\n\n"
     except LatticeError as exc:
         yield error_event(exc)
