@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from local_lattice.api import routes_anthropic
 from local_lattice.api import routes_openai as r
 from local_lattice.api.middleware import FrontDoor
 from local_lattice.backends.base import Backend
@@ -54,6 +55,7 @@ def routes() -> list[Route]:
         Route("/v1/chat/completions", r.chat_completions, methods=["POST"]),
         Route("/v1/completions", r.completions, methods=["POST"]),
         Route("/v1/embeddings", r.embeddings, methods=["POST"]),
+        Route("/v1/messages", routes_anthropic.messages, methods=["POST"]),
     ]
 
 
@@ -85,7 +87,7 @@ def create_app(config: Config, backends: Mapping[str, Backend] | None = None) ->
                 CORSMiddleware,
                 allow_origins=server.cors_origins,
                 allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-                allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-Id"],
+                allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-Id", "anthropic-version"],
                 allow_credentials=not wildcard,
                 expose_headers=["X-Request-Id", "X-Model-Routed-To", "X-Model-Resolution"],
             ),

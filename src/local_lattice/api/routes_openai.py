@@ -13,11 +13,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from local_lattice.api.sse import SSEResponse, sse_bytes
+from local_lattice.dispatch import dispatch
 from local_lattice.errors import InvalidRequest
 from local_lattice.gateway import Gateway
 from local_lattice.observability.timing import Timings
 from local_lattice.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from local_lattice.types import BackendRequest, Endpoint, StreamChunk
+from local_lattice.types import Endpoint
 
 GATEWAY_FIELDS = ("queue", "swarm")
 JSON = "application/json"
@@ -66,45 +67,44 @@ async def generate(request: Request, endpoint: Endpoint) -> Response | SSERespon
     timings = Timings(state["started"])
     body = await read_json(request)
     validate(_MODELS[endpoint], body)
-    mark = time.perf_counter()
-    routed = await gateway.route(endpoint, body.get("model"))
-    timings.resolve = time.perf_counter() - mark
     for field in GATEWAY_FIELDS:
         body.pop(field, None)
-    backend_request = BackendRequest(endpoint, routed.model.id, body)
-    headers = {"X-Model-Routed-To": routed.routed_to}
-    if routed.resolution.explanation:
-        headers["X-Model-Resolution"] = routed.resolution.explanation
+    mark = time.perf_counter()
+    streaming = endpoint != "embeddings" and bool(body.get("stream"))
+    outcome = await dispatch(gateway, endpoint, body, stream=streaming)
+    routed = outcome.routed
+    timings.resolve = outcome.resolve_seconds
+    timings.upstream = time.perf_counter() - mark - outcome.resolve_seconds
+    headers = outcome.headers()
+    headers.update(timings.headers())
     path = request.url.path
-    if endpoint != "embeddings" and body.get("stream"):
-        mark = time.perf_counter()
-        stream = routed.backend.stream(backend_request)
-        try:
-            first: StreamChunk | None = await stream.__anext__()
-        except StopAsyncIteration:
-            first = None
-        except BaseException:
-            await stream.aclose()
-            raise
-        timings.upstream = time.perf_counter() - mark
-        headers.update(timings.headers())
+    if outcome.stream is not None:
 
         def closed(disconnected: bool) -> None:
-            timings.upstream = time.perf_counter() - mark
+            timings.upstream = time.perf_counter() - mark - outcome.resolve_seconds
             timings.log(
                 path=path,
                 status=499 if disconnected else 200,
                 request_id=state["request_id"],
                 model=routed.routed_to,
+                extra=cost_field(outcome.cost_usd),
             )
 
-        return SSEResponse(sse_bytes(first, stream), headers, on_close=closed)
-    mark = time.perf_counter()
-    answer = await routed.backend.complete(backend_request)
-    timings.upstream = time.perf_counter() - mark
-    headers.update(timings.headers())
-    timings.log(path=path, status=200, request_id=state["request_id"], model=routed.routed_to)
-    return Response(answer.content, media_type=JSON, headers=headers)
+        return SSEResponse(sse_bytes(outcome.first, outcome.stream), headers, on_close=closed)
+    assert outcome.response is not None
+    timings.log(
+        path=path,
+        status=200,
+        request_id=state["request_id"],
+        model=routed.routed_to,
+        extra=cost_field(outcome.cost_usd),
+    )
+    return Response(outcome.response.content, media_type=JSON, headers=headers)
+
+
+def cost_field(cost: float | None) -> str:
+    """The log line's cost field, present only for priced backends."""
+    return "" if cost is None else f" cost_usd={cost:.8f}"
 
 
 async def chat_completions(request: Request) -> Response | SSEResponse:

@@ -118,3 +118,29 @@ class SSEResponse:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
+
+
+# --- Anthropic's framing: named events (its clients skip events without an ``event:`` line) -------
+
+
+def named_event(name: str, data: bytes) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
+
+
+async def named_sse_bytes(
+    events: AsyncIterator[tuple[str, bytes]], error: Callable[[LatticeError], bytes]
+) -> AsyncIterator[bytes]:
+    """Frame ``(event name, JSON data)`` pairs. A failure ends the stream with one ``error`` event
+    whose data ``error(exc)`` renders; there is no ``[DONE]`` in this protocol."""
+    try:
+        async for name, data in events:
+            yield named_event(name, data)
+    except LatticeError as exc:
+        yield named_event("error", error(exc))
+    except Exception as exc:  # a bug or a foreign exception: never a traceback on the wire
+        log.exception("stream failed")
+        yield named_event("error", error(LatticeError(f"stream failed: {type(exc).__name__}")))
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
