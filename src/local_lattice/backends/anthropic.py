@@ -123,18 +123,23 @@ class AnthropicBackend:
         return UpstreamError(message, backend=self.name, code=f"upstream_{status}")
 
     def _params(self, request: BackendRequest) -> dict[str, Any]:
+        """Keyword arguments for ``messages.create``. Only the three every client release takes are
+        named; the rest travel in ``extra_body`` because releases differ in which they accept
+        (some have no ``temperature`` keyword) while the API takes them all."""
         if request.endpoint != "chat":
             raise InvalidRequest(
                 f"backend {self.name!r} serves chat only, not {request.endpoint}", code="unsupported_endpoint"
             )
-        return openai_to_messages(request.body, request.model)
+        params = openai_to_messages(request.body, request.model)
+        core = {key: params.pop(key) for key in ("model", "max_tokens", "messages")}
+        return {**core, "extra_body": params, "timeout": request.timeout or self.config.timeout}
 
     # -- the protocol -----------------------------------------------------------------------------
 
     async def complete(self, request: BackendRequest) -> BackendResponse:
         params = self._params(request)
         with self._map_errors():
-            message = await self.client().messages.create(**params, timeout=request.timeout or self.config.timeout)
+            message = await self.client().messages.create(**params)
         data = message_to_chat_completion(message.to_dict())
         usage = data["usage"]
         return BackendResponse(orjson.dumps(data), Usage(usage["prompt_tokens"], usage["completion_tokens"]))
@@ -146,9 +151,7 @@ class AnthropicBackend:
         params = self._params(request)
         translator = EventsToChunks(model=request.model)
         with self._map_errors():
-            events = await self.client().messages.create(
-                **params, stream=True, timeout=request.timeout or self.config.timeout
-            )
+            events = await self.client().messages.create(**params, stream=True)
             try:
                 async for event in events:
                     for chunk in translator.feed(event.to_dict()):

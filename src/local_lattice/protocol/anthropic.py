@@ -135,7 +135,8 @@ def _assistant_to_openai(content: str | list[JSONObject]) -> JSONObject:
             function = {"name": str(block.get("name", "")), "arguments": arguments}
             calls.append({"id": str(block.get("id", "")), "type": "function", "function": function})
         # thinking / redacted_thinking blocks carry nothing another model can use
-    message: JSONObject = {"role": "assistant", "content": "".join(texts) if texts else None}
+    # "" rather than null beside tool calls: llama-cpp-python's server rejects a null content.
+    message: JSONObject = {"role": "assistant", "content": "".join(texts)}
     if calls:
         message["tool_calls"] = calls
     return message

@@ -101,6 +101,8 @@ class ChunksToEvents:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = None
+    _reported: bool = False
+    _deltas: int = 0
     _started: bool = False
     _block: int = -1
     _block_kind: str | None = None
@@ -142,6 +144,7 @@ class ChunksToEvents:
         events = self._start()
         usage = chunk.get("usage")
         if isinstance(usage, dict):
+            self._reported = True
             self.input_tokens = int(usage.get("prompt_tokens") or self.input_tokens)
             self.output_tokens = int(usage.get("completion_tokens") or self.output_tokens)
             if "cost_usd" in usage:
@@ -153,6 +156,7 @@ class ChunksToEvents:
                 if self._block_kind != "text":
                     events += self._open_block("text", {"type": "text", "text": ""})
                 events.append(self._block_delta({"type": "text_delta", "text": text}))
+                self._deltas += 1
             for call in delta.get("tool_calls") or []:
                 events += self._tool_delta(call)
             if choice.get("finish_reason"):
@@ -180,12 +184,16 @@ class ChunksToEvents:
             if self._tool_blocks[position] != self._block:
                 return events  # interleaved tool deltas cannot be re-opened in Anthropic's stream
             events.append(self._block_delta({"type": "input_json_delta", "partial_json": arguments}))
+            self._deltas += 1
         return events
 
     def finish(self) -> list[Event]:
         events = self._start()
         events += self._close_block()
-        usage: JSONObject = {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+        # Servers that never report usage (llama-cpp-python's) stream about one token per chunk:
+        # the count of deltas is then the best figure there is, rather than a 0 that reads as "nothing".
+        output = self.output_tokens if self._reported else self._deltas
+        usage: JSONObject = {"input_tokens": self.input_tokens, "output_tokens": output}
         if self.cost_usd is not None:
             usage["cost_usd"] = self.cost_usd
         stop = FINISH_TO_STOP.get(str(self._finish), "end_turn")

@@ -148,3 +148,8 @@ def test_usage_only_chunk_and_cost_reach_message_delta() -> None:
     delta = events[-2][1]
     assert delta["usage"] == {"input_tokens": 7, "output_tokens": 3, "cost_usd": 0.001}
     assert delta["delta"]["stop_reason"] == "max_tokens"
+
+
+def test_without_reported_usage_output_tokens_count_the_deltas() -> None:
+    chunks = [{"choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]} for w in ("a", "b", "c")]
+    assert to_events(chunks)[-2][1]["usage"] == {"input_tokens": 0, "output_tokens": 3}
