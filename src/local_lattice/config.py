@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 
 class ConfigError(Exception):
@@ -53,28 +53,73 @@ class ServerConfig(_Section):
             return False
 
 
-BackendType = Literal["openai", "lmstudio", "ollama"]
+BackendType = Literal["openai", "lmstudio", "ollama", "anthropic"]
 
 
 class BackendConfig(_Section):
-    """One upstream: any OpenAI-compatible server, LM Studio or Ollama."""
+    """One upstream: any OpenAI-compatible server (local or a cloud), LM Studio, Ollama or Anthropic."""
 
     name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$", description="Unique name.")
-    type: BackendType = Field("openai", description="openai | lmstudio | ollama")
-    url: str = Field(..., description="Base URL including /v1 for OpenAI-compatible servers.")
+    type: BackendType = Field("openai", description="openai | lmstudio | ollama | anthropic")
+    url: str = Field(
+        "",
+        description="Base URL including /v1 for OpenAI-compatible servers; optional for anthropic "
+        "(env ANTHROPIC_BASE_URL, default the public API).",
+    )
     api_key: SecretStr | None = Field(None, description='The backend\'s own key, e.g. "${env:UPSTREAM_KEY}".')
     timeout: float = Field(300.0, gt=0, description="Seconds for one upstream call (env GENERATION_TIMEOUT).")
     connect_timeout: float = Field(5.0, gt=0, description="Seconds to open a connection.")
     model_list_ttl: float = Field(30.0, ge=0, description="Seconds a model list is reused (env MODEL_LIST_TTL).")
     max_connections: int = Field(256, ge=1, description="Pooled connections to this upstream.")
     keep_alive: str | None = Field(None, description="Ollama keep_alive passed on when the client sets none.")
+    models: list[str] = Field(
+        default_factory=list,
+        description="Model ids this backend serves, listed without asking it (anthropic; env ANTHROPIC_MODEL).",
+    )
+    anthropic_version: str | None = Field(None, description="anthropic-version header (env ANTHROPIC_VERSION).")
+    max_retries: int = Field(2, ge=0, le=10, description="Retries on 429/529/5xx, honouring Retry-After (anthropic).")
+    input_usd_per_mtok: float | None = Field(None, ge=0, description="Price of a million prompt tokens.")
+    output_usd_per_mtok: float | None = Field(None, ge=0, description="Price of a million completion tokens.")
+    daily_budget_usd: float | None = Field(
+        None, ge=0, description="Spend per UTC day; when spent, escalation stops and direct calls get 429."
+    )
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://", value):
+        if value and not re.match(r"^https?://", value):
             raise ValueError("url must start with http:// or https://")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _url_required(self) -> BackendConfig:
+        if not self.url and self.type != "anthropic":
+            raise ValueError(f"backend {self.name!r}: url is required for type {self.type!r}")
+        return self
+
+
+class EscalationConfig(_Section):
+    """When a chat leaves the machine for a cloud backend. Every path is off until configured."""
+
+    auto_route: bool = Field(False, description="Send big, non-code chats to the cloud (env ANTHROPIC_AUTO_ROUTE).")
+    spill_on_reject: bool = Field(
+        False, description="Send a chat to the cloud when local admission would reject it (env LATTICE_CLOUD_SPILL)."
+    )
+    fallback_on_failure: bool = Field(
+        False, description="Retry on the cloud when every local candidate failed (env LATTICE_CLOUD_FALLBACK)."
+    )
+    backend: str | None = Field(None, description="Cloud backend name; default the first of type anthropic.")
+    model: str | None = Field(
+        None, description="Cloud model; default that backend's first model (env ANTHROPIC_MODEL)."
+    )
+    big_task_min_words: int = Field(80, ge=1, description="Words that make a task big (env BIG_TASK_MIN_WORDS).")
+    big_task_min_chars: int = Field(500, ge=1, description="Characters that make a task big (env BIG_TASK_MIN_CHARS).")
+    big_task_min_bullets: int = Field(
+        4, ge=1, description="Bullet lines that make a task big (env BIG_TASK_MIN_BULLETS)."
+    )
+    big_task_min_step_markers: int = Field(
+        3, ge=1, description="Step/architecture markers that make a task big (env BIG_TASK_MIN_STEP_MARKERS)."
+    )
 
 
 PreferLoaded = Literal["strict", "1", "0"]
@@ -151,6 +196,7 @@ class Config(_Section):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)  # type: ignore[arg-type]
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)  # type: ignore[arg-type]
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)  # type: ignore[arg-type]
+    escalation: EscalationConfig = Field(default_factory=EscalationConfig)  # type: ignore[arg-type]
 
     @field_validator("backends")
     @classmethod
@@ -251,7 +297,35 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("MLX_DASHBOARD_MAX_EVENTS", ("dashboard", "max_events"), int, "Recent requests the dashboard keeps."),
     EnvSetting("MLX_DASHBOARD_CAPTURE_PROMPTS", ("dashboard", "capture_prompts"), _bool, "1 keeps a prompt preview."),
     EnvSetting("MLX_DASHBOARD_PREVIEW_CHARS", ("dashboard", "preview_chars"), int, "Prompt preview length."),
+    EnvSetting("ANTHROPIC_API_KEY", ("anthropic", "api_key"), str, "Key of the anthropic backend (adds one if none)."),
+    EnvSetting("ANTHROPIC_BASE_URL", ("anthropic", "url"), str, "Base URL of the anthropic backend."),
+    EnvSetting("ANTHROPIC_MODEL", ("anthropic", "models"), _csv, "Cloud model(s); the first is the escalation target."),
+    EnvSetting("ANTHROPIC_VERSION", ("anthropic", "anthropic_version"), str, "anthropic-version header."),
+    EnvSetting("ANTHROPIC_AUTO_ROUTE", ("escalation", "auto_route"), _bool, "1 escalates big non-code chats."),
+    EnvSetting("LATTICE_CLOUD_SPILL", ("escalation", "spill_on_reject"), _bool, "1 spills to the cloud when full."),
+    EnvSetting("LATTICE_CLOUD_FALLBACK", ("escalation", "fallback_on_failure"), _bool, "1 falls back to the cloud."),
+    EnvSetting("BIG_TASK_MIN_WORDS", ("escalation", "big_task_min_words"), int, "Words that make a task big."),
+    EnvSetting("BIG_TASK_MIN_CHARS", ("escalation", "big_task_min_chars"), int, "Characters that make a task big."),
+    EnvSetting("BIG_TASK_MIN_BULLETS", ("escalation", "big_task_min_bullets"), int, "Bullets that make a task big."),
+    EnvSetting(
+        "BIG_TASK_MIN_STEP_MARKERS",
+        ("escalation", "big_task_min_step_markers"),
+        int,
+        "Step/architecture markers that make a task big.",
+    ),
 )
+
+
+def _apply_anthropic(raw: dict[str, Any], settings: dict[str, Any]) -> None:
+    """ANTHROPIC_* fill the anthropic backends' unset keys; a key alone adds a backend named anthropic."""
+    backends = raw.setdefault("backends", [])
+    targets = [b for b in backends if isinstance(b, dict) and b.get("type") == "anthropic"]
+    if not targets and settings.get("api_key"):
+        targets = [{"name": "anthropic", "type": "anthropic"}]
+        backends.append(targets[0])
+    for backend in targets:
+        for key, value in settings.items():
+            backend.setdefault(key, value)
 
 
 def _interpolate(value: Any, env: Mapping[str, str], where: str) -> Any:
@@ -272,6 +346,7 @@ def _interpolate(value: Any, env: Mapping[str, str], where: str) -> Any:
 
 
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    anthropic: dict[str, Any] = {}
     for setting in ENV_SETTINGS:
         text = env.get(setting.name)
         if text is None:
@@ -281,6 +356,9 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
         except ValueError as exc:
             raise ConfigError(f"environment variable {setting.name}: {exc}") from None
         head, *rest = setting.path
+        if head == "anthropic":
+            anthropic[rest[0]] = value
+            continue
         if head == "backends":
             for backend in raw.get("backends", []):
                 backend.setdefault(rest[-1], value)
@@ -296,6 +374,8 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
     if lm_studio and not raw.get("backends"):
         url = lm_studio.rstrip("/")
         raw["backends"] = [{"name": "lmstudio", "type": "lmstudio", "url": url if url.endswith("/v1") else url + "/v1"}]
+    if anthropic:
+        _apply_anthropic(raw, anthropic)
 
 
 def _format_validation(error: ValidationError, source: str) -> str:
@@ -337,34 +417,9 @@ def check_bind(server: ServerConfig) -> None:
     )
 
 
-__all__ = [
-    "ENV_SETTINGS",
-    "BackendConfig",
-    "Config",
-    "ConfigError",
-    "DashboardConfig",
-    "ObservabilityConfig",
-    "ServerConfig",
-    "check_bind",
-    "load",
-]
-
-
 def json_schema() -> dict[str, Any]:
     """The JSON schema of the config file (committed as ``docs/config-schema.json``)."""
     schema = Config.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Local Lattice configuration"
     return schema
-
-
-__all__ = [
-    "ENV_SETTINGS",
-    "BackendConfig",
-    "Config",
-    "ConfigError",
-    "RoutingConfig",
-    "ServerConfig",
-    "check_bind",
-    "load",
-]

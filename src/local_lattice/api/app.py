@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from local_lattice.api import payload, routes_observability, routes_responses, routes_routing
+from local_lattice.api import payload, routes_anthropic, routes_observability, routes_responses, routes_routing
 from local_lattice.api import routes_openai as r
 from local_lattice.api.middleware import FrontDoor
 from local_lattice.backends.base import Backend
@@ -71,6 +71,7 @@ def routes(config: Config | None = None) -> list[Route]:
         Route("/v1/responses", routes_responses.create_response, methods=["POST"]),
         Route("/v1/resolve", routes_routing.resolve_dry_run, methods=["POST"]),
         Route("/swarm/models", routes_routing.swarm_models, methods=["GET"]),
+        Route("/v1/messages", routes_anthropic.messages, methods=["POST"]),
     ]
 
 
@@ -105,7 +106,7 @@ def create_app(config: Config, backends: Mapping[str, Backend] | None = None) ->
                 CORSMiddleware,
                 allow_origins=server.cors_origins,
                 allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-                allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-Id"],
+                allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-Id", "anthropic-version"],
                 allow_credentials=not wildcard,
                 expose_headers=["X-Request-Id", "X-Model-Routed-To", "X-Model-Resolution"],
             ),

@@ -83,6 +83,7 @@ async def complete(prepared: Prepared) -> BackendResponse:
     if answer.usage is not None:
         prepared.record.input_tokens = answer.usage.prompt_tokens
         prepared.record.output_tokens = answer.usage.completion_tokens
+        prepared.record.cost = answer.usage.cost_usd
     return answer
 
 
@@ -96,6 +97,7 @@ async def _observed(stream: ChunkStream, record: RequestRecord) -> AsyncGenerato
                 reported = True
                 record.input_tokens = chunk.usage.prompt_tokens
                 record.output_tokens = chunk.usage.completion_tokens
+                record.cost = chunk.usage.cost_usd
             elif not reported:
                 record.output_tokens += 1
             yield chunk

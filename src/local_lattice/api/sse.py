@@ -58,17 +58,28 @@ def named_event(kind: str, data: Any) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-async def named_events(events: AsyncIterator[tuple[str, Any]]) -> AsyncIterator[bytes]:
-    """Frame ``(event, data)`` pairs (the Responses and Anthropic styles, no ``[DONE]``). A failure
-    mid-stream ends it with one ``error`` event."""
+def openai_error_data(exc: LatticeError) -> dict[str, Any]:
+    """The Responses API's ``error`` event."""
+    return {"type": "error", "code": exc.code, "message": exc.message, "param": exc.param}
+
+
+async def named_events(
+    events: AsyncIterator[tuple[str, Any]], error: Callable[[LatticeError], Any] = openai_error_data
+) -> AsyncIterator[bytes]:
+    """Frame ``(event, data)`` pairs (the Responses and Anthropic styles: an ``event:`` line, no
+    ``[DONE]``). A failure mid-stream ends it with one ``error`` event whose data ``error`` renders."""
     try:
         async for kind, data in events:
             yield named_event(kind, data)
     except LatticeError as exc:
-        yield named_event("error", {"type": "error", "code": exc.code, "message": exc.message, "param": exc.param})
-    except Exception as exc:
+        yield named_event("error", error(exc))
+    except Exception as exc:  # a bug or a foreign exception: never a traceback on the wire
         log.exception("stream failed")
-        yield named_event("error", {"type": "error", "code": "internal_error", "message": type(exc).__name__})
+        yield named_event("error", error(LatticeError(f"stream failed: {type(exc).__name__}")))
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 class SSEResponse:

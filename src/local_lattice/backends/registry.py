@@ -11,4 +11,9 @@ from local_lattice.config import BackendConfig
 def build_backend(config: BackendConfig) -> Backend:
     if config.type == "ollama":
         return OllamaBackend(config)
+    if config.type == "anthropic":
+        # Imported here so the gateway starts without the optional ``anthropic`` client installed.
+        from local_lattice.backends.anthropic import AnthropicBackend
+
+        return AnthropicBackend(config)
     return OpenAIBackend(config)

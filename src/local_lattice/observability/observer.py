@@ -93,7 +93,8 @@ class Observer:
             status=status,
             request_id=rec.request_id,
             model=f"{rec.backend}/{rec.model}" if rec.backend else "",
-            extra="" if rec.error_kind is None else f" error={rec.error_kind}",
+            extra=("" if rec.error_kind is None else f" error={rec.error_kind}")
+            + ("" if rec.cost is None else f" cost_usd={rec.cost:.8f}"),
         )
 
     def fail(self, state: dict[str, Any], status: int, error_kind: str, path: str) -> None:
