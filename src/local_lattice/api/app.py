@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from local_lattice.api import routes_openai as r
+from local_lattice.api import routes_swarm as swarm
 from local_lattice.api.middleware import FrontDoor
 from local_lattice.backends.base import Backend
 from local_lattice.config import Config
@@ -54,6 +55,11 @@ def routes() -> list[Route]:
         Route("/v1/chat/completions", r.chat_completions, methods=["POST"]),
         Route("/v1/completions", r.completions, methods=["POST"]),
         Route("/v1/embeddings", r.embeddings, methods=["POST"]),
+        Route("/swarm/models", swarm.swarm_models, methods=["GET"]),
+        Route("/swarm/vote", swarm.vote, methods=["POST"]),
+        Route("/swarm/fanout", swarm.fanout, methods=["POST"]),
+        Route("/swarm/pipeline", swarm.pipeline, methods=["POST"]),
+        Route("/swarm/debate", swarm.debate, methods=["POST"]),
     ]
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from local_lattice.api import routes_swarm
 from local_lattice.api.sse import SSEResponse, sse_bytes
 from local_lattice.errors import InvalidRequest
 from local_lattice.gateway import Gateway
@@ -66,6 +67,8 @@ async def generate(request: Request, endpoint: Endpoint) -> Response | SSERespon
     timings = Timings(state["started"])
     body = await read_json(request)
     validate(_MODELS[endpoint], body)
+    if endpoint == "chat" and routes_swarm.is_swarm_model(body.get("model")):
+        return await routes_swarm.chat(request, body)
     mark = time.perf_counter()
     routed = await gateway.route(endpoint, body.get("model"))
     timings.resolve = time.perf_counter() - mark
