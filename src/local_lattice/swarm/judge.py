@@ -25,7 +25,8 @@ JUDGE_SYSTEM = (
 _KEYS = ("winner", "label", "best", "choice", "answer", "candidate", "pick")
 _JSON_OBJECT = re.compile(r"\{[^{}]*\}")
 _LONE = re.compile(
-    r"^[\s*#>\-\"'`]*(?:(?:candidate|answer|option|winner)\s*[:\-]?\s*)?\(?\**([A-Za-z])\**\)?[.):]?\s*$"
+    r"^[\s*#>\-\"'`]*(?:(?:candidate|answer|option|winner|best)\**\s*[:\-]?\**\s*)?\(?\**([A-Za-z])\**\)?[.):]?\s*$",
+    re.IGNORECASE,
 )
 _PHRASE = re.compile(
     r"(?:winner|best|choose|chose|choice|pick|select|prefer)\w*\W+(?:\w+\W+){0,3}?(?:candidate|answer|option)\s+\(?([A-Z])\b",
