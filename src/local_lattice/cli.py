@@ -100,6 +100,7 @@ def eval_command(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Write one JSON line per row and method here.")] = None,
     max_tokens: Annotated[int, typer.Option(help="max_tokens for every call.")] = 64,
+    limit: Annotated[int, typer.Option(help="Only the first N rows (0 = all).")] = 0,
     api_key: Annotated[str | None, typer.Option(envvar="MIDDLE_LAYER_API_KEY", help="Key for the gateway.")] = None,
 ) -> None:
     """Compare single model, vote, debate, majority and synthesize on a dataset."""
@@ -113,7 +114,7 @@ def eval_command(
     if unknown or not specs:
         _fail(f"unknown methods {unknown} or no models; methods are {', '.join(evaluation.METHODS)}")
     try:
-        rows = evaluation.load_dataset(dataset)
+        rows = evaluation.load_dataset(dataset)[: limit or None]
     except (OSError, ValueError) as exc:
         _fail(str(exc))
     settings = None if url else load_config(config, "127.0.0.1", 0)
