@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -201,6 +201,80 @@ def init_main() -> None:
     """The original's ``local-lattice-init``: the ``init`` command on its own."""
     sys.argv[1:1] = ["init"]
     app()
+
+
+@app.command("eval")
+def eval_command(
+    dataset: Annotated[Path, typer.Argument(help="JSONL rows: id, prompt, expected|null, grader, rubric.")],
+    models: Annotated[str, typer.Option(help="Comma-separated model specs; the first is 'single'.")],
+    judge: Annotated[str | None, typer.Option(help="Judge/aggregator spec (default: the first model).")] = None,
+    methods: Annotated[str, typer.Option(help="Comma-separated: single,vote,debate,majority,synthesize.")] = (
+        "single,vote,debate,majority,synthesize"
+    ),
+    url: Annotated[str | None, typer.Option(help="A running gateway; without it one is started from --config.")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML config for the in-process gateway.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write one JSON line per row and method here.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="max_tokens for every call.")] = 64,
+    limit: Annotated[int, typer.Option(help="Only the first N rows (0 = all).")] = 0,
+    api_key: Annotated[str | None, typer.Option(envvar="MIDDLE_LAYER_API_KEY", help="Key for the gateway.")] = None,
+) -> None:
+    """Compare single model, vote, debate, majority and synthesize on a dataset."""
+    import asyncio
+
+    from local_lattice.swarm import eval as evaluation
+
+    wanted = [m.strip() for m in methods.split(",") if m.strip()]
+    unknown = sorted(set(wanted) - set(evaluation.METHODS))
+    specs = [m.strip() for m in models.split(",") if m.strip()]
+    if unknown or not specs:
+        _fail(f"unknown methods {unknown} or no models; methods are {', '.join(evaluation.METHODS)}")
+    try:
+        rows = evaluation.load_dataset(dataset)[: limit or None]
+    except (OSError, ValueError) as exc:
+        _fail(str(exc))
+    settings = None if url else load_config(config, "127.0.0.1", 0)
+    results = asyncio.run(_evaluate(url, settings, rows, wanted, specs, judge or specs[0], max_tokens, api_key))
+    typer.echo(evaluation.render(evaluation.summarize(results, wanted)))
+    if out is not None:
+        evaluation.write_rows(out, results)
+
+
+async def _evaluate(
+    url: str | None, config: Config | None, rows: list[Any], methods: list[str], models: list[str],
+    judge: str, max_tokens: int, api_key: str | None,
+) -> list[Any]:  # fmt: skip
+    """Against ``url``, or against a gateway started here on a free loopback port from ``config``."""
+    import asyncio
+    import socket
+
+    import uvicorn
+
+    from local_lattice.api.app import create_app
+    from local_lattice.swarm.eval import run_eval
+
+    if url is not None:
+        return await run_eval(url, rows, methods, models, judge, api_key=api_key, max_tokens=max_tokens)
+    assert config is not None
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            serving.result()
+        await asyncio.sleep(0.05)
+    try:
+        keys = [k.get_secret_value() for k in config.server.api_keys]
+        return await run_eval(
+            f"http://127.0.0.1:{port}", rows, methods, models, judge, api_key=keys[0] if keys else None,
+            max_tokens=max_tokens,
+        )  # fmt: skip
+    finally:
+        server.should_exit = True
+        await serving
 
 
 def main() -> None:

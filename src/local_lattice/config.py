@@ -184,6 +184,37 @@ class DashboardConfig(_Section):
     preview_chars: int = Field(200, ge=0, description="Preview length (env MLX_DASHBOARD_PREVIEW_CHARS).")
 
 
+class SwarmConfig(_Section):
+    """Swarms: several models on one request (fanout, vote, pipeline, debate, chat meta-models)."""
+
+    per_call_timeout: float = Field(
+        180.0, gt=0, description="Seconds one agent/judge call may take (env SWARM_PER_CALL_TIMEOUT)."
+    )
+    fanout_timeout: float = Field(
+        600.0, gt=0, description="Overall deadline in seconds for one swarm request (env SWARM_FANOUT_TIMEOUT)."
+    )
+    max_parallel: int = Field(
+        4, ge=1, description="Agent calls run at once per swarm request (env SWARM_MAX_PARALLEL)."
+    )
+    chat_enabled: bool = Field(True, description="Serve the swarm chat meta-models (env SWARM_CHAT_ENABLED).")
+    chat_default_models: list[str] = Field(
+        default_factory=lambda: ["auto"],
+        description="swarm.models when a chat request omits it (env SWARM_CHAT_DEFAULT_MODELS).",
+    )
+    chat_default_strategy: str = Field(
+        "best-of-n", description="swarm.strategy when a chat request omits it (env SWARM_CHAT_DEFAULT_STRATEGY)."
+    )
+    chat_default_judge: str = Field(
+        "role:reasoner", description="swarm.judge when a chat request omits it (env SWARM_CHAT_DEFAULT_JUDGE)."
+    )
+    chat_auto_max: int = Field(
+        3, ge=0, description="How many models a sentinel contributes on chat; 0 = no cap (env SWARM_CHAT_AUTO_MAX)."
+    )
+    stream_chunk_chars: int = Field(
+        64, ge=1, description="Slice size when an already-finished answer is streamed (env SWARM_STREAM_CHUNK_CHARS)."
+    )
+
+
 class Config(_Section):
     """The gateway's configuration (``lattice.example.toml`` documents every key)."""
 
@@ -197,6 +228,7 @@ class Config(_Section):
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)  # type: ignore[arg-type]
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)  # type: ignore[arg-type]
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)  # type: ignore[arg-type]
+    swarm: SwarmConfig = Field(default_factory=SwarmConfig)  # type: ignore[arg-type]
 
     @field_validator("backends")
     @classmethod
@@ -312,6 +344,17 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
         ("escalation", "big_task_min_step_markers"),
         int,
         "Step/architecture markers that make a task big.",
+    ),
+    EnvSetting("SWARM_PER_CALL_TIMEOUT", ("swarm", "per_call_timeout"), float, "Seconds one swarm call may take."),
+    EnvSetting("SWARM_FANOUT_TIMEOUT", ("swarm", "fanout_timeout"), float, "Overall seconds for one swarm request."),
+    EnvSetting("SWARM_MAX_PARALLEL", ("swarm", "max_parallel"), int, "Swarm agent calls run at once per request."),
+    EnvSetting("SWARM_CHAT_ENABLED", ("swarm", "chat_enabled"), _bool, "0 turns the swarm chat meta-models off."),
+    EnvSetting("SWARM_CHAT_DEFAULT_MODELS", ("swarm", "chat_default_models"), _csv, "Default swarm.models on chat."),
+    EnvSetting("SWARM_CHAT_DEFAULT_STRATEGY", ("swarm", "chat_default_strategy"), str, "Default swarm strategy."),
+    EnvSetting("SWARM_CHAT_DEFAULT_JUDGE", ("swarm", "chat_default_judge"), str, "Default swarm judge on chat."),
+    EnvSetting("SWARM_CHAT_AUTO_MAX", ("swarm", "chat_auto_max"), int, "Cap on models a sentinel adds on chat."),
+    EnvSetting(
+        "SWARM_STREAM_CHUNK_CHARS", ("swarm", "stream_chunk_chars"), int, "Slice size of a streamed finished answer."
     ),
 )
 

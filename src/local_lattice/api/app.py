@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from local_lattice.api import payload, routes_anthropic, routes_observability, routes_responses, routes_routing
 from local_lattice.api import routes_openai as r
+from local_lattice.api import routes_swarm as swarm
 from local_lattice.api.middleware import FrontDoor
 from local_lattice.backends.base import Backend
 from local_lattice.config import Config
@@ -70,8 +71,12 @@ def routes(config: Config | None = None) -> list[Route]:
         Route("/v1/embeddings", r.embeddings, methods=["POST"]),
         Route("/v1/responses", routes_responses.create_response, methods=["POST"]),
         Route("/v1/resolve", routes_routing.resolve_dry_run, methods=["POST"]),
-        Route("/swarm/models", routes_routing.swarm_models, methods=["GET"]),
         Route("/v1/messages", routes_anthropic.messages, methods=["POST"]),
+        Route("/swarm/models", swarm.swarm_models, methods=["GET"]),
+        Route("/swarm/vote", swarm.vote, methods=["POST"]),
+        Route("/swarm/fanout", swarm.fanout, methods=["POST"]),
+        Route("/swarm/pipeline", swarm.pipeline, methods=["POST"]),
+        Route("/swarm/debate", swarm.debate, methods=["POST"]),
     ]
 
 

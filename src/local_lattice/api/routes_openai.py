@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from local_lattice.api import dispatch
+from local_lattice.api import dispatch, routes_swarm
 from local_lattice.api.dispatch import gateway_of
 from local_lattice.api.payload import JSON, json_response, read_json, validate
 from local_lattice.api.sse import SSEResponse, sse_bytes
@@ -28,6 +28,8 @@ async def generate(request: Request, endpoint: Endpoint) -> Response | SSERespon
     record = dispatch.begin(request, endpoint)
     body = await read_json(request)
     validate(_MODELS[endpoint], body)
+    if endpoint == "chat" and routes_swarm.is_swarm_model(body.get("model")):
+        return await routes_swarm.chat(request, body)
     prepared = await dispatch.prepare(request, record, endpoint, body)
     if endpoint != "embeddings" and body.get("stream"):
         first, stream = await dispatch.open_stream(prepared)
