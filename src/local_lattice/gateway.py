@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from local_lattice.admission import Admission
 from local_lattice.backends.base import Backend
 from local_lattice.backends.registry import build_backend
 from local_lattice.config import Config
@@ -34,6 +35,7 @@ class Gateway:
         self.config = config
         self.backends = dict(backends)
         self.inventory = Inventory(self.backends)
+        self.admission = Admission.from_config(config)
 
     @classmethod
     def from_config(cls, config: Config) -> Gateway:
@@ -47,5 +49,6 @@ class Gateway:
         return Routed(self.backends[chosen.backend], chosen, resolution)
 
     async def aclose(self) -> None:
+        self.admission.aclose()
         for backend in self.backends.values():
             await backend.aclose()

@@ -12,12 +12,14 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from local_lattice.api.sse import SSEResponse, sse_bytes
+from local_lattice.admission import Waiter
+from local_lattice.admission.tickets import Grant
+from local_lattice.api.sse import SSEResponse, queued_sse, sse_bytes
 from local_lattice.errors import InvalidRequest
-from local_lattice.gateway import Gateway
+from local_lattice.gateway import Gateway, Routed
 from local_lattice.observability.timing import Timings
 from local_lattice.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from local_lattice.types import BackendRequest, Endpoint, StreamChunk
+from local_lattice.types import BackendRequest, ChunkStream, Endpoint, StreamChunk
 
 GATEWAY_FIELDS = ("queue", "swarm")
 JSON = "application/json"
@@ -66,6 +68,7 @@ async def generate(request: Request, endpoint: Endpoint) -> Response | SSERespon
     timings = Timings(state["started"])
     body = await read_json(request)
     validate(_MODELS[endpoint], body)
+    context = gateway.admission.context(body.get("queue"), request.headers)
     mark = time.perf_counter()
     routed = await gateway.route(endpoint, body.get("model"))
     timings.resolve = time.perf_counter() - mark
@@ -77,34 +80,62 @@ async def generate(request: Request, endpoint: Endpoint) -> Response | SSERespon
         headers["X-Model-Resolution"] = routed.resolution.explanation
     path = request.url.path
     if endpoint != "embeddings" and body.get("stream"):
+        waiter = gateway.admission.enter(routed.model.id, routed.model.backend, context)
+        return await stream_response(routed, backend_request, waiter, timings, headers, state, path)
+    async with gateway.admission.admit(routed.model.id, routed.model.backend, context) as grant:
+        timings.queue = grant.waited
         mark = time.perf_counter()
-        stream = routed.backend.stream(backend_request)
-        try:
-            first: StreamChunk | None = await stream.__anext__()
-        except StopAsyncIteration:
-            first = None
-        except BaseException:
-            await stream.aclose()
-            raise
+        answer = await routed.backend.complete(backend_request)
         timings.upstream = time.perf_counter() - mark
-        headers.update(timings.headers())
-
-        def closed(disconnected: bool) -> None:
-            timings.upstream = time.perf_counter() - mark
-            timings.log(
-                path=path,
-                status=499 if disconnected else 200,
-                request_id=state["request_id"],
-                model=routed.routed_to,
-            )
-
-        return SSEResponse(sse_bytes(first, stream), headers, on_close=closed)
-    mark = time.perf_counter()
-    answer = await routed.backend.complete(backend_request)
-    timings.upstream = time.perf_counter() - mark
     headers.update(timings.headers())
     timings.log(path=path, status=200, request_id=state["request_id"], model=routed.routed_to)
     return Response(answer.content, media_type=JSON, headers=headers)
+
+
+async def stream_response(
+    routed: Routed,
+    backend_request: BackendRequest,
+    waiter: Waiter,
+    timings: Timings,
+    headers: dict[str, str],
+    state: dict[str, Any],
+    path: str,
+) -> SSEResponse:
+    """Open the backend stream once admitted; the slot is held until the SSE response ends (done or
+    disconnected). A call that must wait starts the response at once and shows its queue position."""
+    mark = time.perf_counter()
+
+    async def start(grant: Grant) -> tuple[StreamChunk | None, ChunkStream]:
+        nonlocal mark
+        timings.queue = grant.waited
+        mark = time.perf_counter()
+        stream = routed.backend.stream(backend_request)
+        try:
+            return await stream.__anext__(), stream
+        except StopAsyncIteration:
+            return None, stream
+        except BaseException:
+            await stream.aclose()
+            raise
+
+    def closed(disconnected: bool) -> None:
+        waiter.close()
+        timings.upstream = time.perf_counter() - mark
+        timings.log(
+            path=path, status=499 if disconnected else 200, request_id=state["request_id"], model=routed.routed_to
+        )
+
+    if not waiter.granted:
+        headers.update(timings.headers())
+        return SSEResponse(queued_sse(waiter, start), headers, on_close=closed)
+    try:
+        first, stream = await start(Grant(waiter.ticket.id, 0.0))
+    except BaseException:
+        waiter.close()
+        raise
+    timings.upstream = time.perf_counter() - mark
+    headers.update(timings.headers())
+    return SSEResponse(sse_bytes(first, stream), headers, on_close=closed)
 
 
 async def chat_completions(request: Request) -> Response | SSEResponse:
@@ -143,6 +174,6 @@ async def healthz(request: Request) -> Response:
     backends = {n: {"ok": r.ok, "detail": r.detail, **r.extra} for n, r in zip(names, results, strict=True)}
     ok = any(r.ok for r in results)
     return json_response(
-        {"status": "ok" if ok else "unavailable", "backends": backends},
+        {"status": "ok" if ok else "unavailable", "backends": backends, "admission": gateway.admission.snapshot()},
         status=200 if ok else 503,
     )

@@ -10,17 +10,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from local_lattice.admission import Waiter
+from local_lattice.admission.tickets import Grant
 from local_lattice.errors import LatticeError
 from local_lattice.types import ChunkStream, StreamChunk
 
 log = logging.getLogger("lattice.sse")
 
 DONE = b"data: [DONE]\n\n"
+QUEUE_COMMENT_INTERVAL = 1.0  # seconds between queue-position comments; they double as keep-alives
 
 
 def event(payload: bytes) -> bytes:
@@ -59,6 +62,36 @@ async def sse_bytes(
     finally:
         await rest.aclose()
     yield DONE
+
+
+async def queued_sse(
+    waiter: Waiter,
+    start: Callable[[Grant], Awaitable[tuple[StreamChunk | None, ChunkStream]]],
+    on_chunk: Callable[[StreamChunk], None] | None = None,
+    interval: float = QUEUE_COMMENT_INTERVAL,
+) -> AsyncIterator[bytes]:
+    """A streaming call that must wait: ``: queue position N`` comments until its slot is granted,
+    then the chunks. A rejection while waiting (the headers are already out) ends the stream with
+    the same 429 envelope as an error event. The caller closes ``waiter`` when the response ends."""
+    try:
+        grant: Grant | None = None
+        while grant is None:
+            position = waiter.position()
+            if position is not None:
+                yield comment(f"queue position {position + 1}")
+            grant = await waiter.wait(interval)
+        first, rest = await start(grant)
+    except LatticeError as exc:
+        yield error_event(exc)
+        yield DONE
+        return
+    except Exception as exc:  # never a traceback on the wire
+        log.exception("stream failed to open")
+        yield error_event(LatticeError(f"stream failed: {type(exc).__name__}"))
+        yield DONE
+        return
+    async for data in sse_bytes(first, rest, on_chunk):
+        yield data
 
 
 class SSEResponse:
