@@ -12,6 +12,7 @@ import typer
 
 from local_lattice import __version__
 from local_lattice.config import Config, ConfigError, check_bind, load
+from local_lattice.config_profiles import UnknownProfile, profile_env
 from local_lattice.routing.policy import build_policy
 
 app = typer.Typer(
@@ -43,17 +44,18 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def load_config(config_path: Path | None, host: str | None, port: int | None) -> Config:
+def load_config(config_path: Path | None, host: str | None, port: int | None, profile: str | None = None) -> Config:
     path = config_path or (Path(os.environ["LATTICE_CONFIG"]) if os.environ.get("LATTICE_CONFIG") else None)
     try:
-        config = load(path, os.environ)
+        env = profile_env(profile, os.environ) if profile else os.environ
+        config = load(path, env)
         if host is not None:
             config.server.host = host
         if port is not None:
             config.server.port = port
         check_bind(config.server)
         build_policy(config)  # a malformed roles or profiles file stops the start here, named
-    except ConfigError as exc:
+    except (ConfigError, UnknownProfile) as exc:
         _fail(str(exc))
     return config
 
@@ -85,9 +87,12 @@ def serve(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file (or LATTICE_CONFIG).")] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (overrides HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port (overrides PORT).")] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="lmstudio | mlx | stable[=safe|balanced|faster]; the environment wins.")
+    ] = None,
 ) -> None:
     """Run the gateway."""
-    run_server(load_config(config, host, port))
+    run_server(load_config(config, host, port, profile))
 
 
 @app.command()

@@ -83,6 +83,9 @@ class BackendConfig(_Section):
     daily_budget_usd: float | None = Field(
         None, ge=0, description="Spend per UTC day; when spent, escalation stops and direct calls get 429."
     )
+    max_concurrency: int | None = Field(
+        None, ge=0, description="Calls run at once on this backend (0 = no cap; unset = admission default)."
+    )
 
     @field_validator("url")
     @classmethod
@@ -215,6 +218,40 @@ class SwarmConfig(_Section):
     )
 
 
+class AdmissionConfig(_Section):
+    """Admission control: in-flight caps, the bounded priority queue and its 429 advice."""
+
+    per_model_inflight_cap: int | None = Field(
+        None,
+        ge=0,
+        description="Calls per model at once (env MLX_PER_MODEL_INFLIGHT_CAP; 0 = no cap; "
+        "unset = 1 for in-process engines, no cap for upstream servers).",
+    )
+    max_parallel_model_calls: int | None = Field(
+        None, ge=0, description="Global cap on calls at once across all backends (env MAX_PARALLEL_MODEL_CALLS)."
+    )
+    backend_max_concurrency: int = Field(
+        64, ge=0, description="Default per-backend cap for backends without max_concurrency (0 = no cap)."
+    )
+    queue_max_per_model: int = Field(32, ge=0, description="Waiting calls per model (env MLX_QUEUE_MAX_PER_MODEL).")
+    queue_max_total: int = Field(128, ge=0, description="Waiting calls in all (env MLX_QUEUE_MAX_TOTAL).")
+    queue_wait_timeout_sec: float = Field(
+        20.0, ge=0, description="Default wait budget in the queue (env MLX_QUEUE_WAIT_TIMEOUT_SEC)."
+    )
+    retry_after_sec: float = Field(
+        2.0, gt=0, description="Service-time guess before a model has been timed (env MLX_QUEUE_RETRY_AFTER_SEC)."
+    )
+    retry_after_max_sec: float = Field(60.0, ge=1, description="Largest Retry-After advised.")
+    retry_jitter_sec: float = Field(
+        0.5, ge=0, description="Jitter advised to clients (env MLX_QUEUE_RETRY_JITTER_SEC)."
+    )
+    priority_min: int = Field(-10, description="Lowest priority (env MLX_QUEUE_PRIORITY_MIN).")
+    priority_max: int = Field(10, description="Highest priority (env MLX_QUEUE_PRIORITY_MAX).")
+    default_priority: int = Field(
+        0, description="Priority of requests that give none (env MLX_QUEUE_DEFAULT_PRIORITY)."
+    )
+
+
 class Config(_Section):
     """The gateway's configuration (``lattice.example.toml`` documents every key)."""
 
@@ -229,6 +266,7 @@ class Config(_Section):
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)  # type: ignore[arg-type]
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)  # type: ignore[arg-type]
     swarm: SwarmConfig = Field(default_factory=SwarmConfig)  # type: ignore[arg-type]
+    admission: AdmissionConfig = Field(default_factory=AdmissionConfig)  # type: ignore[arg-type]
 
     @field_validator("backends")
     @classmethod
@@ -356,6 +394,16 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting(
         "SWARM_STREAM_CHUNK_CHARS", ("swarm", "stream_chunk_chars"), int, "Slice size of a streamed finished answer."
     ),
+    EnvSetting("MLX_PER_MODEL_INFLIGHT_CAP", ("admission", "per_model_inflight_cap"), int, "Calls per model at once."),
+    EnvSetting("MAX_PARALLEL_MODEL_CALLS", ("admission", "max_parallel_model_calls"), int, "Global cap on calls."),
+    EnvSetting("MLX_QUEUE_MAX_PER_MODEL", ("admission", "queue_max_per_model"), int, "Waiting calls per model."),
+    EnvSetting("MLX_QUEUE_MAX_TOTAL", ("admission", "queue_max_total"), int, "Waiting calls in all."),
+    EnvSetting("MLX_QUEUE_WAIT_TIMEOUT_SEC", ("admission", "queue_wait_timeout_sec"), float, "Default wait budget."),
+    EnvSetting("MLX_QUEUE_RETRY_AFTER_SEC", ("admission", "retry_after_sec"), float, "Untimed service guess."),
+    EnvSetting("MLX_QUEUE_RETRY_JITTER_SEC", ("admission", "retry_jitter_sec"), float, "Advised retry jitter."),
+    EnvSetting("MLX_QUEUE_PRIORITY_MIN", ("admission", "priority_min"), int, "Lowest priority."),
+    EnvSetting("MLX_QUEUE_PRIORITY_MAX", ("admission", "priority_max"), int, "Highest priority."),
+    EnvSetting("MLX_QUEUE_DEFAULT_PRIORITY", ("admission", "default_priority"), int, "Priority when none given."),
 )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, TypeVar
 
+from local_lattice.admission import Admission
 from local_lattice.backends.base import Backend
 from local_lattice.backends.registry import build_backend
 from local_lattice.cloud.billing import Billing
@@ -43,10 +44,6 @@ from local_lattice.types import (
 T = TypeVar("T")
 
 
-def _never_rejects(model: ModelInfo) -> bool:
-    return False
-
-
 @dataclass(frozen=True, slots=True)
 class Routed:
     backend: Backend
@@ -73,7 +70,7 @@ class Gateway:
         self.escalation = Policy.of(config, self.cloud)
         self.billing = Billing(PriceBook.of(config), BudgetLedger.of(config))
         # Admission's answer to "would you reject this model now?" (for spilling to the cloud).
-        self.would_reject: Callable[[ModelInfo], bool] = _never_rejects
+        self.admission = Admission.from_config(config)
 
     @property
     def runtime_default(self) -> str:
@@ -128,7 +125,7 @@ class Gateway:
             decision = decide_up_front(
                 self.escalation,
                 body,
-                would_reject=self.would_reject(chosen),
+                would_reject=self.admission.would_reject(chosen.id, chosen.backend),
                 budget_left=target is not None and self.billing.budget.left(target.backend),
             )
             return self._apply(decision, resolution)
@@ -207,6 +204,7 @@ class Gateway:
         return self._routed(attempt), first, tracked(rest, lambda: self.tracker.end(name))
 
     async def aclose(self) -> None:
+        self.admission.aclose()
         for backend in self.backends.values():
             await backend.aclose()
         self.observer.close()

@@ -9,13 +9,15 @@ A failure raised from here is recorded by the app's exception handlers (``Observ
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 
-from local_lattice.api.sse import SSEResponse
+from local_lattice.admission import QueueContext
+from local_lattice.admission.tickets import Grant
+from local_lattice.api.sse import SSEResponse, queued
 from local_lattice.errors import LatticeError
 from local_lattice.gateway import Gateway, Routed
 from local_lattice.observability.record import RequestRecord
@@ -45,6 +47,7 @@ class Prepared:
     endpoint: Endpoint
     body: dict[str, Any]
     headers: dict[str, str]
+    queue: QueueContext
     upstream_started: float = 0.0
 
     def finish(self, status: int, error_kind: str | None = None) -> None:
@@ -54,13 +57,14 @@ class Prepared:
 async def prepare(request: Request, record: RequestRecord, endpoint: Endpoint, body: dict[str, Any]) -> Prepared:
     gateway = gateway_of(request)
     gateway.observer.requested(record, body)
+    queue = gateway.admission.context(body.get("queue"), request.headers)
     mark = time.perf_counter()
     routed = await gateway.route(endpoint, body.get("model"), body=body, headers=request.headers)
     record.timings.resolve = time.perf_counter() - mark
     gateway.observer.routed(record, routed.model.id, routed.model.backend)
     for field in GATEWAY_FIELDS:
         body.pop(field, None)
-    return Prepared(gateway, record, routed, endpoint, body, {})
+    return Prepared(gateway, record, routed, endpoint, body, {}, queue)
 
 
 def _after_call(prepared: Prepared, routed: Routed) -> None:
@@ -75,10 +79,17 @@ def _after_call(prepared: Prepared, routed: Routed) -> None:
     prepared.headers.update(prepared.record.timings.headers())
 
 
+def _admission_args(prepared: Prepared) -> tuple[str, str, QueueContext]:
+    # The request is admitted for its first candidate; a failover candidate runs under that ticket.
+    return prepared.routed.model.id, prepared.routed.model.backend, prepared.queue
+
+
 async def complete(prepared: Prepared) -> BackendResponse:
-    mark = time.perf_counter()
-    routed, answer = await prepared.gateway.complete(prepared.routed, prepared.endpoint, prepared.body)
-    prepared.record.timings.upstream = time.perf_counter() - mark
+    async with prepared.gateway.admission.admit(*_admission_args(prepared)) as grant:
+        prepared.record.timings.queue = grant.waited
+        mark = time.perf_counter()
+        routed, answer = await prepared.gateway.complete(prepared.routed, prepared.endpoint, prepared.body)
+        prepared.record.timings.upstream = time.perf_counter() - mark
     _after_call(prepared, routed)
     if answer.usage is not None:
         prepared.record.input_tokens = answer.usage.prompt_tokens
@@ -130,8 +141,39 @@ async def open_stream(prepared: Prepared) -> tuple[StreamChunk | None, ChunkStre
     return first, _observed(stream, record)
 
 
-def stream_response(prepared: Prepared, frames: AsyncIterator[bytes]) -> SSEResponse:
+Framer = Callable[[StreamChunk | None, ChunkStream], AsyncIterator[bytes]]
+
+
+async def stream_reply(prepared: Prepared, frame: Framer, fail: Callable[[LatticeError], bytes]) -> SSEResponse:
+    """Admit, open and frame a stream. Turned away at once → a plain 429; admitted at once → the
+    stream opens before the headers go out (failures keep their status); made to wait → the
+    response starts now and shows the queue position until the slot comes (``sse.queued``).
+    The slot is held until the response ends, finished or disconnected."""
+    waiter = prepared.gateway.admission.enter(*_admission_args(prepared))
+    if waiter.granted:
+        try:
+            first, stream = await open_stream(prepared)
+        except BaseException:
+            waiter.close()
+            raise
+        return stream_response(prepared, frame(first, stream), waiter.close)
+
+    async def start(grant: Grant) -> AsyncIterator[bytes]:
+        prepared.record.timings.queue = grant.waited
+        first, stream = await open_stream(prepared)
+        return frame(first, stream)
+
+    prepared.headers["X-Model-Routed-To"] = prepared.routed.routed_to
+    prepared.headers.update(prepared.record.timings.headers())
+    return stream_response(prepared, queued(waiter, start, fail), waiter.close)
+
+
+def stream_response(
+    prepared: Prepared, frames: AsyncIterator[bytes], release: Callable[[], None] | None = None
+) -> SSEResponse:
     def closed(disconnected: bool) -> None:
+        if release is not None:
+            release()
         prepared.record.timings.upstream = time.perf_counter() - prepared.upstream_started
         # A failure mid-stream keeps the 200 the client saw; its kind is on the record already.
         if disconnected:

@@ -9,7 +9,7 @@ client turns into its typed exceptions. ``anthropic-version`` is accepted and no
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import orjson
@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from local_lattice.api import dispatch
 from local_lattice.api.payload import json_response, read_json, validate
-from local_lattice.api.sse import SSEResponse, named_events
+from local_lattice.api.sse import SSEResponse, named_event, named_events
 from local_lattice.errors import LatticeError
 from local_lattice.protocol.anthropic import (
     MessagesRequest,
@@ -48,9 +48,12 @@ async def _messages(request: Request, record: Any) -> Response | SSEResponse:
     validate(MessagesRequest, raw)
     prepared = await dispatch.prepare(request, record, "chat", messages_to_openai(raw))
     if raw.get("stream"):
-        first, stream = await dispatch.open_stream(prepared)
-        events = _events(ChunksToEvents(model=prepared.routed.model.id), first, stream)
-        return dispatch.stream_response(prepared, named_events(events, error_data))
+
+        def frame(first: StreamChunk | None, rest: ChunkStream) -> AsyncIterator[bytes]:
+            events = _events(ChunksToEvents(model=prepared.routed.model.id), first, rest)
+            return named_events(events, error_data)
+
+        return await dispatch.stream_reply(prepared, frame, lambda exc: named_event("error", error_data(exc)))
     answer = await dispatch.complete(prepared)
     prepared.finish(200)
     message = chat_completion_to_message(orjson.loads(answer.content), prepared.routed.model.id)

@@ -4,12 +4,15 @@ hands over. HTTP only: parse the body, run the swarm package, write JSON or SSE 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from local_lattice.admission import QueueContext
 from local_lattice.api.dispatch import gateway_of
 from local_lattice.api.payload import json_response, read_json
 from local_lattice.api.sse import SSEResponse, sse_bytes
@@ -22,7 +25,7 @@ from local_lattice.swarm.runner import SwarmRunner, TextSink
 from local_lattice.swarm.specs import AgentSpec, CallContext, expand, parse_agents
 from local_lattice.swarm.strategies import VotePlan, run_vote, strategy_name
 from local_lattice.swarm.streaming import ChunkMaker, stream_swarm
-from local_lattice.types import JSONObject, StreamChunk
+from local_lattice.types import JSONObject, ModelInfo, StreamChunk
 
 # Chat meta-model names (matched case-insensitively) -> (intent, canonical name).
 META_MODELS = {
@@ -82,12 +85,27 @@ async def _agents(gateway: Gateway, raw: Any, cap: int = 0) -> list[AgentSpec]:
     return expand(agents, snapshot.models, cap)
 
 
-def _runner(gateway: Gateway) -> SwarmRunner:
-    return SwarmRunner(gateway, gateway.config.swarm)
+def _runner(gateway: Gateway, request: Request) -> SwarmRunner:
+    """A runner whose every agent, judge and aggregator call is admitted like a request of its own,
+    with the parent's priority, deadline and client (the original admitted none of them)."""
+    client = gateway.admission.context(None, request.headers).client
+
+    @asynccontextmanager
+    async def admit(ctx: CallContext, model: ModelInfo) -> AsyncIterator[None]:
+        queue = QueueContext(priority=ctx.priority, deadline=ctx.deadline, client=client)
+        async with gateway.admission.admit(model.id, model.backend, queue):
+            yield
+
+    return SwarmRunner(gateway, gateway.config.swarm, admit=admit)
 
 
-def _ctx(gateway: Gateway, body: JSONObject) -> CallContext:
-    return CallContext.from_body(body, gateway.config.swarm.fanout_timeout)
+def _ctx(gateway: Gateway, request: Request, body: JSONObject) -> CallContext:
+    """Priority and deadline from the body's ``queue{}`` or the queue headers (validated as for any
+    request), the deadline capped by the swarm's own overall timeout."""
+    queue = gateway.admission.context(body.get("queue"), request.headers)
+    cap = time.monotonic() + gateway.config.swarm.fanout_timeout
+    deadline = cap if queue.deadline is None else min(queue.deadline, cap)
+    return CallContext(priority=queue.priority, deadline=deadline)
 
 
 async def _respond(
@@ -148,7 +166,7 @@ async def vote(request: Request) -> Response | SSEResponse:
         judge_system=body.get("judge_system"),
         max_parallel=_max_parallel(body.get("max_parallel")),
     )
-    runner, ctx = _runner(gateway), _ctx(gateway, body)
+    runner, ctx = _runner(gateway, request), _ctx(gateway, request, body)
     return await _respond(
         request, body, lambda sink: run_vote(runner, plan, ctx, sink), {"X-Swarm-Strategy": plan.strategy}
     )
@@ -164,7 +182,7 @@ async def fanout(request: Request) -> Response | SSEResponse:
         strategy="fanout",
         max_parallel=_max_parallel(body.get("max_parallel")),
     )
-    runner, ctx = _runner(gateway), _ctx(gateway, body)
+    runner, ctx = _runner(gateway, request), _ctx(gateway, request, body)
     body["stream"] = False  # all answers at once: there is no single answer to stream
     return await _respond(request, body, lambda sink: run_vote(runner, plan, ctx), {}, SwarmOutcome.fanout)
 
@@ -174,7 +192,7 @@ async def pipeline(request: Request) -> Response | SSEResponse:
     body = await _body(request)
     steps = parse_steps(body.get("steps"))
     messages = _messages(body, allow_input=True)
-    runner, ctx, params = _runner(gateway), _ctx(gateway, body), _params(body)
+    runner, ctx, params = _runner(gateway, request), _ctx(gateway, request, body), _params(body)
     body["stream"] = False
     return await _respond(
         request, body, lambda sink: run_pipeline(runner, steps, messages, params, ctx), {"X-Swarm-Strategy": "pipeline"}
@@ -197,7 +215,7 @@ async def debate(request: Request) -> Response | SSEResponse:
         judge_system=body.get("judge_system"),
         max_parallel=_max_parallel(body.get("max_parallel")),
     )
-    runner, ctx = _runner(gateway), _ctx(gateway, body)
+    runner, ctx = _runner(gateway, request), _ctx(gateway, request, body)
     return await _respond(
         request, body, lambda sink: run_debate(runner, plan, ctx, sink), {"X-Swarm-Strategy": "debate"}
     )
@@ -258,5 +276,5 @@ async def chat(request: Request, body: JSONObject) -> Response | SSEResponse:
     if name in DEPRECATED:
         headers["Deprecation"] = "true"
         headers["X-Swarm-Deprecated"] = f"{body['model']} is deprecated; use {canonical}"
-    runner, ctx = _runner(gateway), _ctx(gateway, body)
+    runner, ctx = _runner(gateway, request), _ctx(gateway, request, body)
     return await _respond(request, body, lambda sink: run_vote(runner, plan, ctx, sink), headers)

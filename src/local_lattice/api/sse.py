@@ -10,18 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from local_lattice.admission import Waiter
+from local_lattice.admission.tickets import Grant
 from local_lattice.errors import LatticeError
 from local_lattice.types import ChunkStream, StreamChunk
 
 log = logging.getLogger("lattice.sse")
 
 DONE = b"data: [DONE]\n\n"
+QUEUE_COMMENT_INTERVAL = 1.0  # seconds between queue-position comments
 
 
 def event(payload: bytes) -> bytes:
@@ -80,6 +83,39 @@ async def named_events(
         aclose = getattr(events, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+async def queued(
+    waiter: Waiter,
+    start: Callable[[Grant], Awaitable[AsyncIterator[bytes]]],
+    fail: Callable[[LatticeError], bytes],
+    interval: float = QUEUE_COMMENT_INTERVAL,
+) -> AsyncIterator[bytes]:
+    """A stream that must wait for its slot: ``: queue position N`` comments (which double as
+    keep-alives) until it is granted, then the frames ``start`` opens. A rejection or failure before
+    the first frame — the headers are already out — ends the stream with ``fail(exc)``."""
+    try:
+        grant: Grant | None = None
+        while grant is None:
+            position = waiter.position()
+            if position is not None:
+                yield comment(f"queue position {position + 1}")
+            grant = await waiter.wait(interval)
+        frames = await start(grant)
+    except LatticeError as exc:
+        yield fail(exc)
+        return
+    except Exception as exc:  # never a traceback on the wire
+        log.exception("stream failed to open")
+        yield fail(LatticeError(f"stream failed: {type(exc).__name__}"))
+        return
+    async for data in frames:
+        yield data
+
+
+def chat_failure(exc: LatticeError) -> bytes:
+    """How an OpenAI chat stream ends on a failure: one error event, then ``[DONE]``."""
+    return error_event(exc) + DONE
 
 
 class SSEResponse:

@@ -39,21 +39,6 @@ class CallContext:
     def remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
 
-    @classmethod
-    def from_body(cls, body: JSONObject, overall_timeout: float) -> CallContext:
-        """Priority and deadline from the body's ``queue{priority, deadline_ms}`` (capped by the swarm's own)."""
-        queue = body.get("queue") if isinstance(body.get("queue"), dict) else {}
-        assert isinstance(queue, dict)
-        priority = queue.get("priority")
-        prio = max(-10, min(10, int(priority))) if isinstance(priority, int | float) else 0
-        budget = overall_timeout
-        deadline_ms = queue.get("deadline_ms")
-        if isinstance(deadline_ms, int | float) and deadline_ms > 0:
-            # Values above 3e9 are epoch milliseconds, as in the original; smaller ones are relative.
-            relative = deadline_ms / 1000 - time.time() if deadline_ms > 3e9 else deadline_ms / 1000
-            budget = min(budget, max(0.0, relative))
-        return cls(priority=prio, deadline=time.monotonic() + budget)
-
 
 def _agent(raw: Any, where: str) -> AgentSpec:
     if isinstance(raw, str):

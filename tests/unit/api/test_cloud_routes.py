@@ -228,7 +228,7 @@ def test_big_task_matrix(fakes: dict[str, FakeBackend], auto: bool, text: str, s
 @pytest.mark.parametrize(("spill", "text"), list(itertools.product([False, True], [SMALL, BIG_CODE])))
 def test_queue_full_spills_only_when_configured(fakes: dict[str, FakeBackend], spill: bool, text: str) -> None:
     for client in client_for(make_config(spill_on_reject=spill), fakes):
-        gateway(client).would_reject = lambda model: model.backend == "local"
+        gateway(client).admission.would_reject = lambda model, backend: backend == "local"  # type: ignore[method-assign]
         resp = chat(client, text, stream=True)
         assert resp.headers["x-model-routed-to"] == (CLOUD if spill else LOCAL)
         if spill:
