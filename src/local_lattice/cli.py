@@ -59,9 +59,11 @@ def load_config(config_path: Path | None, host: str | None, port: int | None) ->
 def run_server(config: Config) -> None:
     import uvicorn
 
-    from local_lattice.api.app import create_app
+    from local_lattice.api.app import create_app, redactor_for
+    from local_lattice.security.redact import install
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s request_id=%(request_id)s %(message)s")
+    install(redactor_for(config))  # every line: keys masked, request id stamped
     if not config.server.log_timing:
         logging.getLogger("lattice.request").setLevel(logging.WARNING)
     uvicorn.run(
@@ -72,6 +74,7 @@ def run_server(config: Config) -> None:
         http="httptools",
         access_log=False,
         log_level="warning",
+        log_config=None,  # uvicorn's loggers propagate to the root handler, so they pass the filter too
         timeout_graceful_shutdown=5,
     )
 

@@ -19,7 +19,10 @@ place each; handlers raise; a single exception handler renders them. This module
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+from local_lattice.security.redact import redact
 
 
 class LatticeError(Exception):
@@ -45,9 +48,11 @@ class LatticeError(Exception):
         self.extra: dict[str, Any] = extra or {}
 
     def envelope(self) -> dict[str, Any]:
-        """The OpenAI error body: ``{"error": {"message", "type", "code", "param"}}`` plus extras."""
+        """The OpenAI error body: ``{"error": {"message", "type", "code", "param"}}`` plus extras.
+
+        Key-shaped text in the message (an upstream echoing a key, say) is masked."""
         error: dict[str, Any] = {
-            "message": self.message,
+            "message": redact(self.message),
             "type": self.type,
             "code": self.code,
             "param": self.param,
@@ -100,7 +105,8 @@ class RateLimited(LatticeError):
         if kind is not None:
             self.type = kind
             self.code = kind
-        self.headers.setdefault("Retry-After", str(max(1, round(retry_after))))
+        # Rounded up: a client that waits the advertised seconds must find room.
+        self.headers.setdefault("Retry-After", str(max(1, math.ceil(retry_after))))
 
 
 class UpstreamError(LatticeError):

@@ -12,11 +12,14 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from local_lattice.api.route_table import UPSTREAM_ERRORS, RouteSpec
 from local_lattice.api.sse import SSEResponse, sse_bytes
 from local_lattice.errors import InvalidRequest
 from local_lattice.gateway import Gateway
 from local_lattice.observability.timing import Timings
 from local_lattice.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from local_lattice.protocol.responses import ChatCompletion, EmbeddingList, Health, ModelList, TextCompletion
+from local_lattice.security.inputs import decode_json
 from local_lattice.types import BackendRequest, Endpoint, StreamChunk
 from local_lattice.usage import ensure_usage, wants_usage
 
@@ -34,11 +37,9 @@ def gateway_of(request: Request) -> Gateway:
 
 
 async def read_json(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    """The JSON object body; already decoded and size-checked by the guard on ``generates`` routes."""
+    state = request.scope["state"]
+    data = state.pop("json") if "json" in state else decode_json(await request.body())
     if not isinstance(data, dict):
         raise InvalidRequest("request body must be a JSON object", code="invalid_json")
     return data
@@ -101,9 +102,14 @@ async def generate(request: Request, endpoint: Endpoint) -> Response | SSERespon
                 model=routed.routed_to,
             )
 
-        return SSEResponse(sse_bytes(first, stream), headers, on_close=closed)
+        def count(chunk: StreamChunk) -> None:
+            if chunk.usage is not None:
+                state["usage"] = chunk.usage  # read by the guard to correct the rate limiter's estimate
+
+        return SSEResponse(sse_bytes(first, stream, count), headers, on_close=closed)
     mark = time.perf_counter()
     answer = await routed.backend.complete(backend_request)
+    state["usage"] = answer.usage
     timings.upstream = time.perf_counter() - mark
     headers.update(timings.headers())
     timings.log(path=path, status=200, request_id=state["request_id"], model=routed.routed_to)
@@ -149,3 +155,19 @@ async def healthz(request: Request) -> Response:
         {"status": "ok" if ok else "unavailable", "backends": backends},
         status=200 if ok else 503,
     )
+
+
+ROUTES = (
+    RouteSpec("/healthz", healthz, summary="Gateway and backend health", public=True, response_model=Health,
+              errors=(503,), tags=("meta",)),
+    RouteSpec("/v1/models", list_models, summary="Models the backends really serve", response_model=ModelList,
+              errors=(502, 503), tags=("openai",)),
+    RouteSpec("/v1/chat/completions", chat_completions, ("POST",), "Chat completion (streams with stream: true)",
+              ChatCompletionRequest, ChatCompletion, streams=True, generates=True, errors=UPSTREAM_ERRORS,
+              tags=("openai",)),
+    RouteSpec("/v1/completions", completions, ("POST",), "Text completion (streams with stream: true)",
+              CompletionRequest, TextCompletion, streams=True, generates=True, errors=UPSTREAM_ERRORS,
+              tags=("openai",)),
+    RouteSpec("/v1/embeddings", embeddings, ("POST",), "Embeddings", EmbeddingRequest, EmbeddingList,
+              generates=True, errors=UPSTREAM_ERRORS, tags=("openai",)),
+)  # fmt: skip
