@@ -58,8 +58,10 @@ class LogFilter(logging.Filter):
         clean = self.redactor.text(message)
         if clean != message:
             record.msg, record.args = clean, None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = self.redactor.text(logging.Formatter().formatException(record.exc_info))
+        if record.exc_info:
+            # Another handler may have formatted the traceback already; mask whichever text will be printed.
+            text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            record.exc_text = self.redactor.text(text)
         return True
 
 
