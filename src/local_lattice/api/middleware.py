@@ -47,13 +47,17 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-def presented_key(scope: Scope) -> bytes | None:
+def presented_keys(scope: Scope) -> list[bytes]:
+    """Every credential the request carries: ``X-API-Key`` and/or ``Authorization`` (which must be
+    ``Bearer <key>``; anything else there is malformed and comes back empty)."""
+    found = []
     given = _header(scope, b"x-api-key")
-    if given is None:
-        auth = _header(scope, b"authorization")
-        if auth is not None and auth[:7].lower() == b"bearer ":
-            given = auth[7:].strip()
-    return given or None
+    if given is not None:
+        found.append(given)
+    auth = _header(scope, b"authorization")
+    if auth is not None:
+        found.append(auth[7:].strip() if auth[:7].lower() == b"bearer " else b"")
+    return found
 
 
 def has_query_key(query: bytes) -> bool:
@@ -99,11 +103,14 @@ class FrontDoor:
             return None
         if scope["query_string"] and has_query_key(scope["query_string"]):
             return AuthenticationFailed(QUERY_KEY, code="api_key_in_query")
-        given = presented_key(scope)
-        name = self.keys.match(given) if given is not None else None
-        if name is None:
+        # A malformed credential is refused outright; otherwise one valid key admits (its name is recorded).
+        presented = presented_keys(scope)
+        if b"" in presented:
             return AuthenticationFailed(NO_KEY)
-        state["key_name"] = name
+        names = [name for name in map(self.keys.match, presented) if name is not None]
+        if not names:
+            return AuthenticationFailed(NO_KEY)
+        state["key_name"] = names[0]
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -25,7 +25,30 @@ SECURITY_SCHEMES = {
     "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
     "Bearer": {"type": "http", "scheme": "bearer"},
 }
-_SSE = {"text/event-stream": {"schema": {"type": "string", "description": "data: <chunk JSON> ... data: [DONE]"}}}
+# Before OpenAPI 3.2 the schema of a text/event-stream describes one event.
+_SSE_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {"type": "string", "description": "A chunk object as JSON, an error envelope as JSON, or [DONE]."},
+        "event": {"type": "string"},
+    },
+}
+_SSE = {"text/event-stream": {"schema": _SSE_EVENT}}
+# JSON numbers past 64 bits are read as floats, which integer fields refuse: the document says so.
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _bound_integers(node: Any) -> None:
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            node.setdefault("minimum", INT64[0])
+            node.setdefault("maximum", INT64[1])
+        for child in node.values():
+            _bound_integers(child)
+    elif isinstance(node, list):
+        for child in node:
+            _bound_integers(child)
 
 
 def _cap_integer(schema: dict[str, Any], field: str, maximum: int) -> None:
@@ -35,7 +58,7 @@ def _cap_integer(schema: dict[str, Any], field: str, maximum: int) -> None:
         return
     for alternative in prop.get("anyOf", [prop]):
         if alternative.get("type") == "integer":
-            alternative["maximum"] = maximum
+            alternative["maximum"] = min(maximum, alternative.get("maximum", maximum))
 
 
 def _schemas(specs: Sequence[RouteSpec], limits: LimitsConfig) -> dict[str, Any]:
@@ -52,6 +75,7 @@ def _schemas(specs: Sequence[RouteSpec], limits: LimitsConfig) -> dict[str, Any]
         _cap_integer(schema, "max_tokens", limits.max_tokens_ceiling)
         _cap_integer(schema, "max_completion_tokens", limits.max_tokens_ceiling)
         _cap_integer(schema, "n", limits.max_n)
+    _bound_integers(schemas)
     return schemas
 
 

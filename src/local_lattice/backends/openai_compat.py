@@ -141,8 +141,17 @@ class OpenAIBackend:
         return aiohttp.ClientTimeout(total=request.timeout or self.config.timeout, connect=self.config.connect_timeout)
 
     def prepare_body(self, request: BackendRequest) -> dict[str, Any]:
-        """The body sent upstream; subclasses add vendor fields."""
-        body = request.body
+        """The body sent upstream; subclasses add vendor fields.
+
+        Nulls at the top level and in messages are dropped: in OpenAI's API ``"top_p": null`` means
+        "the default", which leaving the field out says to every server (llama.cpp's refuses the
+        null with a 500)."""
+        body = {key: value for key, value in request.body.items() if value is not None}
+        messages = body.get("messages")
+        if isinstance(messages, list):
+            body["messages"] = [
+                {k: v for k, v in m.items() if v is not None} if isinstance(m, dict) else m for m in messages
+            ]
         body["model"] = request.model
         return body
 
