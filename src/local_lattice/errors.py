@@ -7,6 +7,7 @@
     ├── NotFound                       404 not_found_error
     │   └── ModelNotFound              404 model_not_found
     ├── PayloadTooLarge                413 request_too_large
+    ├── HeadersTooLarge                431 request_headers_too_large
     ├── RateLimited                    429 (type given by the limiter, e.g. queue_timeout)
     ├── UpstreamError                  502 upstream_error (a backend failed or answered garbage)
     │   └── UpstreamStatusError        the upstream's own 4xx status and message
@@ -92,6 +93,12 @@ class PayloadTooLarge(LatticeError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class HeadersTooLarge(LatticeError):
+    status = 431
+    type = "invalid_request_error"
+    code = "request_headers_too_large"
 
 
 class RateLimited(LatticeError):

@@ -16,7 +16,8 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.routing import Route
 
-# Statuses every authenticated route may answer, besides its own.
+# Statuses every route may answer, and every authenticated route, besides its own.
+ANY_ERRORS = (431,)
 AUTH_ERRORS = (401, 429)
 BODY_ERRORS = (400, 413)
 UPSTREAM_ERRORS = (404, 502, 503)
@@ -41,7 +42,7 @@ class RouteSpec:
 
     def statuses(self) -> tuple[int, ...]:
         """Error statuses this route may answer, for the OpenAPI document."""
-        found = set(self.errors)
+        found = {*self.errors, *ANY_ERRORS}
         if not self.public:
             found.update(AUTH_ERRORS)
         if self.request_model is not None:
