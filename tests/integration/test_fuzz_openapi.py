@@ -77,7 +77,8 @@ def test_fuzz_against_a_scripted_upstream_and_no_key_reaches_it() -> None:
         toml = GATEWAY + f'[[backends]]\nname = "scripted"\nurl = "{url}"\napi_key = "upstream-own-key-abcdef"\n'
         with gateway_process(toml) as gateway:
             env = {"FUZZ_CHAT_MODEL": "ok-model", "FUZZ_EMBED_MODEL": "embed-model"}
-            generated, _ = run_schemathesis(gateway, 150, env)
+            # Loading or unloading an unknown id is a 400 with a hint by design (tested on its own).
+            generated, _ = run_schemathesis(gateway, 150, env, "--exclude-path-regex", "^/dashboard/api/models/")
             log = gateway.log()
     assert generated >= 1000
     assert len(recorder.headers) > 100  # the cases really travelled to the upstream
@@ -96,7 +97,7 @@ def test_fuzz_sample_against_the_real_model(smollm2_server: RunningProcess) -> N
     with gateway_process(toml) as gateway:
         env = {"FUZZ_CHAT_MODEL": SMOLLM2_ID, "FUZZ_REAL_UPSTREAM": "1", "FUZZ_MAX_TOKENS": "4"}
         # Positive mode: the hook makes bodies well formed, so invalid ones would arrive repaired.
-        generated, _ = run_schemathesis(gateway, 40, env, "--include-path-regex", "completions", "--mode", "positive")
+        generated, _ = run_schemathesis(gateway, 25, env, "--include-path-regex", "completions", "--mode", "positive")
         log = gateway.log()
-    assert generated >= 200
+    assert generated >= 100
     assert "Traceback" not in log

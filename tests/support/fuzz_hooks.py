@@ -28,7 +28,8 @@ _STRUCTURED = ("tools", "tool_choice", "response_format", "logit_bias", "functio
 
 def _text(value: Any) -> str:
     if isinstance(value, str):
-        return value
+        # Printable ASCII only: llama-cpp-python's server can stall for minutes on lone surrogates.
+        return "".join(c for c in value if " " <= c <= "~")
     if isinstance(value, list):
         return " ".join(_text(part.get("text") if isinstance(part, dict) else part) for part in value)
     return ""

@@ -53,6 +53,7 @@ def gateway_process(
     argv = [PYTHON, "-m", "local_lattice", "serve", "--config", handle.name, "--port", str(port), *extra_args]
     base = f"http://127.0.0.1:{port}"
     clean_env = {"MIDDLE_LAYER_API_KEY": "", "LATTICE_CONFIG": "", **(env or {})}
-    with run_process(argv, ready_url=base + "/healthz", base_url=base, env=clean_env, timeout=60) as proc:
+    # /openapi.json answers as soon as the app is up, whatever state the upstreams are in.
+    with run_process(argv, ready_url=base + "/openapi.json", base_url=base, env=clean_env, timeout=60) as proc:
         yield proc
     Path(handle.name).unlink(missing_ok=True)

@@ -99,7 +99,8 @@ def redactor_for(config: Config) -> Redactor:
 
 def _middleware(config: Config, specs: list[RouteSpec]) -> list[Middleware]:
     server, limits = config.server, config.limits
-    public = public_paths(specs)
+    # "/dashboard" itself is public too: the router redirects it to the page.
+    public = public_paths(specs) | ({dashboard.PREFIX} if config.dashboard.enabled else set())
     cors = CorsPolicy(server.cors_origins, server.cors_allow_credentials) if server.cors_origins else None
     limiter = Limiter(limits.per_key, limits.per_ip, limits.keys, limits.max_tracked_clients)
     page_headers = ((dashboard.PREFIX, ((b"content-security-policy", dashboard.CSP.encode()),)),)

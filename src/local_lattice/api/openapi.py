@@ -85,8 +85,11 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 
 def _operation(spec: RouteSpec, method: str) -> dict[str, Any]:
     success: dict[str, Any] = {"description": "OK"}
-    body_schema = _ref(spec.response_model) if spec.response_model is not None else {"type": "object"}
-    success["content"] = {"application/json": {"schema": body_schema}}
+    if spec.media_type != "application/json":
+        success["content"] = {spec.media_type: {"schema": {"type": "string"}}}
+    else:
+        body_schema = _ref(spec.response_model) if spec.response_model is not None else {"type": "object"}
+        success["content"] = {"application/json": {"schema": body_schema}}
     if spec.streams:
         success["content"].update(_SSE)
     responses: dict[str, Any] = {"200": success}

@@ -36,6 +36,7 @@ class RouteSpec:
     generates: bool = False  # body limits apply and tokens are charged to rate limits
     errors: tuple[int, ...] = ()
     tags: tuple[str, ...] = ()
+    media_type: str = "application/json"  # of the success answer (pages, scripts, metrics differ)
 
     def route(self) -> Route:
         return Route(self.path, self.endpoint, methods=list(self.methods))

@@ -27,4 +27,8 @@ async def metrics(request: Request) -> Response:
 
 def routes(*, public: bool) -> tuple[RouteSpec, ...]:
     """``/metrics``: protected by the key unless ``[observability] metrics_public``."""
-    return (RouteSpec("/metrics", metrics, summary="Prometheus metrics", public=public, tags=("meta",)),)
+    return (
+        RouteSpec(
+            "/metrics", metrics, summary="Prometheus metrics", public=public, tags=("meta",), media_type=CONTENT_TYPE
+        ),
+    )

@@ -15,9 +15,10 @@ from local_lattice.api.dispatch import gateway_of
 from local_lattice.api.payload import JSON, json_response, read_json, validate
 from local_lattice.api.route_table import UPSTREAM_ERRORS, RouteSpec
 from local_lattice.api.sse import SSEResponse, chat_failure, sse_bytes
+from local_lattice.backends.base import Backend
 from local_lattice.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from local_lattice.protocol.outputs import ChatCompletion, EmbeddingList, Health, ModelList, TextCompletion
-from local_lattice.types import Endpoint
+from local_lattice.types import BackendHealth, Endpoint
 
 _MODELS: dict[str, type[BaseModel]] = {
     "chat": ChatCompletionRequest,
@@ -69,10 +70,20 @@ async def list_models(request: Request) -> Response:
     return json_response({"object": "list", "data": data})
 
 
+HEALTH_TIMEOUT = 3.0  # a hung upstream must not hang the health check
+
+
+async def _health(backend: Backend) -> BackendHealth:
+    try:
+        return await asyncio.wait_for(backend.health(), HEALTH_TIMEOUT)
+    except TimeoutError:
+        return BackendHealth(ok=False, detail=f"no answer within {HEALTH_TIMEOUT:.0f}s")
+
+
 async def healthz(request: Request) -> Response:
     gateway = gateway_of(request)
     names = list(gateway.backends)
-    results = await asyncio.gather(*(gateway.backends[n].health() for n in names))
+    results = await asyncio.gather(*(_health(gateway.backends[n]) for n in names))
     backends = {n: {"ok": r.ok, "detail": r.detail, **r.extra} for n, r in zip(names, results, strict=True)}
     ok = any(r.ok for r in results)
     return json_response(

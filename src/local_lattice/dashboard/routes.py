@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import Match
 
 from local_lattice.api.route_table import RouteSpec
@@ -165,21 +165,17 @@ def route_specs() -> list[RouteSpec]:
 
         return serve
 
-    async def to_page(request: Request) -> Response:
-        return RedirectResponse("/dashboard/", status_code=308, headers=PAGE_HEADERS)
-
-    def page(path: str, endpoint: Any, summary: str) -> RouteSpec:
-        return RouteSpec(path, endpoint, summary=summary, public=True, tags=("dashboard",))
+    def page(path: str, endpoint: Any, summary: str, media_type: str = "application/json") -> RouteSpec:
+        return RouteSpec(path, endpoint, summary=summary, public=True, tags=("dashboard",), media_type=media_type)
 
     def api(path: str, endpoint: Any, summary: str, methods: tuple[str, ...] = ("GET",)) -> RouteSpec:
-        return RouteSpec(path, endpoint, methods, summary, tags=("dashboard",))
+        return RouteSpec(path, endpoint, methods, summary, tags=("dashboard",), errors=(400, 404))
 
     return [
-        page("/dashboard", to_page, "Redirect to the dashboard"),
-        page("/dashboard/", static("index.html"), "The dashboard page"),
+        page("/dashboard/", static("index.html"), "The dashboard page", STATIC["index.html"]),
         page("/dashboard/auth", auth_info, "Whether the dashboard needs a key"),
         *(
-            page(f"/dashboard/static/{name}", static(name), f"Dashboard file {name}")
+            page(f"/dashboard/static/{name}", static(name), f"Dashboard file {name}", STATIC[name])
             for name in STATIC
             if name != "index.html"
         ),

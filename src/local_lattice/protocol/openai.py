@@ -75,9 +75,9 @@ class StreamOptions(OpenAIBaseModel):
 class QueueOptions(OpenAIBaseModel):
     """The original's admission controls in the body (read by the admission layer)."""
 
-    priority: Any = None
-    max_queue_wait_ms: float | None = None
-    deadline_ms: float | None = None
+    priority: Any = None  # non-numeric or boolean → the default priority
+    max_queue_wait_ms: float | None = Field(None, ge=0, description="Longest wait in the queue (ms).")
+    deadline_ms: float | None = Field(None, ge=0, description="Relative ms, or epoch ms above 3e9.")
 
 
 class SamplingFields(OpenAIBaseModel):

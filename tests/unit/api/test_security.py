@@ -26,7 +26,6 @@ from local_lattice.security.redact import LogFilter, Redactor
 EXPECTED_PUBLIC = {
     "/healthz",
     "/openapi.json",
-    "/dashboard",
     "/dashboard/",
     "/dashboard/auth",
     "/dashboard/static/dashboard.css",
