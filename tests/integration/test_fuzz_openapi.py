@@ -33,8 +33,6 @@ CHECKS = ",".join(
         "status_code_conformance",
         "content_type_conformance",
         "response_schema_conformance",
-        "negative_data_rejection",
-        "positive_data_acceptance",
         "ignored_auth",
     ]
 )
@@ -44,6 +42,10 @@ api_keys = [{{ name = "fuzzer", key = "{KEY}" }}]
 [limits]
 max_tokens_limit = 8
 """
+
+
+# Whether every schema-valid body is accepted and every invalid one refused is not asserted: the
+# document describes shapes, while some answers depend on state (an unknown model, a debate of one).
 
 
 def run_schemathesis(gateway: RunningProcess, examples: int, env: dict[str, str], *extra: str) -> tuple[int, str]:
@@ -73,7 +75,8 @@ def run_schemathesis(gateway: RunningProcess, examples: int, env: dict[str, str]
 
 
 def test_fuzz_against_a_scripted_upstream_and_no_key_reaches_it() -> None:
-    with scripted_upstream() as (url, recorder):
+    # Only well-behaved models are listed: a random spec must not reach a failing one by substring.
+    with scripted_upstream(models=["ok-model", "embed-model"]) as (url, recorder):
         toml = GATEWAY + f'[[backends]]\nname = "scripted"\nurl = "{url}"\napi_key = "upstream-own-key-abcdef"\n'
         with gateway_process(toml) as gateway:
             env = {"FUZZ_CHAT_MODEL": "ok-model", "FUZZ_EMBED_MODEL": "embed-model"}

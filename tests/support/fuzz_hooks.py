@@ -50,6 +50,20 @@ def _well_formed(body: dict[str, Any]) -> None:
         body["prompt"] = _text(body["prompt"]) or "Hello"
 
 
+def _swarm_models(body: dict[str, Any], model: str) -> None:
+    """Swarm bodies name models in several places; point them all at the served model (random
+    specs would match a failing one by substring and make the whole swarm a 502)."""
+    body.pop("model", None)
+    if "models" in body:
+        body["models"] = [model, model]
+    if body.get("judge") is not None:
+        body["judge"] = model
+    steps = body.get("steps")
+    for step in steps if isinstance(steps, list) else ():
+        if isinstance(step, dict):
+            step["model"] = model
+
+
 @schemathesis.hook
 def map_body(context: schemathesis.HookContext, body: Any) -> Any:
     if not isinstance(body, dict) or context.operation is None:
@@ -58,6 +72,8 @@ def map_body(context: schemathesis.HookContext, body: Any) -> Any:
     model = os.environ.get("FUZZ_EMBED_MODEL" if path.endswith("/embeddings") else "FUZZ_CHAT_MODEL")
     if model:
         body["model"] = model
+        if path.startswith("/swarm/") and model:
+            _swarm_models(body, model)
     if os.environ.get("FUZZ_REAL_UPSTREAM"):
         _well_formed(body)
         budget = os.environ.get("FUZZ_MAX_TOKENS")

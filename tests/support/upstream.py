@@ -46,9 +46,9 @@ def _chunk(text: str) -> bytes:
     return b"data: " + orjson.dumps(body) + b"\n\n"
 
 
-def build_app(rec: Recorder) -> web.Application:
+def build_app(rec: Recorder, listed: list[str]) -> web.Application:
     async def models(request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": m, "object": "model"} for m in MODELS]})
+        return web.json_response({"object": "list", "data": [{"id": m, "object": "model"} for m in listed]})
 
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -131,12 +131,12 @@ def build_app(rec: Recorder) -> web.Application:
 
 
 @contextlib.contextmanager
-def scripted_upstream() -> Iterator[tuple[str, Recorder]]:
+def scripted_upstream(models: list[str] | None = None) -> Iterator[tuple[str, Recorder]]:
     """Yield ``(base_url_with_v1, recorder)`` while the server runs in a thread."""
     rec = Recorder()
     port = free_port()
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(build_app(rec), handle_signals=False)
+    runner = web.AppRunner(build_app(rec, models or MODELS), handle_signals=False)
     started = threading.Event()
 
     def serve() -> None:

@@ -19,6 +19,7 @@ from local_lattice.api.route_table import UPSTREAM_ERRORS, RouteSpec
 from local_lattice.api.sse import SSEResponse, sse_bytes
 from local_lattice.errors import InvalidRequest
 from local_lattice.gateway import Gateway
+from local_lattice.protocol.swarm import DebateRequest, PipelineRequest, SwarmRequest
 from local_lattice.swarm.debate import DebatePlan, run_debate
 from local_lattice.swarm.outcome import SwarmOutcome
 from local_lattice.swarm.pipeline import parse_steps, run_pipeline
@@ -281,15 +282,18 @@ async def chat(request: Request, body: JSONObject) -> Response | SSEResponse:
     return await _respond(request, body, lambda sink: run_vote(runner, plan, ctx, sink), headers)
 
 
-_SWARM_ERRORS = (*UPSTREAM_ERRORS, 504)
+_SWARM_ERRORS = (400, *UPSTREAM_ERRORS, 504)
 ROUTES = (
     RouteSpec("/swarm/models", swarm_models, summary="Models, roles and swarm settings", tags=("swarm",)),
-    RouteSpec("/swarm/vote", vote, ("POST",), "Fanout, then a judge picks the best answer", streams=True,
+    RouteSpec("/swarm/vote", vote, ("POST",), "Fanout, then a judge picks the best answer", SwarmRequest, streams=True,
               generates=True, errors=_SWARM_ERRORS, tags=("swarm",)),
-    RouteSpec("/swarm/fanout", fanout, ("POST",), "The same prompt to several models in parallel", streams=True,
+    RouteSpec("/swarm/fanout", fanout, ("POST",), "The same prompt to several models in parallel", SwarmRequest,
+              streams=True,
               generates=True, errors=_SWARM_ERRORS, tags=("swarm",)),
-    RouteSpec("/swarm/pipeline", pipeline, ("POST",), "Sequential steps with {{name}} templates", streams=True,
+    RouteSpec("/swarm/pipeline", pipeline, ("POST",), "Sequential steps with {{name}} templates", PipelineRequest,
+              streams=True,
               generates=True, errors=_SWARM_ERRORS, tags=("swarm",)),
-    RouteSpec("/swarm/debate", debate, ("POST",), "Rounds of debate, then a judge synthesizes", streams=True,
+    RouteSpec("/swarm/debate", debate, ("POST",), "Rounds of debate, then a judge synthesizes", DebateRequest,
+              streams=True,
               generates=True, errors=_SWARM_ERRORS, tags=("swarm",)),
 )  # fmt: skip

@@ -24,8 +24,9 @@ def _whole(value: Any) -> Any:
 
 
 # Strict models refuse `true` for a number; this keeps integral floats acceptable as integers.
-Int = Annotated[int, BeforeValidator(_whole)]
-PositiveInt = Annotated[int, Field(ge=1), BeforeValidator(_whole)]
+# Bounded to 64 bits, as the document says: larger numbers are not ints any client means.
+Int = Annotated[int, Field(ge=-(2**63), le=2**63 - 1), BeforeValidator(_whole)]
+PositiveInt = Annotated[int, Field(ge=1, le=2**63 - 1), BeforeValidator(_whole)]
 
 Content = str | Annotated[list[dict[str, Any]], Field(min_length=1)]
 

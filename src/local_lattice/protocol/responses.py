@@ -28,7 +28,9 @@ class ResponsesRequest(OpenAIBaseModel):
     max_output_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    previous_response_id: str | None = None
+    previous_response_id: None = Field(
+        None, description="Not supported: the gateway keeps no conversation state; send the whole input."
+    )
 
 
 def new_id(prefix: str) -> str:
@@ -94,11 +96,6 @@ def _tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def to_chat(request: ResponsesRequest, body: dict[str, Any]) -> dict[str, Any]:
     """The chat-completions body equivalent to a Responses request."""
-    if request.previous_response_id:
-        raise InvalidRequest(
-            "previous_response_id is not supported: the gateway keeps no conversation state; send the whole input",
-            param="previous_response_id",
-        )
     messages: list[dict[str, Any]] = []
     if request.instructions:
         messages.append({"role": "system", "content": request.instructions})

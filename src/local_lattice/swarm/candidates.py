@@ -142,9 +142,13 @@ def all_failed(candidates: Sequence[Candidate], summary: str, details: dict[str,
         "agents": [c.row() for c in candidates],
         **(details or {}),
     }
-    return SwarmFailed(
+    failed = SwarmFailed(
         f"{summary} ({', '.join(f'{k}={v}' for k, v in sorted(counts.items()))})",
         code="swarm_all_failed",
         headers={"X-Swarm-Error-Kinds": error_kinds_header(candidates)},
         extra={"error_details": error_details},
     )
+    if set(counts) == {"model_not_resolved"}:
+        # Nothing ran: the request named only models that are not there — the client's 404, not a 502.
+        failed.status, failed.type, failed.code = 404, "invalid_request_error", "model_not_found"
+    return failed

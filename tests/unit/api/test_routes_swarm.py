@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 from local_lattice.api.app import create_app
 from local_lattice.backends.fake import FakeBackend
 from local_lattice.config import Config
+from local_lattice.errors import UpstreamError
 from tests.unit.swarm.conftest import judge_picks
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
@@ -65,11 +66,21 @@ def test_bad_input_is_400(client: TestClient, path: str, body: dict[str, object]
     assert resp.json()["error"]["param"] == param
 
 
-def test_all_failed_is_502_with_details(client: TestClient) -> None:
-    resp = client.post("/swarm/vote", json={"models": ["nosuch", "missing"], "messages": MESSAGES})
+def test_all_failed_is_502_with_details(client: TestClient, fakes: dict[str, FakeBackend]) -> None:
+    fakes["b1"].fail_with = UpstreamError("backend 'b1' answered 500: kaboom")
+    resp = client.post("/swarm/vote", json={"models": ["short", "missing"], "messages": MESSAGES})
     assert resp.status_code == 502
     body = resp.json()
     assert body["error"]["code"] == "swarm_all_failed"
+    assert body["error_details"]["kinds"] == {"model_not_resolved": 1, "model_crashed": 1}
+    assert resp.headers["X-Swarm-Error-Kinds"] == "model_crashed=1,model_not_resolved=1"
+
+
+def test_only_unknown_models_is_a_404_with_details(client: TestClient) -> None:
+    resp = client.post("/swarm/vote", json={"models": ["nosuch", "missing"], "messages": MESSAGES})
+    assert resp.status_code == 404
+    body = resp.json()
+    assert body["error"]["code"] == "model_not_found"
     assert body["error_details"]["kinds"] == {"model_not_resolved": 2}
     assert resp.headers["X-Swarm-Error-Kinds"] == "model_not_resolved=2"
 
@@ -91,10 +102,18 @@ def test_pipeline(client: TestClient) -> None:
     assert [h["name"] for h in data["swarm"]["history"]] == ["a", "b"]
 
 
-def test_pipeline_failed_step(client: TestClient) -> None:
-    steps = [{"name": "a", "model": "short"}, {"name": "b", "model": "nosuch"}]
+def test_pipeline_failed_step(client: TestClient, fakes: dict[str, FakeBackend]) -> None:
+    fakes["b2"].fail_with = UpstreamError("backend 'b2' answered 500: kaboom")
+    steps = [{"name": "a", "model": "short"}, {"name": "b", "model": "long"}]
     resp = client.post("/swarm/pipeline", json={"steps": steps, "input": "hi"})
     assert resp.status_code == 502
+    assert [h["name"] for h in resp.json()["error_details"]["history"]] == ["a", "b"]
+
+
+def test_pipeline_step_with_an_unknown_model_is_a_404(client: TestClient) -> None:
+    steps = [{"name": "a", "model": "short"}, {"name": "b", "model": "nosuch"}]
+    resp = client.post("/swarm/pipeline", json={"steps": steps, "input": "hi"})
+    assert resp.status_code == 404
     assert [h["name"] for h in resp.json()["error_details"]["history"]] == ["a", "b"]
 
 
@@ -167,11 +186,12 @@ def test_chat_stream_first_success_relays_live(client: TestClient, fakes: dict[s
     assert fakes["b2"].closed_streams == 1
 
 
-def test_chat_stream_all_failed_is_a_502_before_streaming(client: TestClient) -> None:
-    body = {"model": "swarmCouncil", "messages": MESSAGES, "stream": True, "swarm": {"models": ["nope"]}}
+def test_chat_stream_all_failed_is_a_502_before_streaming(client: TestClient, fakes: dict[str, FakeBackend]) -> None:
+    fakes["b1"].fail_with = UpstreamError("backend 'b1' answered 500: kaboom")
+    body = {"model": "swarmCouncil", "messages": MESSAGES, "stream": True, "swarm": {"models": ["short"]}}
     resp = client.post("/v1/chat/completions", json=body)
     assert resp.status_code == 502
-    assert resp.headers["X-Swarm-Error-Kinds"] == "model_not_resolved=1"
+    assert resp.headers["X-Swarm-Error-Kinds"] == "model_crashed=1"
 
 
 def test_swarm_models(client: TestClient) -> None:
