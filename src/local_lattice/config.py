@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 
 class ConfigError(Exception):
@@ -53,15 +53,17 @@ class ServerConfig(_Section):
             return False
 
 
-BackendType = Literal["openai", "lmstudio", "ollama"]
+BackendType = Literal["openai", "lmstudio", "ollama", "llamacpp", "mlx"]
+IN_PROCESS_TYPES = ("llamacpp", "mlx")
 
 
 class BackendConfig(_Section):
-    """One upstream: any OpenAI-compatible server, LM Studio or Ollama."""
+    """One upstream (any OpenAI-compatible server, LM Studio, Ollama) or one in-process engine
+    (``llamacpp`` for GGUF files, ``mlx`` for MLX model folders)."""
 
     name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$", description="Unique name.")
-    type: BackendType = Field("openai", description="openai | lmstudio | ollama")
-    url: str = Field(..., description="Base URL including /v1 for OpenAI-compatible servers.")
+    type: BackendType = Field("openai", description="openai | lmstudio | ollama | llamacpp | mlx")
+    url: str | None = Field(None, description="Base URL including /v1 (required for openai, lmstudio, ollama).")
     api_key: SecretStr | None = Field(None, description='The backend\'s own key, e.g. "${env:UPSTREAM_KEY}".')
     timeout: float = Field(300.0, gt=0, description="Seconds for one upstream call (env GENERATION_TIMEOUT).")
     connect_timeout: float = Field(5.0, gt=0, description="Seconds to open a connection.")
@@ -69,12 +71,61 @@ class BackendConfig(_Section):
     max_connections: int = Field(256, ge=1, description="Pooled connections to this upstream.")
     keep_alive: str | None = Field(None, description="Ollama keep_alive passed on when the client sets none.")
 
+    models: dict[str, str] = Field(
+        default_factory=dict, description="In-process engines: model id -> GGUF file or MLX folder served under it."
+    )
+    model_paths: list[str] = Field(
+        default_factory=list, description="In-process engines: extra files or folders to discover models in."
+    )
+    discover: bool = Field(
+        True, description="In-process engines: scan MLX_MODEL_ROOT, LM Studio, mlx-models and Hugging Face caches."
+    )
+    n_ctx: int = Field(4096, ge=64, description="llamacpp: context length in tokens (capped by the model's own).")
+    n_threads: int | None = Field(None, ge=1, description="llamacpp: CPU threads (default: all cores).")
+
     @field_validator("url")
     @classmethod
-    def _url(cls, value: str) -> str:
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not re.match(r"^https?://", value):
             raise ValueError("url must start with http:// or https://")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _url_needed(self) -> BackendConfig:
+        if self.type not in IN_PROCESS_TYPES and self.url is None:
+            raise ValueError(f"backend {self.name!r} of type {self.type} needs a url")
+        return self
+
+
+class EngineConfig(_Section):
+    """Residency and generation defaults shared by the in-process engines (llamacpp, mlx)."""
+
+    model_root: str | None = Field(None, description="Extra folder scanned for models first (env MLX_MODEL_ROOT).")
+    max_concurrent_models: int = Field(
+        2, ge=1, description="Models resident at once across engines (env MAX_CONCURRENT_MODELS)."
+    )
+    memory_budget_gb: float | None = Field(
+        None, gt=0, description="Resident models' total file size may not exceed this (unset: no budget)."
+    )
+    preload: list[str] = Field(
+        default_factory=list, description="Model ids loaded and self-tested at start (env PRELOAD_MODELS)."
+    )
+    force_gc_on_evict: bool = Field(False, description="Run the garbage collector after an eviction.")
+    context_over_budget: Literal["error", "trim"] = Field(
+        "error", description="A prompt longer than the context: 400 (error) or drop the oldest turns (trim)."
+    )
+    context_trim_buffer: int = Field(
+        256, ge=0, description="Tokens kept free for the answer when trimming (env MLX_CONTEXT_TRIM_BUFFER)."
+    )
+    per_model_inflight_cap: int = Field(
+        1, ge=0, description="Generations at once per model; 0 = unlimited (env MLX_PER_MODEL_INFLIGHT_CAP)."
+    )
+    default_max_tokens: int = Field(1024, ge=1, description="max_tokens when a request sets none.")
+    grab_model: str | None = Field(
+        None, description="Grab mode: this one model (file or folder) serves every request (env MLX_GRAB_MODEL)."
+    )
 
 
 class Config(_Section):
@@ -82,6 +133,7 @@ class Config(_Section):
 
     server: ServerConfig = Field(default_factory=ServerConfig)  # type: ignore[arg-type]
     backends: list[BackendConfig] = Field(default_factory=list)
+    engines: EngineConfig = Field(default_factory=EngineConfig)  # type: ignore[arg-type]
     roles: dict[str, list[str]] = Field(default_factory=dict, description="role name -> ordered model specs.")
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Model profiles.")
 
@@ -152,6 +204,17 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
         "Seconds a backend's model list is reused.",
     ),
     EnvSetting("GENERATION_TIMEOUT", ("backends", "*", "timeout"), float, "Seconds for one upstream call."),
+    EnvSetting("MLX_MODEL_ROOT", ("engines", "model_root"), str, "Extra folder scanned for local models."),
+    EnvSetting("MAX_CONCURRENT_MODELS", ("engines", "max_concurrent_models"), int, "Models resident at once."),
+    EnvSetting("PRELOAD_MODELS", ("engines", "preload"), _csv, "Comma-separated model ids loaded at start."),
+    EnvSetting("MLX_FORCE_GC_ON_EVICT", ("engines", "force_gc_on_evict"), _bool, "1 runs gc after an eviction."),
+    EnvSetting("MLX_CONTEXT_OVER_BUDGET", ("engines", "context_over_budget"), str, "error | trim."),
+    EnvSetting("MLX_CONTEXT_TRIM_BUFFER", ("engines", "context_trim_buffer"), int, "Tokens kept for the answer."),
+    EnvSetting(
+        "MLX_PER_MODEL_INFLIGHT_CAP", ("engines", "per_model_inflight_cap"), int, "Generations at once per model."
+    ),
+    EnvSetting("DEFAULT_MAX_TOKENS", ("engines", "default_max_tokens"), int, "max_tokens when a request sets none."),
+    EnvSetting("MLX_GRAB_MODEL", ("engines", "grab_model"), str, "One model (file or folder) serves everything."),
 )
 
 
@@ -238,4 +301,14 @@ def check_bind(server: ServerConfig) -> None:
     )
 
 
-__all__ = ["ENV_SETTINGS", "BackendConfig", "Config", "ConfigError", "ServerConfig", "check_bind", "load"]
+__all__ = [
+    "ENV_SETTINGS",
+    "IN_PROCESS_TYPES",
+    "BackendConfig",
+    "Config",
+    "ConfigError",
+    "EngineConfig",
+    "ServerConfig",
+    "check_bind",
+    "load",
+]

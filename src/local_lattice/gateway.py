@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from local_lattice.backends.base import Backend
-from local_lattice.backends.registry import build_backend
+from local_lattice.backends.base import Backend, Startable
+from local_lattice.backends.registry import build_backends
 from local_lattice.config import Config
 from local_lattice.routing.inventory import Inventory
 from local_lattice.routing.resolver import Resolution, resolve
@@ -37,7 +37,13 @@ class Gateway:
 
     @classmethod
     def from_config(cls, config: Config) -> Gateway:
-        return cls(config, {b.name: build_backend(b) for b in config.backends})
+        return cls(config, build_backends(config))
+
+    async def start(self) -> None:
+        """Let backends that prepare themselves (preloading models) do so before serving."""
+        for backend in self.backends.values():
+            if isinstance(backend, Startable):
+                await backend.start()
 
     async def route(self, endpoint: Endpoint, spec: Any) -> Routed:
         snapshot = await self.inventory.snapshot()

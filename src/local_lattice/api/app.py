@@ -64,6 +64,7 @@ def create_app(config: Config, backends: Mapping[str, Backend] | None = None) ->
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         gateway = Gateway(config, backends) if backends is not None else Gateway.from_config(config)
         app.state.gateway = gateway
+        await gateway.start()
         try:
             yield
         finally:
