@@ -48,7 +48,11 @@ class Gateway:
     async def route(self, endpoint: Endpoint, spec: Any) -> Routed:
         snapshot = await self.inventory.snapshot()
         kind: ModelKind = "embedding" if endpoint == "embeddings" else "chat"
-        resolution = resolve(spec, snapshot.models, kind)
+        if self.config.engines.grab_model and snapshot.models:
+            # Grab mode: the one grabbed model answers whatever the request names.
+            resolution = Resolution((snapshot.models[0],), explanation=f"grab mode: {snapshot.models[0].id}")
+        else:
+            resolution = resolve(spec, snapshot.models, kind)
         chosen = resolution.chosen
         return Routed(self.backends[chosen.backend], chosen, resolution)
 

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from local_lattice.api import routes_models
 from local_lattice.api import routes_openai as r
 from local_lattice.api.middleware import FrontDoor
 from local_lattice.backends.base import Backend
@@ -54,6 +55,8 @@ def routes() -> list[Route]:
         Route("/v1/chat/completions", r.chat_completions, methods=["POST"]),
         Route("/v1/completions", r.completions, methods=["POST"]),
         Route("/v1/embeddings", r.embeddings, methods=["POST"]),
+        Route("/v1/models/{model_id:path}/load", routes_models.load_model, methods=["POST"]),
+        Route("/v1/models/{model_id:path}", routes_models.unload_model, methods=["DELETE"]),
     ]
 
 
