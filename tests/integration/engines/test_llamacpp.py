@@ -28,7 +28,8 @@ async def test_complete_gives_a_real_answer_with_real_usage(tmp_path: Path) -> N
     assert body["choices"][0]["finish_reason"] == "stop"
     assert body["usage"]["prompt_tokens"] > 10
     assert 0 < body["usage"]["completion_tokens"] <= 24
-    assert answer.usage is not None and answer.usage.total_tokens == body["usage"]["total_tokens"]
+    assert answer.usage is not None
+    assert answer.usage.total_tokens == body["usage"]["total_tokens"]
 
 
 async def test_max_tokens_ends_with_length_and_stop_strings_cut(tmp_path: Path) -> None:
@@ -117,7 +118,8 @@ async def test_prompt_longer_than_the_context_is_a_400_naming_both_numbers(tmp_p
     assert info.value.status == 400
     tokens, context = info.value.extra["prompt_tokens"], info.value.extra["context_length"]
     assert tokens > context >= 128  # llama.cpp rounds a context up to its own minimum
-    assert f"{tokens} tokens" in info.value.message and f"context of {context} tokens" in info.value.message
+    assert f"{tokens} tokens" in info.value.message
+    assert f"context of {context} tokens" in info.value.message
 
 
 async def test_trim_mode_drops_old_turns_to_fit(tmp_path: Path) -> None:
@@ -143,11 +145,13 @@ async def test_corrupt_and_truncated_models_fail_clearly_while_others_serve(tmp_
         for bad in ("garbage", "truncated"):
             with pytest.raises(BackendUnavailable) as info:
                 await local.complete(chat(bad, "hi"))
-            assert bad in info.value.message and "re-download" in info.value.message
+            assert bad in info.value.message
+            assert "re-download" in info.value.message
         good = orjson.loads((await local.complete(chat(SMOLLM2_ID, QUESTION, temperature=0, max_tokens=24))).content)
         health = await local.health()
     assert "Paris" in good["choices"][0]["message"]["content"]
-    assert health.ok and set(health.extra["load_errors"]) == {"garbage", "truncated"}
+    assert health.ok
+    assert set(health.extra["load_errors"]) == {"garbage", "truncated"}
 
 
 async def test_unload_load_and_unknown_ids(tmp_path: Path) -> None:

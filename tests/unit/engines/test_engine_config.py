@@ -50,12 +50,14 @@ def test_default_backends_serve_the_demo_model_when_its_wheel_is_installed() -> 
     config = load(None, {})
     backends = {b.type: b for b in default_backends(config)}
     demo = defaults.demo_model_path()
-    assert demo is not None and demo.name.endswith(".gguf")
+    assert demo is not None
+    assert demo.name.endswith(".gguf")
     assert backends["llamacpp"].models == {DEMO_MODEL_ID: str(demo)}
 
 
 def test_grab_mode_serves_exactly_one_model() -> None:
     config = load(None, {"MLX_GRAB_MODEL": "/x/My-Model.Q4.gguf"})
     (only,) = default_backends(config)
-    assert only.type == "llamacpp" and only.models == {"my-model.q4": "/x/My-Model.Q4.gguf"}
+    assert only.type == "llamacpp"
+    assert only.models == {"my-model.q4": "/x/My-Model.Q4.gguf"}
     assert only.discover is False

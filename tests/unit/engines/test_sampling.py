@@ -61,4 +61,5 @@ def test_oom_classification_uses_whole_words(text: str, oom: bool) -> None:
 def test_load_failure_messages_carry_guidance() -> None:
     kind, message = describe_load_failure("x", ValueError("invalid magic number"))
     assert kind == "load_failed"
-    assert "invalid magic number" in message and "re-download" in message
+    assert "invalid magic number" in message
+    assert "re-download" in message
