@@ -56,9 +56,11 @@ async def pump(
             kind, value = await queue.get()
             if kind == _ITEM:
                 yield value
-            elif kind == _ERROR:
+                continue
+            # The worker is returning: wait for it so the model is let go before the caller moves on.
+            await asyncio.wait([future])
+            if kind == _ERROR:
                 raise value
-            else:
-                return
+            return
     finally:
         stop.set()
