@@ -12,6 +12,7 @@ import typer
 
 from local_lattice import __version__
 from local_lattice.config import Config, ConfigError, check_bind, load
+from local_lattice.routing.policy import build_policy
 
 app = typer.Typer(
     name="lattice",
@@ -51,6 +52,7 @@ def load_config(config_path: Path | None, host: str | None, port: int | None) ->
         if port is not None:
             config.server.port = port
         check_bind(config.server)
+        build_policy(config)  # a malformed roles or profiles file stops the start here, named
     except ConfigError as exc:
         _fail(str(exc))
     return config
@@ -86,6 +88,76 @@ def serve(
     run_server(load_config(config, host, port))
 
 
+@app.command("config-schema")
+def config_schema() -> None:
+    """Print the JSON schema of the configuration file."""
+    import json
+
+    from local_lattice.config import json_schema
+
+    typer.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
+
+
+@app.command()
+def init(
+    backend: Annotated[
+        str, typer.Option(help="auto | lmstudio | ollama | openai | mlx: which sources to probe.")
+    ] = "auto",
+    output: Annotated[
+        Path | None, typer.Option(help="Roles file to write; .toml writes a [roles] table, else JSON.")
+    ] = None,
+    lmstudio_url: Annotated[
+        str | None, typer.Option("--lmstudio-url", help="LM Studio base URL (env LM_STUDIO_URL).")
+    ] = None,
+    model_root: Annotated[
+        list[Path] | None, typer.Option("--model-root", help="Model folder to scan (env MLX_MODEL_ROOT).")
+    ] = None,
+    url: Annotated[list[str] | None, typer.Option("--url", help="Another OpenAI-compatible /v1 URL to probe.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing roles file.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the roles instead of writing them.")] = False,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Config whose backends to probe.")] = None,
+) -> None:
+    """Probe local model servers and folders, infer roles from model ids, write a roles file."""
+    from local_lattice.routing import init as bootstrap
+
+    if backend not in ("auto", "lmstudio", "ollama", "openai", "mlx"):
+        _fail(f"--backend must be auto, lmstudio, ollama, openai or mlx, not {backend!r}")
+    loaded = load_config(config, None, None)
+    roots = model_root or ([Path(os.environ["MLX_MODEL_ROOT"])] if os.environ.get("MLX_MODEL_ROOT") else [])
+    code, text = bootstrap.run_init(
+        loaded,
+        backend,  # type: ignore[arg-type]
+        output=output,
+        lmstudio_url=lmstudio_url or os.environ.get("LM_STUDIO_URL"),
+        model_roots=roots,
+        urls=url or [],
+        force=force,
+        dry_run=dry_run,
+    )
+    typer.echo(text, err=code != 0, nl=False)
+    raise typer.Exit(code)
+
+
+@app.command()
+def models(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file (or LATTICE_CONFIG).")] = None,
+) -> None:
+    """Show every model of every configured backend with its roles and profile."""
+    import asyncio
+
+    from rich.console import Console
+
+    from local_lattice.routing.listing import inventory_table
+
+    Console().print(asyncio.run(inventory_table(load_config(config, None, None))))
+
+
+def init_main() -> None:
+    """The original's ``local-lattice-init``: the ``init`` command on its own."""
+    sys.argv[1:1] = ["init"]
+    app()
+
+
 @app.command()
 def pull(
     repo: Annotated[str, typer.Argument(help="org/name (an MLX folder) or org/name/file.gguf (one GGUF).")],
@@ -118,3 +190,7 @@ def lmstudio_main() -> None:
         print(f"local-lattice-lmstudio: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     run_server(config)
+
+
+if __name__ == "__main__":
+    main()

@@ -122,10 +122,47 @@ class EngineConfig(_Section):
     per_model_inflight_cap: int = Field(
         1, ge=0, description="Generations at once per model; 0 = unlimited (env MLX_PER_MODEL_INFLIGHT_CAP)."
     )
-    default_max_tokens: int = Field(1024, ge=1, description="max_tokens when a request sets none.")
     grab_model: str | None = Field(
         None, description="Grab mode: this one model (file or folder) serves every request (env MLX_GRAB_MODEL)."
     )
+
+
+PreferLoaded = Literal["strict", "1", "0"]
+
+
+class RoutingConfig(_Section):
+    """How a request's ``model`` becomes a concrete model (see docs/capabilities.md)."""
+
+    default_model: str = Field("", description="Id or substring auto-pick tries first (env DEFAULT_MODEL).")
+    force_default_model: bool = Field(
+        False, description="Route every request to the default model (env MLX_FORCE_DEFAULT_MODEL)."
+    )
+    on_model_miss: Literal["fallback", "error"] = Field(
+        "error",
+        description="A spec that matches nothing: 404 listing what is available (error), or auto-pick and say "
+        "so in X-Model-Resolution (fallback) (env ON_MODEL_MISS).",
+    )
+    extra_placeholder_models: list[str] | None = Field(
+        None,
+        description="Extra ids that mean 'you pick' (env EXTRA_PLACEHOLDER_MODELS); unset keeps the "
+        "legacy client ids (mlx, lmstudio, middle-layer …), empty removes them.",
+    )
+    prefer_loaded: PreferLoaded = Field(
+        "strict",
+        description="strict: only loaded models when any is loaded; 1: loaded first, then installed; "
+        "0: ignore loaded state (env PREFER_LOADED_MODELS).",
+    )
+    long_prompt_chars: int = Field(
+        48000, ge=1, description="Prompt length that asks for a long context window (env MLX_ROUTE_LONG_PROMPT_CHARS)."
+    )
+    roles_file: str | None = Field(None, description="Role registry in JSON (env MODEL_ROLES_FILE).")
+    roles_json: str | None = Field(None, description="Role registry as inline JSON (env MODEL_ROLES_JSON).")
+    profiles_file: str | None = Field(None, description="Model profiles in JSON (env MODEL_PROFILES_FILE).")
+    default_max_tokens: int = Field(1024, ge=1, description="max_tokens when unset (env DEFAULT_MAX_TOKENS).")
+    max_tokens_ceiling: int = Field(16384, ge=1, description="Largest max_tokens passed on (env MAX_TOKENS_CEILING).")
+    fallback_attempts: int = Field(3, ge=1, le=16, description="Candidates tried when one fails before its first byte.")
+    failure_threshold: int = Field(3, ge=1, description="Failures in a row that put a backend on cool-down.")
+    cooldown_seconds: float = Field(30.0, ge=0, description="Seconds a failing backend is skipped.")
 
 
 class Config(_Section):
@@ -134,8 +171,11 @@ class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)  # type: ignore[arg-type]
     backends: list[BackendConfig] = Field(default_factory=list)
     engines: EngineConfig = Field(default_factory=EngineConfig)  # type: ignore[arg-type]
-    roles: dict[str, list[str]] = Field(default_factory=dict, description="role name -> ordered model specs.")
+    roles: dict[str, list[str] | str] = Field(
+        default_factory=dict, description="role name -> ordered model specs; keys starting with _ are comments."
+    )
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Model profiles.")
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)  # type: ignore[arg-type]
 
     @field_validator("backends")
     @classmethod
@@ -162,6 +202,14 @@ def _bool(raw: str) -> bool:
 
 def _csv(raw: str) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def _prefer_loaded(raw: str) -> str:
+    """The original's tokens: strict/only/2/loaded-only → strict; 0/false/no/off → 0; anything else → 1."""
+    value = raw.strip().lower()
+    if value in {"strict", "only", "2", "loaded-only", "loaded_only"}:
+        return "strict"
+    return "0" if value in {"0", "false", "no", "off"} else "1"
 
 
 @dataclass(frozen=True)
@@ -204,6 +252,23 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
         "Seconds a backend's model list is reused.",
     ),
     EnvSetting("GENERATION_TIMEOUT", ("backends", "*", "timeout"), float, "Seconds for one upstream call."),
+    EnvSetting("DEFAULT_MODEL", ("routing", "default_model"), str.strip, "Model auto-pick tries first."),
+    EnvSetting(
+        "MLX_FORCE_DEFAULT_MODEL", ("routing", "force_default_model"), _bool, "1 sends every request to the default."
+    ),
+    EnvSetting("ON_MODEL_MISS", ("routing", "on_model_miss"), str.lower, "fallback | error when nothing matches."),
+    EnvSetting(
+        "EXTRA_PLACEHOLDER_MODELS", ("routing", "extra_placeholder_models"), _csv, "Extra 'you pick' model ids."
+    ),
+    EnvSetting("PREFER_LOADED_MODELS", ("routing", "prefer_loaded"), _prefer_loaded, "strict | 1 | 0."),
+    EnvSetting(
+        "MLX_ROUTE_LONG_PROMPT_CHARS", ("routing", "long_prompt_chars"), int, "Prompt chars that need a long context."
+    ),
+    EnvSetting("MODEL_ROLES_FILE", ("routing", "roles_file"), str, "Role registry JSON file."),
+    EnvSetting("MODEL_ROLES_JSON", ("routing", "roles_json"), str, "Role registry as inline JSON."),
+    EnvSetting("MODEL_PROFILES_FILE", ("routing", "profiles_file"), str, "Model profiles JSON file."),
+    EnvSetting("DEFAULT_MAX_TOKENS", ("routing", "default_max_tokens"), int, "max_tokens when the client sets none."),
+    EnvSetting("MAX_TOKENS_CEILING", ("routing", "max_tokens_ceiling"), int, "Largest max_tokens passed on."),
     EnvSetting("MLX_MODEL_ROOT", ("engines", "model_root"), str, "Extra folder scanned for local models."),
     EnvSetting("MAX_CONCURRENT_MODELS", ("engines", "max_concurrent_models"), int, "Models resident at once."),
     EnvSetting("PRELOAD_MODELS", ("engines", "preload"), _csv, "Comma-separated model ids loaded at start."),
@@ -213,7 +278,6 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting(
         "MLX_PER_MODEL_INFLIGHT_CAP", ("engines", "per_model_inflight_cap"), int, "Generations at once per model."
     ),
-    EnvSetting("DEFAULT_MAX_TOKENS", ("engines", "default_max_tokens"), int, "max_tokens when a request sets none."),
     EnvSetting("MLX_GRAB_MODEL", ("engines", "grab_model"), str, "One model (file or folder) serves everything."),
 )
 
@@ -301,6 +365,14 @@ def check_bind(server: ServerConfig) -> None:
     )
 
 
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of the config file (committed as ``docs/config-schema.json``)."""
+    schema = Config.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Local Lattice configuration"
+    return schema
+
+
 __all__ = [
     "ENV_SETTINGS",
     "IN_PROCESS_TYPES",
@@ -308,6 +380,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "EngineConfig",
+    "RoutingConfig",
     "ServerConfig",
     "check_bind",
     "load",

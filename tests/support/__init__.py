@@ -1,0 +1,1 @@
+"""Real processes for integration tests and benchmarks: nginx fixed-answer upstreams, the gateway."""

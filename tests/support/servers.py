@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from tests.support.models import SMOLLM2_ID, smollm2_path
@@ -28,6 +28,16 @@ def llama_server(model: Path | None = None, alias: str = SMOLLM2_ID, n_ctx: int 
     base = f"http://127.0.0.1:{port}"
     with run_process(argv, ready_url=base + "/v1/models", base_url=base + "/v1", timeout=120) as proc:
         yield proc
+
+
+def backends_toml(backends: Sequence[tuple[str, str]], api_key: str | None = None, extra: str = "") -> str:
+    """A config with one ``openai`` backend per ``(name, url)`` pair and, optionally, one API key."""
+    lines = ["[server]"]
+    if api_key is not None:
+        lines.append(f'api_keys = ["{api_key}"]')
+    for name, url in backends:
+        lines += ["", "[[backends]]", f'name = "{name}"', 'type = "openai"', f'url = "{url}"']
+    return "\n".join(lines) + "\n" + extra
 
 
 @contextlib.contextmanager

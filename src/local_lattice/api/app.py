@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from local_lattice.api import routes_models
+from local_lattice.api import payload, routes_models, routes_responses, routes_routing
 from local_lattice.api import routes_openai as r
 from local_lattice.api.middleware import FrontDoor
 from local_lattice.backends.base import Backend
@@ -28,7 +28,7 @@ log = logging.getLogger("lattice.api")
 
 async def render_lattice_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LatticeError)
-    return r.json_response(exc.envelope(), status=exc.status, headers=exc.headers)
+    return payload.json_response(exc.envelope(), status=exc.status, headers=exc.headers)
 
 
 async def render_http_error(request: Request, exc: Exception) -> Response:
@@ -39,13 +39,13 @@ async def render_http_error(request: Request, exc: Exception) -> Response:
         error = LatticeError(str(exc.detail), code=f"http_{exc.status_code}")
         error.status = exc.status_code
         error.type = "invalid_request_error" if exc.status_code < 500 else "internal_error"
-    return r.json_response(error.envelope(), status=error.status, headers=dict(exc.headers or {}))
+    return payload.json_response(error.envelope(), status=error.status, headers=dict(exc.headers or {}))
 
 
 async def render_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     error = LatticeError(f"internal error ({type(exc).__name__}); the gateway keeps running")
-    return r.json_response(error.envelope(), status=500)
+    return payload.json_response(error.envelope(), status=500)
 
 
 def routes() -> list[Route]:
@@ -55,6 +55,9 @@ def routes() -> list[Route]:
         Route("/v1/chat/completions", r.chat_completions, methods=["POST"]),
         Route("/v1/completions", r.completions, methods=["POST"]),
         Route("/v1/embeddings", r.embeddings, methods=["POST"]),
+        Route("/v1/responses", routes_responses.create_response, methods=["POST"]),
+        Route("/v1/resolve", routes_routing.resolve_dry_run, methods=["POST"]),
+        Route("/swarm/models", routes_routing.swarm_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}/load", routes_models.load_model, methods=["POST"]),
         Route("/v1/models/{model_id:path}", routes_models.unload_model, methods=["DELETE"]),
     ]

@@ -11,7 +11,8 @@ import time
 from starlette.requests import Request
 from starlette.responses import Response
 
-from local_lattice.api.routes_openai import gateway_of, json_response
+from local_lattice.api.dispatch import gateway_of
+from local_lattice.api.payload import json_response
 from local_lattice.backends.base import ModelLoader
 from local_lattice.errors import ModelNotFound, NotFound
 

@@ -5,53 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
-import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
+from local_lattice.api import dispatch
+from local_lattice.api.dispatch import gateway_of
+from local_lattice.api.payload import JSON, json_response, read_json, validate
 from local_lattice.api.sse import SSEResponse, sse_bytes
-from local_lattice.errors import InvalidRequest
-from local_lattice.gateway import Gateway
-from local_lattice.observability.timing import Timings
 from local_lattice.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from local_lattice.types import BackendRequest, Endpoint, StreamChunk
-
-GATEWAY_FIELDS = ("queue", "swarm")
-JSON = "application/json"
-
-
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type=JSON, headers=headers)
-
-
-def gateway_of(request: Request) -> Gateway:
-    gateway: Gateway = request.app.state.gateway
-    return gateway
-
-
-async def read_json(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("request body must be a JSON object", code="invalid_json")
-    return data
-
-
-def validate(model: type[BaseModel], body: dict[str, Any]) -> None:
-    try:
-        model.model_validate(body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise InvalidRequest(f"{where}: {first['msg']}{more}", param=where, code="invalid_field") from None
-
+from local_lattice.types import Endpoint
 
 _MODELS: dict[str, type[BaseModel]] = {
     "chat": ChatCompletionRequest,
@@ -61,50 +25,15 @@ _MODELS: dict[str, type[BaseModel]] = {
 
 
 async def generate(request: Request, endpoint: Endpoint) -> Response | SSEResponse:
-    gateway = gateway_of(request)
-    state = request.scope["state"]
-    timings = Timings(state["started"])
     body = await read_json(request)
     validate(_MODELS[endpoint], body)
-    mark = time.perf_counter()
-    routed = await gateway.route(endpoint, body.get("model"))
-    timings.resolve = time.perf_counter() - mark
-    for field in GATEWAY_FIELDS:
-        body.pop(field, None)
-    backend_request = BackendRequest(endpoint, routed.model.id, body)
-    headers = {"X-Model-Routed-To": routed.routed_to}
-    if routed.resolution.explanation:
-        headers["X-Model-Resolution"] = routed.resolution.explanation
-    path = request.url.path
+    prepared = await dispatch.prepare(request, endpoint, body)
     if endpoint != "embeddings" and body.get("stream"):
-        mark = time.perf_counter()
-        stream = routed.backend.stream(backend_request)
-        try:
-            first: StreamChunk | None = await stream.__anext__()
-        except StopAsyncIteration:
-            first = None
-        except BaseException:
-            await stream.aclose()
-            raise
-        timings.upstream = time.perf_counter() - mark
-        headers.update(timings.headers())
-
-        def closed(disconnected: bool) -> None:
-            timings.upstream = time.perf_counter() - mark
-            timings.log(
-                path=path,
-                status=499 if disconnected else 200,
-                request_id=state["request_id"],
-                model=routed.routed_to,
-            )
-
-        return SSEResponse(sse_bytes(first, stream), headers, on_close=closed)
-    mark = time.perf_counter()
-    answer = await routed.backend.complete(backend_request)
-    timings.upstream = time.perf_counter() - mark
-    headers.update(timings.headers())
-    timings.log(path=path, status=200, request_id=state["request_id"], model=routed.routed_to)
-    return Response(answer.content, media_type=JSON, headers=headers)
+        first, stream = await dispatch.open_stream(prepared)
+        return dispatch.stream_response(prepared, sse_bytes(first, stream))
+    answer = await dispatch.complete(prepared)
+    prepared.log(200)
+    return Response(answer.content, media_type=JSON, headers=prepared.headers)
 
 
 async def chat_completions(request: Request) -> Response | SSEResponse:

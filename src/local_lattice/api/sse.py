@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import orjson
 from starlette.types import Receive, Scope, Send
@@ -59,6 +60,23 @@ async def sse_bytes(
     finally:
         await rest.aclose()
     yield DONE
+
+
+def named_event(kind: str, data: Any) -> bytes:
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+async def named_events(events: AsyncIterator[tuple[str, Any]]) -> AsyncIterator[bytes]:
+    """Frame ``(event, data)`` pairs (the Responses and Anthropic styles, no ``[DONE]``). A failure
+    mid-stream ends it with one ``error`` event."""
+    try:
+        async for kind, data in events:
+            yield named_event(kind, data)
+    except LatticeError as exc:
+        yield named_event("error", {"type": "error", "code": exc.code, "message": exc.message, "param": exc.param})
+    except Exception as exc:
+        log.exception("stream failed")
+        yield named_event("error", {"type": "error", "code": "internal_error", "message": type(exc).__name__})
 
 
 class SSEResponse:

@@ -20,6 +20,7 @@ from local_lattice.config import BackendConfig
 from local_lattice.errors import (
     BackendUnavailable,
     LatticeError,
+    RateLimited,
     UpstreamError,
     UpstreamStatusError,
 )
@@ -125,10 +126,11 @@ class OpenAIBackend:
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"backend {self.name!r} failed: {type(exc).__name__}", backend=self.name) from None
 
-    def _raise_for_status(self, status: int, body: bytes) -> None:
+    def _raise_for_status(self, status: int, body: bytes, retry_after: str | None = None) -> None:
         message = f"backend {self.name!r} answered {status}: {error_message(body)}"
         if status == 429:
-            raise BackendUnavailable(message, backend=self.name, code="upstream_429")
+            wait = float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else 1.0
+            raise RateLimited(message, retry_after=wait, code="upstream_429")
         if 400 <= status < 500:
             raise UpstreamStatusError(message, status=status, backend=self.name)
         raise UpstreamError(message, backend=self.name, code=f"upstream_{status}")
@@ -152,7 +154,7 @@ class OpenAIBackend:
             async with self.session().post(url, data=orjson.dumps(body), timeout=self._timeout(request)) as resp:
                 content = await resp.read()
                 if resp.status >= 400:
-                    self._raise_for_status(resp.status, content)
+                    self._raise_for_status(resp.status, content, resp.headers.get("Retry-After"))
         try:
             data = orjson.loads(content)
         except orjson.JSONDecodeError:
@@ -173,7 +175,7 @@ class OpenAIBackend:
         with self._map_errors():
             async with self.session().post(url, data=orjson.dumps(body), timeout=self._timeout(request)) as resp:
                 if resp.status >= 400:
-                    self._raise_for_status(resp.status, await resp.read())
+                    self._raise_for_status(resp.status, await resp.read(), resp.headers.get("Retry-After"))
                 async for line in resp.content:
                     if not line.startswith(b"data:"):
                         continue

@@ -29,7 +29,8 @@ def shared_engines(config: Config, env: Mapping[str, str]) -> Shared:
     settings = config.engines
     budget = None if settings.memory_budget_gb is None else int(settings.memory_budget_gb * 1024**3)
     manager = ModelManager(settings.max_concurrent_models, budget, force_gc=settings.force_gc_on_evict)
-    return Shared(settings, manager, InflightGate(settings.per_model_inflight_cap), env)
+    gate = InflightGate(settings.per_model_inflight_cap)
+    return Shared(settings, manager, gate, env, config.routing.default_max_tokens)
 
 
 def build_engine(config: BackendConfig, shared: Shared) -> Backend:

@@ -70,6 +70,7 @@ class Shared:
     manager: ModelManager
     gate: InflightGate
     env: Mapping[str, str]
+    default_max_tokens: int = 1024  # routing's DEFAULT_MAX_TOKENS; routing normally sets max_tokens itself
 
 
 def text_of(content: Any) -> str:
@@ -94,6 +95,7 @@ class EngineBackend(Generic[H]):
         self.manager = shared.manager
         self.gate = shared.gate
         self.env = shared.env
+        self.default_max_tokens = shared.default_max_tokens
         self.executor = executor
         self._catalog: dict[str, LocalModel] = {}
         self._catalog_at = -1e18
@@ -197,7 +199,7 @@ class EngineBackend(Generic[H]):
     # -- generation -------------------------------------------------------------------------------
 
     async def complete(self, request: BackendRequest) -> BackendResponse:
-        sampling = sampling_of(request.body, self.settings.default_max_tokens)
+        sampling = sampling_of(request.body, self.default_max_tokens)
         parts: list[str] = []
         last = Delta("", 0, 0, "length")
         async with aclosing(self._generate(request, sampling)) as deltas:
@@ -212,7 +214,7 @@ class EngineBackend(Generic[H]):
         return self._stream(request)
 
     async def _stream(self, request: BackendRequest) -> AsyncGenerator[StreamChunk, None]:
-        sampling = sampling_of(request.body, self.settings.default_max_tokens)
+        sampling = sampling_of(request.body, self.default_max_tokens)
         writer = ChunkWriter(request.endpoint, request.model)
         opened = False
         async with aclosing(self._generate(request, sampling)) as deltas:

@@ -20,7 +20,6 @@ def test_env_vars_of_the_original_land_in_the_engines_section() -> None:
         "MLX_CONTEXT_OVER_BUDGET": "trim",
         "MLX_CONTEXT_TRIM_BUFFER": "64",
         "MLX_PER_MODEL_INFLIGHT_CAP": "0",
-        "DEFAULT_MAX_TOKENS": "256",
         "MLX_GRAB_MODEL": "/m.gguf",
     }
     engines = load(None, env).engines
@@ -31,7 +30,6 @@ def test_env_vars_of_the_original_land_in_the_engines_section() -> None:
     assert engines.context_over_budget == "trim"
     assert engines.context_trim_buffer == 64
     assert engines.per_model_inflight_cap == 0
-    assert engines.default_max_tokens == 256
     assert engines.grab_model == "/m.gguf"
 
 

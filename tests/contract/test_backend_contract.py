@@ -1,0 +1,105 @@
+"""The Backend contract: every backend proves itself by passing these same tests.
+
+A new backend joins by adding a factory to ``BACKENDS``: an async context manager yielding the
+backend and the id of a chat model it serves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from local_lattice.backends.base import Backend
+from local_lattice.backends.fake import FakeBackend
+from local_lattice.backends.openai_compat import OpenAIBackend
+from local_lattice.config import BackendConfig
+from local_lattice.types import BackendRequest
+from tests.support.models import SMOLLM2_ID
+
+Factory = Callable[[pytest.FixtureRequest], contextlib.AbstractAsyncContextManager[tuple[Backend, str]]]
+
+
+@contextlib.asynccontextmanager
+async def fake(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Backend, str]]:
+    yield FakeBackend.with_models("fake", "fake-model", reply="the capital of France is Paris"), "fake-model"
+
+
+@contextlib.asynccontextmanager
+async def openai_upstream(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Backend, str]]:
+    server = request.getfixturevalue("smollm2_server")
+    backend = OpenAIBackend(BackendConfig(name="llama", url=server.url))
+    try:
+        yield backend, SMOLLM2_ID
+    finally:
+        await backend.aclose()
+
+
+BACKENDS: dict[str, Factory] = {
+    "fake": fake,
+    "openai-llama.cpp": openai_upstream,
+}
+SLOW = {"openai-llama.cpp"}
+
+
+def chat(model: str, **extra: Any) -> BackendRequest:
+    body = {"messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 16, **extra}
+    return BackendRequest("chat", model, body)
+
+
+@pytest.fixture(params=[pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in BACKENDS])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Backend, str]]:
+    async with BACKENDS[request.param](request) as pair:
+        yield pair
+
+
+async def test_lists_its_models(backend: tuple[Backend, str]) -> None:
+    impl, model = backend
+    models = await impl.models()
+    assert model in [m.id for m in models]
+    assert all(m.backend == impl.name for m in models)
+
+
+async def test_complete_returns_an_openai_chat_completion(backend: tuple[Backend, str]) -> None:
+    impl, model = backend
+    answer = await impl.complete(chat(model, temperature=0))
+    data = orjson.loads(answer.content)
+    assert data["object"] == "chat.completion"
+    assert data["choices"][0]["message"]["content"].strip()
+    assert answer.usage is not None
+    assert answer.usage.completion_tokens > 0
+
+
+async def test_stream_yields_chunks_as_json(backend: tuple[Backend, str]) -> None:
+    impl, model = backend
+    stream = impl.stream(chat(model, temperature=0))
+    text = ""
+    count = 0
+    async for chunk in stream:
+        data = orjson.loads(chunk.payload)
+        assert data["object"] == "chat.completion.chunk"
+        for choice in data["choices"]:
+            text += choice["delta"].get("content") or ""
+        count += 1
+    assert count > 1
+    assert text.strip()
+
+
+async def test_closing_a_stream_early_is_clean(backend: tuple[Backend, str]) -> None:
+    impl, model = backend
+    stream = impl.stream(chat(model, max_tokens=64))
+    first = await stream.__anext__()
+    assert orjson.loads(first.payload)
+    await stream.aclose()
+    again = await impl.complete(chat(model, max_tokens=4))
+    assert orjson.loads(again.content)["choices"]
+
+
+async def test_health_is_ok_and_aclose_is_idempotent(backend: tuple[Backend, str]) -> None:
+    impl, _ = backend
+    assert (await impl.health()).ok
+    await impl.aclose()
+    await impl.aclose()
