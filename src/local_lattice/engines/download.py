@@ -43,13 +43,13 @@ def _explain(target: PullTarget, exc: Exception) -> str:
         return f"{target.repo} was not found on the hub (or it is private: set HF_TOKEN)"
     if isinstance(exc, errors.GatedRepoError):
         return f"{target.repo} is gated: accept its terms on the hub and set HF_TOKEN"
-    if isinstance(exc, errors.EntryNotFoundError):
-        return f"{name} does not exist in the repo"
     if isinstance(exc, errors.LocalEntryNotFoundError):
         return (
             f"could not fetch {name}: the Hugging Face hub is unreachable and the model is not in the cache "
             "(check the network, HF_ENDPOINT, or unset HF_HUB_OFFLINE)"
         )
+    if isinstance(exc, errors.EntryNotFoundError):
+        return f"{name} does not exist in the repo"
     return f"could not fetch {name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
 
 
