@@ -138,15 +138,14 @@ class EngineBackend(Generic[H]):
         return self._catalog
 
     async def models(self) -> list[ModelInfo]:
-        return [
-            ModelInfo(
-                id=m.id,
-                backend=self.name,
-                loaded=self.manager.is_resident(self.key(m.id)),
-                size_bytes=m.size_bytes,
-            )
-            for m in (await self.catalog()).values()
-        ]
+        # loaded=None: every listed model is ready (it loads on demand), which is how routing reads
+        # None; whether it is resident right now is in health() and resident().
+        return [ModelInfo(id=m.id, backend=self.name, size_bytes=m.size_bytes) for m in (await self.catalog()).values()]
+
+    def resident(self) -> list[str]:
+        """Ids of this backend's models that are loaded now, least recently used first."""
+        prefix = self.name + "/"
+        return [r["key"][len(prefix) :] for r in self.manager.resident() if r["key"].startswith(prefix)]
 
     def key(self, model_id: str) -> str:
         return f"{self.name}/{model_id}"
@@ -344,7 +343,7 @@ class EngineBackend(Generic[H]):
     async def health(self) -> BackendHealth:
         prefix = self.name + "/"
         errors = {k[len(prefix) :]: v for k, v in self.manager.load_errors.items() if k.startswith(prefix)}
-        resident = [r["key"][len(prefix) :] for r in self.manager.resident() if r["key"].startswith(prefix)]
+        resident = self.resident()
         detail = f"{self.engine}: {len(resident)} model(s) loaded"
         if errors:
             detail += f", {len(errors)} load error(s)"

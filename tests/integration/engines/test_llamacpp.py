@@ -162,15 +162,15 @@ async def test_unload_load_and_unknown_ids(tmp_path: Path) -> None:
         with pytest.raises(ModelNotFound):
             await local.unload("no-such-model")
         await local.load(SMOLLM2_ID)
-        assert (await local.models())[0].loaded is True
+        assert local.resident() == [SMOLLM2_ID]
         stream = local.stream(chat(SMOLLM2_ID, "Count to fifty.", max_tokens=60))
         await stream.__anext__()
         assert await local.unload(SMOLLM2_ID) is False  # deferred while generating
-        assert (await local.models())[0].loaded is True
+        assert local.resident() == [SMOLLM2_ID]
         rest = [c async for c in stream]
         assert rest
         await asyncio.sleep(0.05)
-        assert (await local.models())[0].loaded is False
+        assert local.resident() == []
         await local.load(SMOLLM2_ID)
         assert await local.unload(SMOLLM2_ID) is True
 
@@ -182,7 +182,7 @@ async def test_one_resident_model_alternating_requests_evict_and_reload(tmp_path
         for model in (SMOLLM2_ID, GEMMA_ID, SMOLLM2_ID, GEMMA_ID):
             body = orjson.loads((await local.complete(chat(model, "Hello", max_tokens=4))).content)
             assert body["model"] == model
-            assert [m.id for m in await local.models() if m.loaded] == [model]
+            assert local.resident() == [model]
         assert local.manager.evictions == 3
 
 

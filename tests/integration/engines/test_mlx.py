@@ -23,7 +23,6 @@ async def test_models_are_discovered_by_folder_name(tmp_path: Path, tiny_mlx_roo
     async with engine_backends(tmp_path, [mlx_backend(tiny_mlx_root)]) as backends:
         models = await backends["mlx"].models()
     assert sorted(m.id for m in models) == ["tiny-a", "tiny-b"]
-    assert all(m.loaded is False for m in models)
 
 
 async def test_complete_and_stream_count_real_tokens(tmp_path: Path, tiny_mlx_root: Path) -> None:
@@ -58,10 +57,10 @@ async def test_lru_with_one_resident_model_and_unload(tmp_path: Path, tiny_mlx_r
         mlx = backends["mlx"]
         for model in ("tiny-a", "tiny-b", "tiny-a"):
             await mlx.complete(chat(model, "Hi", max_tokens=3))
-            assert [m.id for m in await mlx.models() if m.loaded] == [model]
+            assert mlx.resident() == [model]
         assert mlx.manager.evictions == 2
         assert await mlx.unload("tiny-a") is True
-        assert not [m for m in await mlx.models() if m.loaded]
+        assert mlx.resident() == []
         with pytest.raises(NotFound):
             await mlx.unload("tiny-a")
 
