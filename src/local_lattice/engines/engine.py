@@ -347,7 +347,9 @@ class EngineBackend(Generic[H]):
         detail = f"{self.engine}: {len(resident)} model(s) loaded"
         if errors:
             detail += f", {len(errors)} load error(s)"
-        return BackendHealth(ok=True, detail=detail, extra={"loaded": resident, "load_errors": errors})
+        busy = {r["key"][len(prefix) :]: r["pins"] for r in self.manager.resident() if r["key"].startswith(prefix)}
+        extra = {"loaded": resident, "in_flight": {k: v for k, v in busy.items() if v}, "load_errors": errors}
+        return BackendHealth(ok=True, detail=detail, extra=extra)
 
     async def aclose(self) -> None:
         await self.manager.unload_all(self.name + "/")

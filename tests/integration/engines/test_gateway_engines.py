@@ -118,3 +118,19 @@ models = {{ "{SMOLLM2_ID}" = "{smollm2_path()}", "broken" = "{broken}" }}
         health = httpx.get(gateway.url + "/healthz").json()
         assert health["status"] == "ok"
         assert "broken" in health["backends"]["local"]["load_errors"]
+
+
+def test_a_client_disconnect_stops_generation(tmp_path: Path) -> None:
+    with bare_gateway(tmp_path) as gateway, httpx.Client(base_url=gateway.url, timeout=120) as http:
+        body = {"model": SMOLLM2_ID, "messages": [{"role": "user", "content": "Write a long story."}], "stream": True}
+        with http.stream("POST", "/v1/chat/completions", json={**body, "max_tokens": 2000}) as response:
+            lines = response.iter_lines()
+            for _ in range(3):
+                next(line for line in lines if line.startswith("data:"))
+            assert http.get("/healthz").json()["backends"]["llamacpp"]["in_flight"] == {SMOLLM2_ID: 1}
+        closed_at = time.monotonic()
+        while http.get("/healthz").json()["backends"]["llamacpp"]["in_flight"]:
+            assert time.monotonic() - closed_at < 2.0, "generation went on after the client left"
+            time.sleep(0.01)
+        quick = http.post("/v1/chat/completions", json={**body, "stream": False, "max_tokens": 2})
+        assert quick.status_code == 200
