@@ -2,7 +2,8 @@
 
 Owns the MLX specifics only: loading a folder, the tokenizer's chat template, and the sampling
 loop over ``generate_step``. All MLX work runs on one resident thread (MLX streams are per
-thread). ``mlx`` is imported when this module is, which the registry does only when configured.
+thread). ``mlx`` and ``mlx_lm`` are imported on that thread at the first load, so a gateway with
+an idle MLX backend (the default wherever mlx-lm is installed) starts without paying for them.
 """
 
 from __future__ import annotations
@@ -11,11 +12,6 @@ import json
 import threading
 from collections.abc import Iterator
 from typing import Any
-
-import mlx.core as mx
-from mlx_lm import load as mlx_load
-from mlx_lm.generate import generate_step
-from mlx_lm.sample_utils import make_sampler
 
 from local_lattice.config import BackendConfig
 from local_lattice.engines.discovery import LocalModel
@@ -49,10 +45,14 @@ class MLXBackend(EngineBackend[MLXModel]):
         super().__init__(config, shared, ResidentThreadExecutor(f"mlx-{config.name}"))
 
     def open_model(self, model: LocalModel) -> Loaded[MLXModel]:
+        from mlx_lm import load as mlx_load
+
         loaded = mlx_load(str(model.path))
         return Loaded(MLXModel(loaded[0], loaded[1]), _context_length(model, self.config.n_ctx), threading.Lock())
 
     def close_model(self, loaded: Loaded[MLXModel]) -> None:
+        import mlx.core as mx
+
         loaded.model = MLXModel(None, None)
         mx.clear_cache()
 
@@ -65,6 +65,10 @@ class MLXBackend(EngineBackend[MLXModel]):
         return tokens
 
     def token_steps(self, loaded: Loaded[MLXModel], tokens: list[int], sampling: Sampling) -> Iterator[str | None]:
+        import mlx.core as mx
+        from mlx_lm.generate import generate_step
+        from mlx_lm.sample_utils import make_sampler
+
         tokenizer = loaded.model.tokenizer
         mx.random.seed(sampling.seed)
         sampler = make_sampler(temp=sampling.temperature, top_p=sampling.top_p if sampling.top_p < 1 else 0.0)
