@@ -142,7 +142,7 @@ max_concurrent_models = 1
 name = "local"
 type = "llamacpp"
 discover = false
-models = {{ "{SMOLLM2_ID}" = "{smollm2_path()}", "{GEMMA_ID}" = "{gemma}" }}
+model_files = {{ "{SMOLLM2_ID}" = "{smollm2_path()}", "{GEMMA_ID}" = "{gemma}" }}
 """
     switch: list[float] = []
     warm: list[float] = []

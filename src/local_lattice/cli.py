@@ -6,12 +6,13 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from local_lattice import __version__
 from local_lattice.config import Config, ConfigError, check_bind, load
+from local_lattice.config_profiles import UnknownProfile, profile_env
 from local_lattice.routing.policy import build_policy
 
 app = typer.Typer(
@@ -43,17 +44,18 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def load_config(config_path: Path | None, host: str | None, port: int | None) -> Config:
+def load_config(config_path: Path | None, host: str | None, port: int | None, profile: str | None = None) -> Config:
     path = config_path or (Path(os.environ["LATTICE_CONFIG"]) if os.environ.get("LATTICE_CONFIG") else None)
     try:
-        config = load(path, os.environ)
+        env = profile_env(profile, os.environ) if profile else os.environ
+        config = load(path, env)
         if host is not None:
             config.server.host = host
         if port is not None:
             config.server.port = port
         check_bind(config.server)
         build_policy(config)  # a malformed roles or profiles file stops the start here, named
-    except ConfigError as exc:
+    except (ConfigError, UnknownProfile) as exc:
         _fail(str(exc))
     return config
 
@@ -62,8 +64,9 @@ def run_server(config: Config) -> None:
     import uvicorn
 
     from local_lattice.api.app import create_app
+    from local_lattice.observability.logs import configure
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure(config.observability.log_format)
     if not config.server.log_timing:
         logging.getLogger("lattice.request").setLevel(logging.WARNING)
     uvicorn.run(
@@ -74,6 +77,7 @@ def run_server(config: Config) -> None:
         http="httptools",
         access_log=False,
         log_level="warning",
+        log_config=None,  # uvicorn's lines go through our handler: same format, request ids
         timeout_graceful_shutdown=5,
     )
 
@@ -83,9 +87,55 @@ def serve(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file (or LATTICE_CONFIG).")] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (overrides HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port (overrides PORT).")] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="lmstudio | mlx | stable[=safe|balanced|faster]; the environment wins.")
+    ] = None,
 ) -> None:
     """Run the gateway."""
-    run_server(load_config(config, host, port))
+    run_server(load_config(config, host, port, profile))
+
+
+@app.command()
+def usage(
+    since: Annotated[str, typer.Option(help="Time window: 30m, 24h, 7d …")] = "24h",
+    ledger: Annotated[Path | None, typer.Option(help="Ledger file (default: config / LATTICE_LEDGER_PATH).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file (or LATTICE_CONFIG).")] = None,
+) -> None:
+    """Summarise the request ledger by key and model."""
+    import sqlite3
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from local_lattice.observability.ledger import parse_window, resolve_path, summary
+
+    try:
+        window = parse_window(since)
+    except ValueError as exc:
+        _fail(str(exc))
+    if ledger is not None:
+        path: str | None = str(ledger)
+    else:
+        path = resolve_path(load_config(config, None, None).observability.ledger_path)
+    if path is None or path == ":memory:":
+        _fail("the ledger is off or in memory in this configuration; pass --ledger FILE")
+    if not Path(str(path)).exists():
+        _fail(f"no ledger at {path} (nothing recorded yet?)")
+    try:
+        rows = summary(str(path), time.time() - window)
+    except sqlite3.Error as exc:
+        _fail(f"cannot read the ledger {path}: {exc}")
+    table = Table(title=f"Requests in the last {since} ({path})", title_justify="left")
+    for name in ("Key", "Model", "Requests", "Errors", "Tokens in", "Tokens out", "Mean ms", "Max ms", "Cost"):
+        table.add_column(name, justify="left" if name in ("Key", "Model") else "right")
+    for row in rows:
+        cost = "-" if row.cost is None else f"{row.cost:.4f}"
+        table.add_row(
+            row.key_name, row.model or "-", str(row.requests), str(row.errors), str(row.input_tokens),
+            str(row.output_tokens), f"{row.mean_latency_ms:.1f}", f"{row.max_latency_ms:.1f}", cost,
+        )  # fmt: skip
+    Console(width=160).print(table if rows else f"no requests in the last {since} ({path})")
 
 
 @app.command("config-schema")
@@ -156,6 +206,80 @@ def init_main() -> None:
     """The original's ``local-lattice-init``: the ``init`` command on its own."""
     sys.argv[1:1] = ["init"]
     app()
+
+
+@app.command("eval")
+def eval_command(
+    dataset: Annotated[Path, typer.Argument(help="JSONL rows: id, prompt, expected|null, grader, rubric.")],
+    models: Annotated[str, typer.Option(help="Comma-separated model specs; the first is 'single'.")],
+    judge: Annotated[str | None, typer.Option(help="Judge/aggregator spec (default: the first model).")] = None,
+    methods: Annotated[str, typer.Option(help="Comma-separated: single,vote,debate,majority,synthesize.")] = (
+        "single,vote,debate,majority,synthesize"
+    ),
+    url: Annotated[str | None, typer.Option(help="A running gateway; without it one is started from --config.")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML config for the in-process gateway.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write one JSON line per row and method here.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="max_tokens for every call.")] = 64,
+    limit: Annotated[int, typer.Option(help="Only the first N rows (0 = all).")] = 0,
+    api_key: Annotated[str | None, typer.Option(envvar="MIDDLE_LAYER_API_KEY", help="Key for the gateway.")] = None,
+) -> None:
+    """Compare single model, vote, debate, majority and synthesize on a dataset."""
+    import asyncio
+
+    from local_lattice.swarm import eval as evaluation
+
+    wanted = [m.strip() for m in methods.split(",") if m.strip()]
+    unknown = sorted(set(wanted) - set(evaluation.METHODS))
+    specs = [m.strip() for m in models.split(",") if m.strip()]
+    if unknown or not specs:
+        _fail(f"unknown methods {unknown} or no models; methods are {', '.join(evaluation.METHODS)}")
+    try:
+        rows = evaluation.load_dataset(dataset)[: limit or None]
+    except (OSError, ValueError) as exc:
+        _fail(str(exc))
+    settings = None if url else load_config(config, "127.0.0.1", 0)
+    results = asyncio.run(_evaluate(url, settings, rows, wanted, specs, judge or specs[0], max_tokens, api_key))
+    typer.echo(evaluation.render(evaluation.summarize(results, wanted)))
+    if out is not None:
+        evaluation.write_rows(out, results)
+
+
+async def _evaluate(
+    url: str | None, config: Config | None, rows: list[Any], methods: list[str], models: list[str],
+    judge: str, max_tokens: int, api_key: str | None,
+) -> list[Any]:  # fmt: skip
+    """Against ``url``, or against a gateway started here on a free loopback port from ``config``."""
+    import asyncio
+    import socket
+
+    import uvicorn
+
+    from local_lattice.api.app import create_app
+    from local_lattice.swarm.eval import run_eval
+
+    if url is not None:
+        return await run_eval(url, rows, methods, models, judge, api_key=api_key, max_tokens=max_tokens)
+    assert config is not None
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            serving.result()
+        await asyncio.sleep(0.05)
+    try:
+        keys = [k.get_secret_value() for k in config.server.api_keys]
+        return await run_eval(
+            f"http://127.0.0.1:{port}", rows, methods, models, judge, api_key=keys[0] if keys else None,
+            max_tokens=max_tokens,
+        )  # fmt: skip
+    finally:
+        server.should_exit = True
+        await serving
 
 
 @app.command()

@@ -53,25 +53,42 @@ class ServerConfig(_Section):
             return False
 
 
-BackendType = Literal["openai", "lmstudio", "ollama", "llamacpp", "mlx"]
+BackendType = Literal["openai", "lmstudio", "ollama", "anthropic", "llamacpp", "mlx"]
 IN_PROCESS_TYPES = ("llamacpp", "mlx")
 
 
 class BackendConfig(_Section):
-    """One upstream (any OpenAI-compatible server, LM Studio, Ollama) or one in-process engine
-    (``llamacpp`` for GGUF files, ``mlx`` for MLX model folders)."""
+    """One upstream (any OpenAI-compatible server, local or a cloud, LM Studio, Ollama, Anthropic) or
+    one in-process engine (``llamacpp`` for GGUF files, ``mlx`` for MLX model folders)."""
 
     name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$", description="Unique name.")
-    type: BackendType = Field("openai", description="openai | lmstudio | ollama | llamacpp | mlx")
-    url: str | None = Field(None, description="Base URL including /v1 (required for openai, lmstudio, ollama).")
+    type: BackendType = Field("openai", description="openai | lmstudio | ollama | anthropic | llamacpp | mlx")
+    url: str = Field(
+        "",
+        description="Base URL including /v1 for OpenAI-compatible servers; optional for anthropic "
+        "(env ANTHROPIC_BASE_URL, default the public API); none for llamacpp and mlx.",
+    )
     api_key: SecretStr | None = Field(None, description='The backend\'s own key, e.g. "${env:UPSTREAM_KEY}".')
     timeout: float = Field(300.0, gt=0, description="Seconds for one upstream call (env GENERATION_TIMEOUT).")
     connect_timeout: float = Field(5.0, gt=0, description="Seconds to open a connection.")
     model_list_ttl: float = Field(30.0, ge=0, description="Seconds a model list is reused (env MODEL_LIST_TTL).")
     max_connections: int = Field(256, ge=1, description="Pooled connections to this upstream.")
     keep_alive: str | None = Field(None, description="Ollama keep_alive passed on when the client sets none.")
-
-    models: dict[str, str] = Field(
+    models: list[str] = Field(
+        default_factory=list,
+        description="Model ids this backend serves, listed without asking it (anthropic; env ANTHROPIC_MODEL).",
+    )
+    anthropic_version: str | None = Field(None, description="anthropic-version header (env ANTHROPIC_VERSION).")
+    max_retries: int = Field(2, ge=0, le=10, description="Retries on 429/529/5xx, honouring Retry-After (anthropic).")
+    input_usd_per_mtok: float | None = Field(None, ge=0, description="Price of a million prompt tokens.")
+    output_usd_per_mtok: float | None = Field(None, ge=0, description="Price of a million completion tokens.")
+    daily_budget_usd: float | None = Field(
+        None, ge=0, description="Spend per UTC day; when spent, escalation stops and direct calls get 429."
+    )
+    max_concurrency: int | None = Field(
+        None, ge=0, description="Calls run at once on this backend (0 = no cap; unset = admission default)."
+    )
+    model_files: dict[str, str] = Field(
         default_factory=dict, description="In-process engines: model id -> GGUF file or MLX folder served under it."
     )
     model_paths: list[str] = Field(
@@ -81,21 +98,19 @@ class BackendConfig(_Section):
         True, description="In-process engines: scan MLX_MODEL_ROOT, LM Studio, mlx-models and Hugging Face caches."
     )
     n_ctx: int = Field(4096, ge=64, description="llamacpp: context length in tokens (capped by the model's own).")
-    n_threads: int | None = Field(None, ge=1, description="llamacpp: CPU threads (default: all cores).")
+    n_threads: int | None = Field(None, ge=1, description="llamacpp: CPU threads (default: all cores but one).")
 
     @field_validator("url")
     @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not re.match(r"^https?://", value):
+    def _url(cls, value: str) -> str:
+        if value and not re.match(r"^https?://", value):
             raise ValueError("url must start with http:// or https://")
         return value.rstrip("/")
 
     @model_validator(mode="after")
-    def _url_needed(self) -> BackendConfig:
-        if self.type not in IN_PROCESS_TYPES and self.url is None:
-            raise ValueError(f"backend {self.name!r} of type {self.type} needs a url")
+    def _url_required(self) -> BackendConfig:
+        if not self.url and self.type not in ("anthropic", *IN_PROCESS_TYPES):
+            raise ValueError(f"backend {self.name!r}: url is required for type {self.type!r}")
         return self
 
 
@@ -119,11 +134,32 @@ class EngineConfig(_Section):
     context_trim_buffer: int = Field(
         256, ge=0, description="Tokens kept free for the answer when trimming (env MLX_CONTEXT_TRIM_BUFFER)."
     )
-    per_model_inflight_cap: int = Field(
-        1, ge=0, description="Generations at once per model; 0 = unlimited (env MLX_PER_MODEL_INFLIGHT_CAP)."
-    )
     grab_model: str | None = Field(
         None, description="Grab mode: this one model (file or folder) serves every request (env MLX_GRAB_MODEL)."
+    )
+
+
+class EscalationConfig(_Section):
+    """When a chat leaves the machine for a cloud backend. Every path is off until configured."""
+
+    auto_route: bool = Field(False, description="Send big, non-code chats to the cloud (env ANTHROPIC_AUTO_ROUTE).")
+    spill_on_reject: bool = Field(
+        False, description="Send a chat to the cloud when local admission would reject it (env LATTICE_CLOUD_SPILL)."
+    )
+    fallback_on_failure: bool = Field(
+        False, description="Retry on the cloud when every local candidate failed (env LATTICE_CLOUD_FALLBACK)."
+    )
+    backend: str | None = Field(None, description="Cloud backend name; default the first of type anthropic.")
+    model: str | None = Field(
+        None, description="Cloud model; default that backend's first model (env ANTHROPIC_MODEL)."
+    )
+    big_task_min_words: int = Field(80, ge=1, description="Words that make a task big (env BIG_TASK_MIN_WORDS).")
+    big_task_min_chars: int = Field(500, ge=1, description="Characters that make a task big (env BIG_TASK_MIN_CHARS).")
+    big_task_min_bullets: int = Field(
+        4, ge=1, description="Bullet lines that make a task big (env BIG_TASK_MIN_BULLETS)."
+    )
+    big_task_min_step_markers: int = Field(
+        3, ge=1, description="Step/architecture markers that make a task big (env BIG_TASK_MIN_STEP_MARKERS)."
     )
 
 
@@ -165,6 +201,95 @@ class RoutingConfig(_Section):
     cooldown_seconds: float = Field(30.0, ge=0, description="Seconds a failing backend is skipped.")
 
 
+class ObservabilityConfig(_Section):
+    """Metrics, logs, traces and the request ledger."""
+
+    metrics_public: bool = Field(False, description="Serve GET /metrics without the API key.")
+    log_format: Literal["text", "json"] = Field("text", description="Log line format (env LATTICE_LOG_FORMAT).")
+    ledger_path: str = Field(
+        "",
+        description='SQLite request ledger: "" = ledger.sqlite3 in the user data dir, ":memory:", "off", or a path '
+        "(env LATTICE_LEDGER_PATH).",
+    )
+    otel_enabled: bool = Field(False, description="Emit OpenTelemetry spans (needs the otel extra; env LATTICE_OTEL).")
+
+
+class DashboardConfig(_Section):
+    """The live page at /dashboard/ and the ring of recent requests it shows."""
+
+    enabled: bool = Field(True, description="Serve /dashboard/ (env MLX_DASHBOARD_ENABLED).")
+    max_events: int = Field(200, ge=1, le=100_000, description="Recent requests kept (env MLX_DASHBOARD_MAX_EVENTS).")
+    capture_prompts: bool = Field(
+        False, description="Keep a preview of the last user message (env MLX_DASHBOARD_CAPTURE_PROMPTS)."
+    )
+    preview_chars: int = Field(200, ge=0, description="Preview length (env MLX_DASHBOARD_PREVIEW_CHARS).")
+
+
+class SwarmConfig(_Section):
+    """Swarms: several models on one request (fanout, vote, pipeline, debate, chat meta-models)."""
+
+    per_call_timeout: float = Field(
+        180.0, gt=0, description="Seconds one agent/judge call may take (env SWARM_PER_CALL_TIMEOUT)."
+    )
+    fanout_timeout: float = Field(
+        600.0, gt=0, description="Overall deadline in seconds for one swarm request (env SWARM_FANOUT_TIMEOUT)."
+    )
+    max_parallel: int = Field(
+        4, ge=1, description="Agent calls run at once per swarm request (env SWARM_MAX_PARALLEL)."
+    )
+    chat_enabled: bool = Field(True, description="Serve the swarm chat meta-models (env SWARM_CHAT_ENABLED).")
+    chat_default_models: list[str] = Field(
+        default_factory=lambda: ["auto"],
+        description="swarm.models when a chat request omits it (env SWARM_CHAT_DEFAULT_MODELS).",
+    )
+    chat_default_strategy: str = Field(
+        "best-of-n", description="swarm.strategy when a chat request omits it (env SWARM_CHAT_DEFAULT_STRATEGY)."
+    )
+    chat_default_judge: str = Field(
+        "role:reasoner", description="swarm.judge when a chat request omits it (env SWARM_CHAT_DEFAULT_JUDGE)."
+    )
+    chat_auto_max: int = Field(
+        3, ge=0, description="How many models a sentinel contributes on chat; 0 = no cap (env SWARM_CHAT_AUTO_MAX)."
+    )
+    stream_chunk_chars: int = Field(
+        64, ge=1, description="Slice size when an already-finished answer is streamed (env SWARM_STREAM_CHUNK_CHARS)."
+    )
+
+
+class AdmissionConfig(_Section):
+    """Admission control: in-flight caps, the bounded priority queue and its 429 advice."""
+
+    per_model_inflight_cap: int | None = Field(
+        None,
+        ge=0,
+        description="Calls per model at once (env MLX_PER_MODEL_INFLIGHT_CAP; 0 = no cap; "
+        "unset = 1 for in-process engines, no cap for upstream servers).",
+    )
+    max_parallel_model_calls: int | None = Field(
+        None, ge=0, description="Global cap on calls at once across all backends (env MAX_PARALLEL_MODEL_CALLS)."
+    )
+    backend_max_concurrency: int = Field(
+        64, ge=0, description="Default per-backend cap for backends without max_concurrency (0 = no cap)."
+    )
+    queue_max_per_model: int = Field(32, ge=0, description="Waiting calls per model (env MLX_QUEUE_MAX_PER_MODEL).")
+    queue_max_total: int = Field(128, ge=0, description="Waiting calls in all (env MLX_QUEUE_MAX_TOTAL).")
+    queue_wait_timeout_sec: float = Field(
+        20.0, ge=0, description="Default wait budget in the queue (env MLX_QUEUE_WAIT_TIMEOUT_SEC)."
+    )
+    retry_after_sec: float = Field(
+        2.0, gt=0, description="Service-time guess before a model has been timed (env MLX_QUEUE_RETRY_AFTER_SEC)."
+    )
+    retry_after_max_sec: float = Field(60.0, ge=1, description="Largest Retry-After advised.")
+    retry_jitter_sec: float = Field(
+        0.5, ge=0, description="Jitter advised to clients (env MLX_QUEUE_RETRY_JITTER_SEC)."
+    )
+    priority_min: int = Field(-10, description="Lowest priority (env MLX_QUEUE_PRIORITY_MIN).")
+    priority_max: int = Field(10, description="Highest priority (env MLX_QUEUE_PRIORITY_MAX).")
+    default_priority: int = Field(
+        0, description="Priority of requests that give none (env MLX_QUEUE_DEFAULT_PRIORITY)."
+    )
+
+
 class Config(_Section):
     """The gateway's configuration (``lattice.example.toml`` documents every key)."""
 
@@ -176,6 +301,11 @@ class Config(_Section):
     )
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Model profiles.")
     routing: RoutingConfig = Field(default_factory=RoutingConfig)  # type: ignore[arg-type]
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)  # type: ignore[arg-type]
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)  # type: ignore[arg-type]
+    escalation: EscalationConfig = Field(default_factory=EscalationConfig)  # type: ignore[arg-type]
+    swarm: SwarmConfig = Field(default_factory=SwarmConfig)  # type: ignore[arg-type]
+    admission: AdmissionConfig = Field(default_factory=AdmissionConfig)  # type: ignore[arg-type]
 
     @field_validator("backends")
     @classmethod
@@ -269,17 +399,70 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("MODEL_PROFILES_FILE", ("routing", "profiles_file"), str, "Model profiles JSON file."),
     EnvSetting("DEFAULT_MAX_TOKENS", ("routing", "default_max_tokens"), int, "max_tokens when the client sets none."),
     EnvSetting("MAX_TOKENS_CEILING", ("routing", "max_tokens_ceiling"), int, "Largest max_tokens passed on."),
+    EnvSetting("LATTICE_LOG_FORMAT", ("observability", "log_format"), str, "text or json log lines."),
+    EnvSetting("LATTICE_LEDGER_PATH", ("observability", "ledger_path"), str, "Request ledger file, :memory: or off."),
+    EnvSetting("LATTICE_OTEL", ("observability", "otel_enabled"), _bool, "1 emits OpenTelemetry spans."),
+    EnvSetting("MLX_DASHBOARD_ENABLED", ("dashboard", "enabled"), _bool, "0 turns /dashboard/ off."),
+    EnvSetting("MLX_DASHBOARD_MAX_EVENTS", ("dashboard", "max_events"), int, "Recent requests the dashboard keeps."),
+    EnvSetting("MLX_DASHBOARD_CAPTURE_PROMPTS", ("dashboard", "capture_prompts"), _bool, "1 keeps a prompt preview."),
+    EnvSetting("MLX_DASHBOARD_PREVIEW_CHARS", ("dashboard", "preview_chars"), int, "Prompt preview length."),
+    EnvSetting("ANTHROPIC_API_KEY", ("anthropic", "api_key"), str, "Key of the anthropic backend (adds one if none)."),
+    EnvSetting("ANTHROPIC_BASE_URL", ("anthropic", "url"), str, "Base URL of the anthropic backend."),
+    EnvSetting("ANTHROPIC_MODEL", ("anthropic", "models"), _csv, "Cloud model(s); the first is the escalation target."),
+    EnvSetting("ANTHROPIC_VERSION", ("anthropic", "anthropic_version"), str, "anthropic-version header."),
+    EnvSetting("ANTHROPIC_AUTO_ROUTE", ("escalation", "auto_route"), _bool, "1 escalates big non-code chats."),
+    EnvSetting("LATTICE_CLOUD_SPILL", ("escalation", "spill_on_reject"), _bool, "1 spills to the cloud when full."),
+    EnvSetting("LATTICE_CLOUD_FALLBACK", ("escalation", "fallback_on_failure"), _bool, "1 falls back to the cloud."),
+    EnvSetting("BIG_TASK_MIN_WORDS", ("escalation", "big_task_min_words"), int, "Words that make a task big."),
+    EnvSetting("BIG_TASK_MIN_CHARS", ("escalation", "big_task_min_chars"), int, "Characters that make a task big."),
+    EnvSetting("BIG_TASK_MIN_BULLETS", ("escalation", "big_task_min_bullets"), int, "Bullets that make a task big."),
+    EnvSetting(
+        "BIG_TASK_MIN_STEP_MARKERS",
+        ("escalation", "big_task_min_step_markers"),
+        int,
+        "Step/architecture markers that make a task big.",
+    ),
+    EnvSetting("SWARM_PER_CALL_TIMEOUT", ("swarm", "per_call_timeout"), float, "Seconds one swarm call may take."),
+    EnvSetting("SWARM_FANOUT_TIMEOUT", ("swarm", "fanout_timeout"), float, "Overall seconds for one swarm request."),
+    EnvSetting("SWARM_MAX_PARALLEL", ("swarm", "max_parallel"), int, "Swarm agent calls run at once per request."),
+    EnvSetting("SWARM_CHAT_ENABLED", ("swarm", "chat_enabled"), _bool, "0 turns the swarm chat meta-models off."),
+    EnvSetting("SWARM_CHAT_DEFAULT_MODELS", ("swarm", "chat_default_models"), _csv, "Default swarm.models on chat."),
+    EnvSetting("SWARM_CHAT_DEFAULT_STRATEGY", ("swarm", "chat_default_strategy"), str, "Default swarm strategy."),
+    EnvSetting("SWARM_CHAT_DEFAULT_JUDGE", ("swarm", "chat_default_judge"), str, "Default swarm judge on chat."),
+    EnvSetting("SWARM_CHAT_AUTO_MAX", ("swarm", "chat_auto_max"), int, "Cap on models a sentinel adds on chat."),
+    EnvSetting(
+        "SWARM_STREAM_CHUNK_CHARS", ("swarm", "stream_chunk_chars"), int, "Slice size of a streamed finished answer."
+    ),
+    EnvSetting("MLX_PER_MODEL_INFLIGHT_CAP", ("admission", "per_model_inflight_cap"), int, "Calls per model at once."),
+    EnvSetting("MAX_PARALLEL_MODEL_CALLS", ("admission", "max_parallel_model_calls"), int, "Global cap on calls."),
+    EnvSetting("MLX_QUEUE_MAX_PER_MODEL", ("admission", "queue_max_per_model"), int, "Waiting calls per model."),
+    EnvSetting("MLX_QUEUE_MAX_TOTAL", ("admission", "queue_max_total"), int, "Waiting calls in all."),
+    EnvSetting("MLX_QUEUE_WAIT_TIMEOUT_SEC", ("admission", "queue_wait_timeout_sec"), float, "Default wait budget."),
+    EnvSetting("MLX_QUEUE_RETRY_AFTER_SEC", ("admission", "retry_after_sec"), float, "Untimed service guess."),
+    EnvSetting("MLX_QUEUE_RETRY_JITTER_SEC", ("admission", "retry_jitter_sec"), float, "Advised retry jitter."),
+    EnvSetting("MLX_QUEUE_PRIORITY_MIN", ("admission", "priority_min"), int, "Lowest priority."),
+    EnvSetting("MLX_QUEUE_PRIORITY_MAX", ("admission", "priority_max"), int, "Highest priority."),
+    EnvSetting("MLX_QUEUE_DEFAULT_PRIORITY", ("admission", "default_priority"), int, "Priority when none given."),
     EnvSetting("MLX_MODEL_ROOT", ("engines", "model_root"), str, "Extra folder scanned for local models."),
     EnvSetting("MAX_CONCURRENT_MODELS", ("engines", "max_concurrent_models"), int, "Models resident at once."),
     EnvSetting("PRELOAD_MODELS", ("engines", "preload"), _csv, "Comma-separated model ids loaded at start."),
     EnvSetting("MLX_FORCE_GC_ON_EVICT", ("engines", "force_gc_on_evict"), _bool, "1 runs gc after an eviction."),
     EnvSetting("MLX_CONTEXT_OVER_BUDGET", ("engines", "context_over_budget"), str, "error | trim."),
     EnvSetting("MLX_CONTEXT_TRIM_BUFFER", ("engines", "context_trim_buffer"), int, "Tokens kept for the answer."),
-    EnvSetting(
-        "MLX_PER_MODEL_INFLIGHT_CAP", ("engines", "per_model_inflight_cap"), int, "Generations at once per model."
-    ),
     EnvSetting("MLX_GRAB_MODEL", ("engines", "grab_model"), str, "One model (file or folder) serves everything."),
 )
+
+
+def _apply_anthropic(raw: dict[str, Any], settings: dict[str, Any]) -> None:
+    """ANTHROPIC_* fill the anthropic backends' unset keys; a key alone adds a backend named anthropic."""
+    backends = raw.setdefault("backends", [])
+    targets = [b for b in backends if isinstance(b, dict) and b.get("type") == "anthropic"]
+    if not targets and settings.get("api_key"):
+        targets = [{"name": "anthropic", "type": "anthropic"}]
+        backends.append(targets[0])
+    for backend in targets:
+        for key, value in settings.items():
+            backend.setdefault(key, value)
 
 
 def _interpolate(value: Any, env: Mapping[str, str], where: str) -> Any:
@@ -300,6 +483,7 @@ def _interpolate(value: Any, env: Mapping[str, str], where: str) -> Any:
 
 
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    anthropic: dict[str, Any] = {}
     for setting in ENV_SETTINGS:
         text = env.get(setting.name)
         if text is None:
@@ -309,6 +493,9 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
         except ValueError as exc:
             raise ConfigError(f"environment variable {setting.name}: {exc}") from None
         head, *rest = setting.path
+        if head == "anthropic":
+            anthropic[rest[0]] = value
+            continue
         if head == "backends":
             for backend in raw.get("backends", []):
                 backend.setdefault(rest[-1], value)
@@ -324,6 +511,8 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
     if lm_studio and not raw.get("backends"):
         url = lm_studio.rstrip("/")
         raw["backends"] = [{"name": "lmstudio", "type": "lmstudio", "url": url if url.endswith("/v1") else url + "/v1"}]
+    if anthropic:
+        _apply_anthropic(raw, anthropic)
 
 
 def _format_validation(error: ValidationError, source: str) -> str:
@@ -371,17 +560,3 @@ def json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Local Lattice configuration"
     return schema
-
-
-__all__ = [
-    "ENV_SETTINGS",
-    "IN_PROCESS_TYPES",
-    "BackendConfig",
-    "Config",
-    "ConfigError",
-    "EngineConfig",
-    "RoutingConfig",
-    "ServerConfig",
-    "check_bind",
-    "load",
-]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar, runtime_checkable
 
 from local_lattice.backends.base import Backend
-from local_lattice.errors import BackendUnavailable, LatticeError, UpstreamError, UpstreamStatusError
+from local_lattice.errors import BackendUnavailable, LatticeError, RateLimited, UpstreamError, UpstreamStatusError
 from local_lattice.routing.policy import BackendStatus
 from local_lattice.routing.profiles import ProfileBook, apply_generation_defaults
 from local_lattice.routing.resolver import Resolution
@@ -35,7 +35,8 @@ def fails_over(exc: LatticeError) -> bool:
     """True for failures another candidate may not share: unreachable, 5xx, 429, load errors."""
     if isinstance(exc, UpstreamStatusError):
         return exc.status >= 500 or exc.status == 429
-    return isinstance(exc, BackendUnavailable | UpstreamError)
+    # RateLimited here is the backend's (upstream 429, a spent budget), never the client's own limit.
+    return isinstance(exc, BackendUnavailable | UpstreamError | RateLimited)
 
 
 @dataclass
@@ -171,9 +172,8 @@ def _annotated(resolution: Resolution, model: ModelInfo, notes: list[str]) -> Re
     return replace(resolution, explanation=text, notes=(*resolution.notes, *notes))
 
 
-async def open_stream(backend: Backend, request: BackendRequest) -> tuple[StreamChunk | None, ChunkStream]:
-    """Start a stream and wait for its first chunk, so a failure before it can fail over."""
-    stream = backend.stream(request)
+async def open_stream(stream: ChunkStream) -> tuple[StreamChunk | None, ChunkStream]:
+    """Wait for a stream's first chunk, so a failure before it can fail over."""
     try:
         first = await stream.__anext__()
     except StopAsyncIteration:

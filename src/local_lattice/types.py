@@ -37,6 +37,7 @@ class ModelInfo:
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost_usd: float | None = None  # set by billing for priced backends
 
     @property
     def total_tokens(self) -> int:

@@ -42,7 +42,7 @@ async def openai_upstream(request: pytest.FixtureRequest) -> AsyncIterator[tuple
 @contextlib.asynccontextmanager
 async def llamacpp_in_process(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Backend, str]]:
     home = request.getfixturevalue("tmp_path")
-    entry = {"name": "llamacpp", "type": "llamacpp", "n_ctx": 1024, "models": {SMOLLM2_ID: str(smollm2_path())}}
+    entry = {"name": "llamacpp", "type": "llamacpp", "n_ctx": 1024, "model_files": {SMOLLM2_ID: str(smollm2_path())}}
     async with engine_backends(home, [entry]) as backends:
         yield backends["llamacpp"], SMOLLM2_ID
 
@@ -53,7 +53,9 @@ async def mlx_in_process(request: pytest.FixtureRequest) -> AsyncIterator[tuple[
 
     home = request.getfixturevalue("tmp_path")
     folder = make_tiny_mlx_model(home / "tiny-mlx")
-    async with engine_backends(home, [{"name": "mlx", "type": "mlx", "models": {"tiny-mlx": str(folder)}}]) as backends:
+    async with engine_backends(
+        home, [{"name": "mlx", "type": "mlx", "model_files": {"tiny-mlx": str(folder)}}]
+    ) as backends:
         yield backends["mlx"], "tiny-mlx"
 
 

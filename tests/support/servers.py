@@ -12,7 +12,9 @@ from tests.support.procs import PYTHON, RunningProcess, free_port, run_process
 
 
 @contextlib.contextmanager
-def llama_server(model: Path | None = None, alias: str = SMOLLM2_ID, n_ctx: int = 2048) -> Iterator[RunningProcess]:
+def llama_server(
+    model: Path | None = None, alias: str = SMOLLM2_ID, n_ctx: int = 2048, n_threads: int = 2
+) -> Iterator[RunningProcess]:
     """llama-cpp-python's OpenAI-compatible server with a real model; ``url`` is its ``/v1`` base."""
     port = free_port()
     argv = [
@@ -22,7 +24,7 @@ def llama_server(model: Path | None = None, alias: str = SMOLLM2_ID, n_ctx: int 
         "--host", "127.0.0.1",
         "--port", str(port),
         "--n_ctx", str(n_ctx),
-        "--n_threads", "2",
+        "--n_threads", str(n_threads),
         "--verbose", "False",
     ]  # fmt: skip
     base = f"http://127.0.0.1:{port}"

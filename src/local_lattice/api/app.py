@@ -15,19 +15,35 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from local_lattice.api import payload, routes_models, routes_responses, routes_routing
+from local_lattice.api import (
+    payload,
+    routes_anthropic,
+    routes_models,
+    routes_observability,
+    routes_responses,
+    routes_routing,
+)
 from local_lattice.api import routes_openai as r
+from local_lattice.api import routes_swarm as swarm
 from local_lattice.api.middleware import FrontDoor
 from local_lattice.backends.base import Backend
 from local_lattice.config import Config
+from local_lattice.dashboard import routes as dashboard
 from local_lattice.errors import LatticeError, NotFound
 from local_lattice.gateway import Gateway
 
 log = logging.getLogger("lattice.api")
 
 
+def _observe_failure(request: Request, status: int, kind: str) -> None:
+    gateway = getattr(request.app.state, "gateway", None)
+    if gateway is not None:
+        gateway.observer.fail(request.scope.get("state", {}), status, kind, request.url.path)
+
+
 async def render_lattice_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LatticeError)
+    _observe_failure(request, exc.status, exc.code or exc.type)
     return payload.json_response(exc.envelope(), status=exc.status, headers=exc.headers)
 
 
@@ -39,17 +55,22 @@ async def render_http_error(request: Request, exc: Exception) -> Response:
         error = LatticeError(str(exc.detail), code=f"http_{exc.status_code}")
         error.status = exc.status_code
         error.type = "invalid_request_error" if exc.status_code < 500 else "internal_error"
+    _observe_failure(request, error.status, error.code or error.type)
     return payload.json_response(error.envelope(), status=error.status, headers=dict(exc.headers or {}))
 
 
 async def render_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     error = LatticeError(f"internal error ({type(exc).__name__}); the gateway keeps running")
+    _observe_failure(request, 500, "internal_error")
     return payload.json_response(error.envelope(), status=500)
 
 
-def routes() -> list[Route]:
+def routes(config: Config | None = None) -> list[Route]:
+    extra = dashboard.routes() if config is None or config.dashboard.enabled else []
     return [
+        *extra,
+        Route("/metrics", routes_observability.metrics, methods=["GET"]),
         Route("/healthz", r.healthz, methods=["GET"]),
         Route("/v1/models", r.list_models, methods=["GET"]),
         Route("/v1/chat/completions", r.chat_completions, methods=["POST"]),
@@ -57,7 +78,12 @@ def routes() -> list[Route]:
         Route("/v1/embeddings", r.embeddings, methods=["POST"]),
         Route("/v1/responses", routes_responses.create_response, methods=["POST"]),
         Route("/v1/resolve", routes_routing.resolve_dry_run, methods=["POST"]),
-        Route("/swarm/models", routes_routing.swarm_models, methods=["GET"]),
+        Route("/v1/messages", routes_anthropic.messages, methods=["POST"]),
+        Route("/swarm/models", swarm.swarm_models, methods=["GET"]),
+        Route("/swarm/vote", swarm.vote, methods=["POST"]),
+        Route("/swarm/fanout", swarm.fanout, methods=["POST"]),
+        Route("/swarm/pipeline", swarm.pipeline, methods=["POST"]),
+        Route("/swarm/debate", swarm.debate, methods=["POST"]),
         Route("/v1/models/{model_id:path}/load", routes_models.load_model, methods=["POST"]),
         Route("/v1/models/{model_id:path}", routes_models.unload_model, methods=["DELETE"]),
     ]
@@ -82,6 +108,9 @@ def create_app(config: Config, backends: Mapping[str, Backend] | None = None) ->
             FrontDoor,
             api_keys=[k.get_secret_value() for k in server.api_keys],
             max_request_bytes=server.max_request_bytes,
+            public_prefixes=(dashboard.PUBLIC_PREFIX, *(("/metrics",) if config.observability.metrics_public else ())),
+            protected_prefixes=(dashboard.PROTECTED_PREFIX,),
+            prefix_headers=((dashboard.PREFIX, ((b"content-security-policy", dashboard.CSP.encode()),)),),
         )
     ]
     if server.cors_origins:
@@ -92,13 +121,13 @@ def create_app(config: Config, backends: Mapping[str, Backend] | None = None) ->
                 CORSMiddleware,
                 allow_origins=server.cors_origins,
                 allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-                allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-Id"],
+                allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-Id", "anthropic-version"],
                 allow_credentials=not wildcard,
                 expose_headers=["X-Request-Id", "X-Model-Routed-To", "X-Model-Resolution"],
             ),
         )
     return Starlette(
-        routes=routes(),
+        routes=routes(config),
         middleware=middleware,
         exception_handlers={
             LatticeError: render_lattice_error,

@@ -1,45 +1,30 @@
-"""Running one model call for a route: route the body, call the backend, time each phase.
+"""Running one model call for a route: open the request's record, route the body, call the backend
+(failing over as routing decides), time each phase, count tokens and close the record.
 
 Shared by every route that ends in a single backend call (chat, completions, embeddings, the
-Responses API …) so routing, timing and logging happen the same way everywhere.
+Responses API, Anthropic Messages …) so routing, timing, metrics and logs happen the same way.
+A failure raised from here is recorded by the app's exception handlers (``Observer.fail``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 
-from local_lattice.api.sse import SSEResponse
+from local_lattice.admission import QueueContext
+from local_lattice.admission.tickets import Grant
+from local_lattice.api.sse import SSEResponse, queued
+from local_lattice.errors import LatticeError
 from local_lattice.gateway import Gateway, Routed
-from local_lattice.observability.timing import Timings
+from local_lattice.observability.record import RequestRecord
 from local_lattice.types import BackendResponse, ChunkStream, Endpoint, StreamChunk
 from local_lattice.usage import ensure_usage, wants_usage
 
 GATEWAY_FIELDS = ("queue", "swarm")
-
-
-@dataclass(slots=True)
-class Prepared:
-    """A request routed to one backend, with its headers and timings so far."""
-
-    request: Request
-    gateway: Gateway
-    routed: Routed
-    endpoint: Endpoint
-    body: dict[str, Any]
-    timings: Timings
-    headers: dict[str, str]
-    upstream_started: float = 0.0
-
-    def log(self, status: int) -> None:
-        state = self.request.scope["state"]
-        self.timings.log(
-            path=self.request.scope["path"], status=status, request_id=state["request_id"], model=self.routed.routed_to
-        )
 
 
 def gateway_of(request: Request) -> Gateway:
@@ -47,50 +32,153 @@ def gateway_of(request: Request) -> Gateway:
     return gateway
 
 
-async def prepare(request: Request, endpoint: Endpoint, body: dict[str, Any]) -> Prepared:
-    timings = Timings(request.scope["state"]["started"])
-    mark = time.perf_counter()
+def begin(request: Request, operation: str) -> RequestRecord:
+    """Open the request's record first, so even a body that fails to parse is counted."""
+    return gateway_of(request).observer.begin(request.scope["state"], request.scope["path"], operation)
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A request routed to its candidates, with its record, headers and timings so far."""
+
+    gateway: Gateway
+    record: RequestRecord
+    routed: Routed
+    endpoint: Endpoint
+    body: dict[str, Any]
+    headers: dict[str, str]
+    queue: QueueContext
+    upstream_started: float = 0.0
+
+    def finish(self, status: int, error_kind: str | None = None) -> None:
+        self.gateway.observer.finish(self.record, status, error_kind)
+
+
+async def prepare(request: Request, record: RequestRecord, endpoint: Endpoint, body: dict[str, Any]) -> Prepared:
     gateway = gateway_of(request)
+    gateway.observer.requested(record, body)
+    queue = gateway.admission.context(body.get("queue"), request.headers)
+    mark = time.perf_counter()
     routed = await gateway.route(endpoint, body.get("model"), body=body, headers=request.headers)
-    timings.resolve = time.perf_counter() - mark
+    record.timings.resolve = time.perf_counter() - mark
+    gateway.observer.routed(record, routed.model.id, routed.model.backend)
     for field in GATEWAY_FIELDS:
         body.pop(field, None)
-    return Prepared(request, gateway, routed, endpoint, body, timings, {})
+    return Prepared(gateway, record, routed, endpoint, body, {}, queue)
 
 
-def _routing_headers(prepared: Prepared) -> None:
-    """Set after the call: failing over may have moved the request to another candidate."""
-    routed = prepared.routed
+def _after_call(prepared: Prepared, routed: Routed) -> None:
+    """Headers are set after the call: failing over may have moved the request to another candidate."""
+    if routed is not prepared.routed:
+        prepared.routed = routed
+        prepared.record.model = routed.model.id
+        prepared.record.backend = routed.model.backend
     prepared.headers["X-Model-Routed-To"] = routed.routed_to
     if routed.resolution.explanation:
         prepared.headers["X-Model-Resolution"] = routed.resolution.explanation
-    prepared.headers.update(prepared.timings.headers())
+    prepared.headers.update(prepared.record.timings.headers())
+
+
+def _admission_args(prepared: Prepared) -> tuple[str, str, QueueContext]:
+    # The request is admitted for its first candidate; a failover candidate runs under that ticket.
+    return prepared.routed.model.id, prepared.routed.model.backend, prepared.queue
 
 
 async def complete(prepared: Prepared) -> BackendResponse:
-    mark = time.perf_counter()
-    prepared.routed, answer = await prepared.gateway.complete(prepared.routed, prepared.endpoint, prepared.body)
-    prepared.timings.upstream = time.perf_counter() - mark
-    _routing_headers(prepared)
+    async with prepared.gateway.admission.admit(*_admission_args(prepared)) as grant:
+        prepared.record.timings.queue = grant.waited
+        mark = time.perf_counter()
+        routed, answer = await prepared.gateway.complete(prepared.routed, prepared.endpoint, prepared.body)
+        prepared.record.timings.upstream = time.perf_counter() - mark
+    _after_call(prepared, routed)
+    if answer.usage is not None:
+        prepared.record.input_tokens = answer.usage.prompt_tokens
+        prepared.record.output_tokens = answer.usage.completion_tokens
+        prepared.record.cost = answer.usage.cost_usd
     return answer
 
 
+async def _observed(stream: ChunkStream, record: RequestRecord) -> AsyncGenerator[StreamChunk, None]:
+    """Count tokens as chunks pass (usage when the backend reports it, else one per chunk) and note
+    the kind of a failure mid-stream."""
+    reported = False
+    try:
+        async for chunk in stream:
+            if chunk.usage is not None:
+                reported = True
+                record.input_tokens = chunk.usage.prompt_tokens
+                record.output_tokens = chunk.usage.completion_tokens
+                record.cost = chunk.usage.cost_usd
+            elif not reported:
+                record.output_tokens += 1
+            yield chunk
+    except LatticeError as exc:
+        record.error_kind = exc.code or exc.type
+        raise
+    finally:
+        await stream.aclose()
+
+
 async def open_stream(prepared: Prepared) -> tuple[StreamChunk | None, ChunkStream]:
-    """Start the backend's stream and wait for its first chunk, so failures before the first byte
-    still get a plain error status."""
+    """Start the stream on the first candidate that yields a first chunk, so failures before the
+    first byte still get a plain error status."""
+    record = prepared.record
+    record.stream = True
     prepared.upstream_started = mark = time.perf_counter()
     body = prepared.body
-    prepared.routed, first, stream = await prepared.gateway.stream(prepared.routed, prepared.endpoint, body)
+    routed, first, stream = await prepared.gateway.stream(prepared.routed, prepared.endpoint, body)
     if wants_usage(body):
-        stream = ensure_usage(stream, body, prepared.routed.model.id, first)
-    prepared.timings.upstream = time.perf_counter() - mark
-    _routing_headers(prepared)
-    return first, stream
+        stream = ensure_usage(stream, body, routed.model.id, first)
+    record.timings.upstream = time.perf_counter() - mark
+    record.ttft = record.timings.total()
+    if first is not None:
+        if first.usage is not None:
+            record.input_tokens = first.usage.prompt_tokens
+            record.output_tokens = first.usage.completion_tokens
+        else:
+            record.output_tokens = 1
+    _after_call(prepared, routed)
+    return first, _observed(stream, record)
 
 
-def stream_response(prepared: Prepared, frames: AsyncIterator[bytes]) -> SSEResponse:
+Framer = Callable[[StreamChunk | None, ChunkStream], AsyncIterator[bytes]]
+
+
+async def stream_reply(prepared: Prepared, frame: Framer, fail: Callable[[LatticeError], bytes]) -> SSEResponse:
+    """Admit, open and frame a stream. Turned away at once → a plain 429; admitted at once → the
+    stream opens before the headers go out (failures keep their status); made to wait → the
+    response starts now and shows the queue position until the slot comes (``sse.queued``).
+    The slot is held until the response ends, finished or disconnected."""
+    waiter = prepared.gateway.admission.enter(*_admission_args(prepared))
+    if waiter.granted:
+        try:
+            first, stream = await open_stream(prepared)
+        except BaseException:
+            waiter.close()
+            raise
+        return stream_response(prepared, frame(first, stream), waiter.close)
+
+    async def start(grant: Grant) -> AsyncIterator[bytes]:
+        prepared.record.timings.queue = grant.waited
+        first, stream = await open_stream(prepared)
+        return frame(first, stream)
+
+    prepared.headers["X-Model-Routed-To"] = prepared.routed.routed_to
+    prepared.headers.update(prepared.record.timings.headers())
+    return stream_response(prepared, queued(waiter, start, fail), waiter.close)
+
+
+def stream_response(
+    prepared: Prepared, frames: AsyncIterator[bytes], release: Callable[[], None] | None = None
+) -> SSEResponse:
     def closed(disconnected: bool) -> None:
-        prepared.timings.upstream = time.perf_counter() - prepared.upstream_started
-        prepared.log(499 if disconnected else 200)
+        if release is not None:
+            release()
+        prepared.record.timings.upstream = time.perf_counter() - prepared.upstream_started
+        # A failure mid-stream keeps the 200 the client saw; its kind is on the record already.
+        if disconnected:
+            prepared.finish(499, "client_disconnected")
+        else:
+            prepared.finish(200)
 
     return SSEResponse(frames, prepared.headers, on_close=closed)

@@ -8,6 +8,7 @@ beyond the short list of public paths.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import re
@@ -18,6 +19,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from local_lattice.errors import AuthenticationFailed, LatticeError, PayloadTooLarge
+from local_lattice.observability.logs import REQUEST_ID
 
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
@@ -27,6 +29,11 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})
+
+
+def key_name(key: str) -> str:
+    """A stable, non-reversible name for an API key (ledger and dashboard show this, never the key)."""
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -54,17 +61,33 @@ class FrontDoor:
         api_keys: Sequence[str],
         max_request_bytes: int,
         public_prefixes: Sequence[str] = (),
+        protected_prefixes: Sequence[str] = (),
+        prefix_headers: Sequence[tuple[str, Sequence[tuple[bytes, bytes]]]] = (),
     ) -> None:
+        """``public_prefixes`` need no key, except paths under ``protected_prefixes`` (a page's API);
+        ``prefix_headers`` adds headers to every response under a prefix (a page's CSP)."""
         self.app = app
         self.keys = [key.encode() for key in api_keys]
+        self.key_names = [key_name(key) for key in api_keys]
         self.max_request_bytes = max_request_bytes
         self.public_prefixes = tuple(public_prefixes)
+        self.protected_prefixes = tuple(protected_prefixes)
+        self.prefix_headers = tuple((prefix, tuple(headers)) for prefix, headers in prefix_headers)
+
+    def _public(self, path: str) -> bool:
+        if path in PUBLIC_PATHS:
+            return True
+        return bool(
+            self.public_prefixes
+            and path.startswith(self.public_prefixes)
+            and not (self.protected_prefixes and path.startswith(self.protected_prefixes))
+        )
 
     def _authorized(self, scope: Scope) -> bool:
         if not self.keys:
             return True
         path: str = scope["path"]
-        if path in PUBLIC_PATHS or (self.public_prefixes and path.startswith(self.public_prefixes)):
+        if self._public(path):
             return True
         if scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method") is not None:
             return True  # CORS preflight carries no credentials by design
@@ -75,10 +98,14 @@ class FrontDoor:
                 given = auth[7:].strip()
         if not given:
             return False
-        ok = False
-        for key in self.keys:  # compare with every key so timing says nothing about which matched
-            ok |= hmac.compare_digest(given, key)
-        return ok
+        matched = -1
+        for index, key in enumerate(self.keys):  # compare with every key: timing says nothing of which matched
+            if hmac.compare_digest(given, key):
+                matched = index
+        if matched < 0:
+            return False
+        scope["state"]["key_name"] = self.key_names[matched]
+        return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -91,13 +118,23 @@ class FrontDoor:
         state = scope.setdefault("state", {})
         state["started"] = started
         state["request_id"] = rid.decode()
-        extra = (*SECURITY_HEADERS, (b"x-request-id", rid))
+        extra: tuple[tuple[bytes, bytes], ...] = (*SECURITY_HEADERS, (b"x-request-id", rid))
+        for prefix, headers in self.prefix_headers:
+            if scope["path"].startswith(prefix):
+                extra = (*extra, *headers)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
+        token = REQUEST_ID.set(state["request_id"])
+        try:
+            await self._guarded(scope, receive, send_with_headers)
+        finally:
+            REQUEST_ID.reset(token)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send_with_headers: Send) -> None:
         if not self._authorized(scope):
             await send_error(
                 send_with_headers,

@@ -10,10 +10,10 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from local_lattice.api import dispatch
+from local_lattice.api import dispatch, routes_swarm
 from local_lattice.api.dispatch import gateway_of
 from local_lattice.api.payload import JSON, json_response, read_json, validate
-from local_lattice.api.sse import SSEResponse, sse_bytes
+from local_lattice.api.sse import SSEResponse, chat_failure, sse_bytes
 from local_lattice.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from local_lattice.types import Endpoint
 
@@ -25,14 +25,16 @@ _MODELS: dict[str, type[BaseModel]] = {
 
 
 async def generate(request: Request, endpoint: Endpoint) -> Response | SSEResponse:
+    record = dispatch.begin(request, endpoint)
     body = await read_json(request)
     validate(_MODELS[endpoint], body)
-    prepared = await dispatch.prepare(request, endpoint, body)
+    if endpoint == "chat" and routes_swarm.is_swarm_model(body.get("model")):
+        return await routes_swarm.chat(request, body)
+    prepared = await dispatch.prepare(request, record, endpoint, body)
     if endpoint != "embeddings" and body.get("stream"):
-        first, stream = await dispatch.open_stream(prepared)
-        return dispatch.stream_response(prepared, sse_bytes(first, stream))
+        return await dispatch.stream_reply(prepared, sse_bytes, chat_failure)
     answer = await dispatch.complete(prepared)
-    prepared.log(200)
+    prepared.finish(200)
     return Response(answer.content, media_type=JSON, headers=prepared.headers)
 
 
@@ -72,6 +74,6 @@ async def healthz(request: Request) -> Response:
     backends = {n: {"ok": r.ok, "detail": r.detail, **r.extra} for n, r in zip(names, results, strict=True)}
     ok = any(r.ok for r in results)
     return json_response(
-        {"status": "ok" if ok else "unavailable", "backends": backends},
+        {"status": "ok" if ok else "unavailable", "backends": backends, "admission": gateway.admission.snapshot()},
         status=200 if ok else 503,
     )

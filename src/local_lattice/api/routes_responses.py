@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from local_lattice.api import dispatch
 from local_lattice.api.payload import json_response, read_json, validate
-from local_lattice.api.sse import SSEResponse, named_events
+from local_lattice.api.sse import SSEResponse, named_event, named_events, openai_error_data
 from local_lattice.protocol.openai import ChatCompletionRequest
 from local_lattice.protocol.responses import ResponsesRequest, ResponseStream, from_chat, to_chat
 from local_lattice.types import ChunkStream, StreamChunk
@@ -37,16 +37,20 @@ async def _events(
 
 
 async def create_response(request: Request) -> Response | SSEResponse:
+    record = dispatch.begin(request, "responses")
     body = await read_json(request)
     validate(ResponsesRequest, body)
     parsed = ResponsesRequest.model_validate(body)
     chat = to_chat(parsed, body)
     validate(ChatCompletionRequest, chat)
-    prepared = await dispatch.prepare(request, "chat", chat)
+    prepared = await dispatch.prepare(request, record, "chat", chat)
     if parsed.stream:
-        first, stream = await dispatch.open_stream(prepared)
-        translator = ResponseStream(parsed, prepared.routed.model.id)
-        return dispatch.stream_response(prepared, named_events(_events(translator, first, stream)))
+
+        def frame(first: StreamChunk | None, rest: ChunkStream) -> AsyncIterator[bytes]:
+            translator = ResponseStream(parsed, prepared.routed.model.id)
+            return named_events(_events(translator, first, rest))
+
+        return await dispatch.stream_reply(prepared, frame, lambda exc: named_event("error", openai_error_data(exc)))
     answer = await dispatch.complete(prepared)
-    prepared.log(200)
+    prepared.finish(200)
     return json_response(from_chat(orjson.loads(answer.content), parsed), headers=prepared.headers)

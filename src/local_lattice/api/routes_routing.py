@@ -14,12 +14,6 @@ from local_lattice.types import Endpoint, JSONObject
 
 # The swarm layer's documented defaults (SWARM_CHAT_DEFAULT_MODELS, _STRATEGY, _AUTO_MAX), reported
 # here as the original did; the swarm section of the config supersedes them once it exists.
-SWARM_DEFAULTS: JSONObject = {
-    "swarm_chat_enabled": True,
-    "swarm_chat_default_models": ["auto"],
-    "swarm_chat_default_strategy": "best-of-n",
-    "swarm_chat_auto_max": 3,
-}
 
 
 def endpoint_of(body: JSONObject) -> Endpoint:
@@ -56,22 +50,4 @@ async def resolve_dry_run(request: Request) -> Response:
             "explanation": resolution.explanation,
         },
         headers=headers,
-    )
-
-
-async def swarm_models(request: Request) -> Response:
-    """The original's shape: models, loaded, roles, default, and the swarm defaults."""
-    gateway = gateway_of(request)
-    snapshot = await gateway.inventory.snapshot()
-    chat = [m for m in snapshot.models if m.kind == "chat"]
-    return json_response(
-        {
-            "models": list(dict.fromkeys(m.id for m in chat)),
-            "loaded": list(dict.fromkeys(m.id for m in chat if m.loaded)),
-            "roles": gateway.policy.roles.as_json(),
-            "roles_source": gateway.policy.roles.source,
-            "default_model": gateway.runtime_default or gateway.policy.default_model or None,
-            "backends": {m.id: m.backend for m in chat},
-            **SWARM_DEFAULTS,
-        }
     )

@@ -10,18 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from local_lattice.admission import Waiter
+from local_lattice.admission.tickets import Grant
 from local_lattice.errors import LatticeError
 from local_lattice.types import ChunkStream, StreamChunk
 
 log = logging.getLogger("lattice.sse")
 
 DONE = b"data: [DONE]\n\n"
+QUEUE_COMMENT_INTERVAL = 1.0  # seconds between queue-position comments
 
 
 def event(payload: bytes) -> bytes:
@@ -36,21 +39,13 @@ def error_event(exc: LatticeError) -> bytes:
     return event(orjson.dumps(exc.envelope()))
 
 
-async def sse_bytes(
-    first: StreamChunk | None,
-    rest: ChunkStream,
-    on_chunk: Callable[[StreamChunk], None] | None = None,
-) -> AsyncIterator[bytes]:
+async def sse_bytes(first: StreamChunk | None, rest: ChunkStream) -> AsyncIterator[bytes]:
     """Frame a chunk stream as SSE. A failure after the first byte ends the stream with one error
     event and ``[DONE]``; the chunk stream is always closed."""
     try:
         if first is not None:
-            if on_chunk is not None:
-                on_chunk(first)
             yield b"data: " + first.payload + b"\n\n"
         async for chunk in rest:
-            if on_chunk is not None:
-                on_chunk(chunk)
             yield b"data: " + chunk.payload + b"\n\n"
     except LatticeError as exc:
         yield error_event(exc)
@@ -66,17 +61,61 @@ def named_event(kind: str, data: Any) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-async def named_events(events: AsyncIterator[tuple[str, Any]]) -> AsyncIterator[bytes]:
-    """Frame ``(event, data)`` pairs (the Responses and Anthropic styles, no ``[DONE]``). A failure
-    mid-stream ends it with one ``error`` event."""
+def openai_error_data(exc: LatticeError) -> dict[str, Any]:
+    """The Responses API's ``error`` event."""
+    return {"type": "error", "code": exc.code, "message": exc.message, "param": exc.param}
+
+
+async def named_events(
+    events: AsyncIterator[tuple[str, Any]], error: Callable[[LatticeError], Any] = openai_error_data
+) -> AsyncIterator[bytes]:
+    """Frame ``(event, data)`` pairs (the Responses and Anthropic styles: an ``event:`` line, no
+    ``[DONE]``). A failure mid-stream ends it with one ``error`` event whose data ``error`` renders."""
     try:
         async for kind, data in events:
             yield named_event(kind, data)
     except LatticeError as exc:
-        yield named_event("error", {"type": "error", "code": exc.code, "message": exc.message, "param": exc.param})
-    except Exception as exc:
+        yield named_event("error", error(exc))
+    except Exception as exc:  # a bug or a foreign exception: never a traceback on the wire
         log.exception("stream failed")
-        yield named_event("error", {"type": "error", "code": "internal_error", "message": type(exc).__name__})
+        yield named_event("error", error(LatticeError(f"stream failed: {type(exc).__name__}")))
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def queued(
+    waiter: Waiter,
+    start: Callable[[Grant], Awaitable[AsyncIterator[bytes]]],
+    fail: Callable[[LatticeError], bytes],
+    interval: float = QUEUE_COMMENT_INTERVAL,
+) -> AsyncIterator[bytes]:
+    """A stream that must wait for its slot: ``: queue position N`` comments (which double as
+    keep-alives) until it is granted, then the frames ``start`` opens. A rejection or failure before
+    the first frame — the headers are already out — ends the stream with ``fail(exc)``."""
+    try:
+        grant: Grant | None = None
+        while grant is None:
+            position = waiter.position()
+            if position is not None:
+                yield comment(f"queue position {position + 1}")
+            grant = await waiter.wait(interval)
+        frames = await start(grant)
+    except LatticeError as exc:
+        yield fail(exc)
+        return
+    except Exception as exc:  # never a traceback on the wire
+        log.exception("stream failed to open")
+        yield fail(LatticeError(f"stream failed: {type(exc).__name__}"))
+        return
+    async for data in frames:
+        yield data
+
+
+def chat_failure(exc: LatticeError) -> bytes:
+    """How an OpenAI chat stream ends on a failure: one error event, then ``[DONE]``."""
+    return error_event(exc) + DONE
 
 
 class SSEResponse:

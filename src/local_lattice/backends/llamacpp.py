@@ -51,7 +51,8 @@ class LlamaCppBackend(EngineBackend[LlamaModel]):
     engine = "llama.cpp"
 
     def __init__(self, config: BackendConfig, shared: Shared) -> None:
-        workers = max(2, shared.engines.max_concurrent_models * max(1, shared.engines.per_model_inflight_cap) + 1)
+        # Generations of resident models, plus a load or unload that must not wait behind them.
+        workers = max(4, shared.engines.max_concurrent_models * 2 + 1)
         super().__init__(config, shared, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llamacpp"))
 
     def open_model(self, model: LocalModel) -> Loaded[LlamaModel]:

@@ -13,7 +13,6 @@ from local_lattice.types import BackendRequest, ModelInfo, ModelKind
 class OllamaBackend(OpenAIBackend):
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
-        assert config.url is not None, "validated by BackendConfig"
         self.root = config.url.removesuffix("/v1")
         self.base_url = self.root + "/v1"
         self._lmstudio_api = False

@@ -80,7 +80,6 @@ class OpenAIBackend:
     def __init__(self, config: BackendConfig) -> None:
         self.name = config.name
         self.config = config
-        assert config.url is not None, "validated by BackendConfig"
         self.base_url = config.url
         self._session: aiohttp.ClientSession | None = None
         self._models: list[ModelInfo] = []

@@ -1,7 +1,7 @@
 """Build backends from their config entries: the one map from ``type`` to class.
 
 In-process engines are imported only when configured, so the gateway runs without their extras;
-all of them share one residency manager and one in-flight gate.
+all of them share one residency manager.
 """
 
 from __future__ import annotations
@@ -19,18 +19,21 @@ from local_lattice.engines.engine import Shared
 def build_backend(config: BackendConfig) -> Backend:
     if config.type == "ollama":
         return OllamaBackend(config)
+    if config.type == "anthropic":
+        # Imported here so the gateway starts without the optional ``anthropic`` client installed.
+        from local_lattice.backends.anthropic import AnthropicBackend
+
+        return AnthropicBackend(config)
     return OpenAIBackend(config)
 
 
 def shared_engines(config: Config, env: Mapping[str, str]) -> Shared:
-    from local_lattice.engines.inflight import InflightGate
     from local_lattice.engines.residency import ModelManager
 
     settings = config.engines
     budget = None if settings.memory_budget_gb is None else int(settings.memory_budget_gb * 1024**3)
     manager = ModelManager(settings.max_concurrent_models, budget, force_gc=settings.force_gc_on_evict)
-    gate = InflightGate(settings.per_model_inflight_cap)
-    return Shared(settings, manager, gate, env, config.routing.default_max_tokens)
+    return Shared(settings, manager, env, config.routing.default_max_tokens)
 
 
 def build_engine(config: BackendConfig, shared: Shared) -> Backend:
@@ -44,10 +47,8 @@ def build_engine(config: BackendConfig, shared: Shared) -> Backend:
 
 
 def build_backends(config: Config, env: Mapping[str, str] | None = None) -> dict[str, Backend]:
-    """Every configured backend by name; with none configured, the in-process defaults."""
-    from local_lattice.engines.defaults import default_backends
-
-    entries = list(config.backends) or default_backends(config)
+    """Every configured backend by name (see ``engines.defaults.with_default_backends``)."""
+    entries = list(config.backends)
     shared: Shared | None = None
     built: dict[str, Backend] = {}
     for entry in entries:

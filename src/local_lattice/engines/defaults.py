@@ -43,7 +43,7 @@ def grab_backend(path: str) -> BackendConfig:
     kind = "llamacpp" if target.suffix.lower() == ".gguf" else "mlx"
     name = target.stem if kind == "llamacpp" else target.name
     return BackendConfig.model_validate(
-        {"name": kind, "type": kind, "models": {name.lower(): str(target)}, "discover": False}
+        {"name": kind, "type": kind, "model_files": {name.lower(): str(target)}, "discover": False}
     )
 
 
@@ -55,7 +55,18 @@ def default_backends(config: Config) -> list[BackendConfig]:
     if installed("llama_cpp"):
         demo = demo_model_path()
         models = {DEMO_MODEL_ID: str(demo)} if demo is not None else {}
-        backends.append(BackendConfig.model_validate({"name": "llamacpp", "type": "llamacpp", "models": models}))
+        backends.append(BackendConfig.model_validate({"name": "llamacpp", "type": "llamacpp", "model_files": models}))
     if installed("mlx_lm"):
         backends.append(BackendConfig.model_validate({"name": "mlx", "type": "mlx"}))
     return backends
+
+
+def with_default_backends(config: Config) -> Config:
+    """``config`` itself, or a copy with the default in-process backends when it names no backend
+    besides a cloud one, so every layer (admission caps, health) sees the backends that run."""
+    if any(b.type != "anthropic" for b in config.backends):
+        return config
+    defaults = default_backends(config)
+    if not defaults:
+        return config
+    return config.model_copy(update={"backends": [*defaults, *config.backends]})

@@ -1,7 +1,7 @@
 """The shared body of the in-process backends (``llamacpp``, ``mlx``).
 
-Owns the model catalog (discovery, cached), residency through the shared ``ModelManager``, the
-per-model in-flight gate, prompt preparation (chat template, context check or trim) and the
+Owns the model catalog (discovery, cached), residency through the shared ``ModelManager``,
+prompt preparation (chat template, context check or trim) and the
 token loop that turns engine steps into OpenAI answers. An engine subclass supplies only the
 blocking hooks (open, close, encode, token steps), which always run in the engine's worker
 threads, never on the event loop. Foreign exceptions become ``local_lattice.errors`` here.
@@ -24,7 +24,6 @@ from local_lattice.config import BackendConfig, EngineConfig
 from local_lattice.engines.answers import ChunkWriter, new_id, whole
 from local_lattice.engines.discovery import LocalModel, ModelFormat, default_roots, discover
 from local_lattice.engines.failures import is_oom
-from local_lattice.engines.inflight import InflightGate
 from local_lattice.engines.pump import pump
 from local_lattice.engines.residency import LoadSpec, ModelManager
 from local_lattice.engines.sampling import Sampling, StopMatcher, sampling_of
@@ -68,7 +67,6 @@ class Shared:
 
     engines: EngineConfig
     manager: ModelManager
-    gate: InflightGate
     env: Mapping[str, str]
     default_max_tokens: int = 1024  # routing's DEFAULT_MAX_TOKENS; routing normally sets max_tokens itself
 
@@ -93,7 +91,6 @@ class EngineBackend(Generic[H]):
         self.config = config
         self.settings = shared.engines
         self.manager = shared.manager
-        self.gate = shared.gate
         self.env = shared.env
         self.default_max_tokens = shared.default_max_tokens
         self.executor = executor
@@ -125,7 +122,7 @@ class EngineBackend(Generic[H]):
         paths = [Path(p).expanduser() for p in self.config.model_paths]
         if self.config.discover:
             paths += default_roots(self.env, self.settings.model_root)
-        return [m for m in discover(paths, self.config.models) if m.format == self.format]
+        return [m for m in discover(paths, self.config.model_files) if m.format == self.format]
 
     async def catalog(self) -> dict[str, LocalModel]:
         if time.monotonic() - self._catalog_at < self.config.model_list_ttl and self._catalog:
@@ -230,22 +227,14 @@ class EngineBackend(Generic[H]):
 
     async def _generate(self, request: BackendRequest, sampling: Sampling) -> AsyncGenerator[Delta, None]:
         model = await self.local_model(request.model)
-        key = self.key(model.id)
-        release_slot = await self.gate.enter(key)
-        try:
-            lease = await self.manager.acquire(self.spec(model))
-        except BaseException:
-            release_slot()
-            raise
-
-        def done() -> None:
-            lease.release()
-            release_slot()
+        # Admission caps calls per model before they get here; the engine itself only needs the
+        # model pinned (and its lock, taken in the worker) for as long as the worker uses it.
+        lease = await self.manager.acquire(self.spec(model))
 
         def produce(stop: threading.Event) -> Iterator[Delta]:
             return self._produce(lease.handle, request, sampling, stop)
 
-        async with aclosing(pump(self.executor, produce, done)) as deltas:
+        async with aclosing(pump(self.executor, produce, lease.release)) as deltas:
             async for delta in deltas:
                 yield delta
 

@@ -129,13 +129,13 @@ def servers_to_probe(
 ) -> list[BackendConfig]:
     wanted: list[BackendConfig] = []
     if backend in ("auto", "openai", "lmstudio", "ollama"):
-        wanted += [b for b in config.backends if b.url is not None and (backend == "auto" or b.type == backend)]
+        wanted += [b for b in config.backends if b.url and (backend == "auto" or b.type == backend)]
     for i, url in enumerate(urls):
         wanted.append(_server(f"url{i + 1}", "openai", url))
     for name, kind, url in LOCAL_SERVERS:
         if kind == "lmstudio" and lmstudio_url:
             url = lmstudio_url.rstrip("/") + ("" if lmstudio_url.rstrip("/").endswith("/v1") else "/v1")
-        if backend in ("auto", kind) and all((b.url or "").rstrip("/") != url for b in wanted):
+        if backend in ("auto", kind) and all(b.url.rstrip("/") != url for b in wanted):
             wanted.append(_server(name, kind, url))
     return wanted
 

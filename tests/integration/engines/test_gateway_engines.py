@@ -92,7 +92,7 @@ name = "local"
 type = "llamacpp"
 discover = false
 n_ctx = 256
-models = {{ "{SMOLLM2_ID}" = "{smollm2_path()}", "broken" = "{broken}" }}
+model_files = {{ "{SMOLLM2_ID}" = "{smollm2_path()}", "broken" = "{broken}" }}
 """
     with (
         gateway_process(config, env={"HOME": str(tmp_path)}) as gateway,

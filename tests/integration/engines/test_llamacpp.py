@@ -15,7 +15,7 @@ from tests.support.models import GEMMA_ID, SMOLLM2_ID, smollm2_path
 
 pytestmark = pytest.mark.slow
 
-SMOL = {"name": "local", "type": "llamacpp", "n_ctx": 1024, "models": {SMOLLM2_ID: str(smollm2_path())}}
+SMOL = {"name": "local", "type": "llamacpp", "n_ctx": 1024, "model_files": {SMOLLM2_ID: str(smollm2_path())}}
 QUESTION = "What is the capital of France? Answer in one sentence."
 
 
@@ -87,7 +87,7 @@ async def test_closing_the_stream_stops_generation_within_a_token(tmp_path: Path
 
 
 async def test_concurrent_requests_all_complete(tmp_path: Path) -> None:
-    async with engine_backends(tmp_path, [SMOL], per_model_inflight_cap=2) as backends:
+    async with engine_backends(tmp_path, [SMOL]) as backends:
         prompts = ["Name a color.", "Name a fruit.", "Name an animal.", QUESTION]
         answers = await asyncio.gather(
             *(backends["local"].complete(chat(SMOLLM2_ID, p, temperature=0, max_tokens=12)) for p in prompts)
@@ -140,7 +140,7 @@ async def test_corrupt_and_truncated_models_fail_clearly_while_others_serve(tmp_
     truncated = tmp_path / "truncated.gguf"
     truncated.write_bytes(smollm2_path().read_bytes()[:4_000_000])
     models = {SMOLLM2_ID: str(smollm2_path()), "garbage": str(garbage), "truncated": str(truncated)}
-    async with engine_backends(tmp_path, [{**SMOL, "models": models}]) as backends:
+    async with engine_backends(tmp_path, [{**SMOL, "model_files": models}]) as backends:
         local = backends["local"]
         for bad in ("garbage", "truncated"):
             with pytest.raises(BackendUnavailable) as info:
@@ -177,7 +177,7 @@ async def test_unload_load_and_unknown_ids(tmp_path: Path) -> None:
 
 async def test_one_resident_model_alternating_requests_evict_and_reload(tmp_path: Path, gemma_gguf: Path) -> None:
     models = {SMOLLM2_ID: str(smollm2_path()), GEMMA_ID: str(gemma_gguf)}
-    async with engine_backends(tmp_path, [{**SMOL, "models": models}], max_concurrent_models=1) as backends:
+    async with engine_backends(tmp_path, [{**SMOL, "model_files": models}], max_concurrent_models=1) as backends:
         local = backends["local"]
         for model in (SMOLLM2_ID, GEMMA_ID, SMOLLM2_ID, GEMMA_ID):
             body = orjson.loads((await local.complete(chat(model, "Hello", max_tokens=4))).content)
@@ -188,7 +188,7 @@ async def test_one_resident_model_alternating_requests_evict_and_reload(tmp_path
 
 async def test_an_in_flight_model_is_never_evicted(tmp_path: Path, gemma_gguf: Path) -> None:
     models = {SMOLLM2_ID: str(smollm2_path()), GEMMA_ID: str(gemma_gguf)}
-    async with engine_backends(tmp_path, [{**SMOL, "models": models}], max_concurrent_models=1) as backends:
+    async with engine_backends(tmp_path, [{**SMOL, "model_files": models}], max_concurrent_models=1) as backends:
         local = backends["local"]
         stream = local.stream(chat(SMOLLM2_ID, "Count from one to thirty.", max_tokens=40, temperature=0))
         first = orjson.loads((await stream.__anext__()).payload)

@@ -84,4 +84,4 @@ def test_swarm_models(client: TestClient) -> None:
     assert data["models"] == ["coder-7b", "tiny-1b"]
     assert data["roles"] == {"coder": ["coder-7b"], "fast": ["tiny"]}
     assert data["loaded"] == []
-    assert data["swarm_chat_default_strategy"] == "best-of-n"
+    assert data["swarm"]["chat_default_strategy"] == "best-of-n"

@@ -13,6 +13,8 @@ from local_lattice.routing.resolver import resolve
 from local_lattice.types import ModelInfo
 from tests.unit.routing.support import inventory, policy
 
+FALLBACK = policy("ON_MODEL_MISS=fallback")
+
 MIXED = "qwen2.5-coder-7b@a, llama-3.2-3b@a, llava-13b@b, qwen2.5-vl-7b@b, embed:nomic-embed-text@a"
 
 
@@ -62,7 +64,7 @@ def test_embeddings_only_reach_embedding_models() -> None:
     ],
 )
 def test_explanations(spec: str, explanation: str) -> None:
-    assert resolve(spec, inventory(MIXED)).explanation == explanation
+    assert resolve(spec, inventory(MIXED), policy=FALLBACK).explanation == explanation
 
 
 def test_explanation_is_header_safe() -> None:
@@ -89,7 +91,7 @@ def test_strict_miss_names_strict_loaded_models_and_the_loaded_set() -> None:
 
 
 def test_strict_fallback_says_not_loaded() -> None:
-    result = resolve("cold", inventory("cold-@a, warm+@b"))
+    result = resolve("cold", inventory("cold-@a, warm+@b"), policy=FALLBACK)
     assert result.chosen.id == "warm"
     assert result.explanation.startswith("fallback (requested 'cold', not loaded)")
 
@@ -119,7 +121,7 @@ def test_backend_facts_count_for_hints() -> None:
 
 def test_long_prompt_needs_a_big_enough_window() -> None:
     models = [ModelInfo("small-ctx", "a", context_length=4096), ModelInfo("big-ctx", "b", context_length=200_000)]
-    assert resolve("small-ctx", models, hints=Hints(min_context_window=60_000)).chosen.id == "big-ctx"
+    assert resolve("small-ctx", models, policy=FALLBACK, hints=Hints(min_context_window=60_000)).chosen.id == "big-ctx"
     with pytest.raises(ModelNotFound) as caught:
         resolve("auto", models[:1], hints=Hints(min_context_window=60_000))
     assert caught.value.extra["unmet"] == ["min_context_window>=60000"]
@@ -127,7 +129,7 @@ def test_long_prompt_needs_a_big_enough_window() -> None:
 
 def test_tools_are_hard_and_backend_facts_decide() -> None:
     models = [ModelInfo("no-tools", "a", supports_tools=False), ModelInfo("tools", "b")]
-    assert resolve("no-tools", models, hints=Hints(needs_tools=True)).chosen.id == "tools"
+    assert resolve("no-tools", models, policy=FALLBACK, hints=Hints(needs_tools=True)).chosen.id == "tools"
 
 
 def test_fast_tier_is_soft() -> None:

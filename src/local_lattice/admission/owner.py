@@ -1,0 +1,269 @@
+"""The one owner of admission state on the event loop: it turns calls into scheduler events, applies
+the decisions (wakes waiters, arms the one expiry timer) and renders rejections as ``RateLimited``.
+
+Every method runs synchronously on the loop and mutates state without awaiting, so no lock is
+needed: the loop is the owner. Callers hold a ``Waiter``; ``close()`` ends its part exactly once
+(a waiter leaves the queue, a granted call frees its slot), also when the caller was cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from local_lattice.admission.controls import PriorityPolicy, context_of
+from local_lattice.admission.limits import limits_from, priority_policy
+from local_lattice.admission.scheduler import Scheduler
+from local_lattice.admission.tickets import (
+    Cancelled,
+    Decision,
+    Grant,
+    Limits,
+    Outcome,
+    QueueContext,
+    Rejection,
+    Ticket,
+)
+from local_lattice.config import Config
+from local_lattice.errors import RateLimited
+
+RETRY_STRATEGY = "retry_after_with_jitter"
+DEFAULT_WAIT_SEC = 20.0
+
+_MESSAGES = {
+    "queue_overloaded_total": "the gateway's queue is full ({total} waiting)",
+    "queue_overloaded_model": "the queue for {model} is full ({depth} waiting)",
+    "queue_timeout": "waited {waited:.1f} s in the queue for {model} without a free slot",
+    "deadline_exceeded": "the request's deadline passed before {model} could run it",
+}
+
+
+def rate_limited(rejection: Rejection) -> RateLimited:
+    """A rejection as the 429 the client sees: the original's ``retry{}`` and ``queue{}`` details and
+    headers, with ``Retry-After`` estimated from the queue and the model's recent service time."""
+    depths = rejection.depths
+    message = _MESSAGES[rejection.kind].format(
+        total=depths.total_waiting, model=depths.model, depth=depths.model_waiting, waited=rejection.waited
+    )
+    jitter = f"{rejection.jitter:g}"
+    return RateLimited(
+        f"{message}; retry after {rejection.retry_after} s",
+        retry_after=rejection.retry_after,
+        kind=rejection.kind,
+        headers={
+            "Retry-After": str(rejection.retry_after),
+            "X-MLX-Retry-Jitter-Sec": jitter,
+            "X-MLX-Queue-Depth": str(depths.model_waiting),
+            "X-MLX-InFlight": str(depths.model_inflight),
+            "X-Lattice-Queue-Ms": f"{rejection.waited * 1000:.3f}",
+        },
+        extra={
+            "retry": {
+                "retry_after_sec": rejection.retry_after,
+                "jitter_sec": rejection.jitter,
+                "strategy": RETRY_STRATEGY,
+                "estimated_wait_sec": round(rejection.estimate, 3),
+            },
+            "queue": depths.as_dict(),
+        },
+    )
+
+
+class Waiter:
+    """One caller's ticket. ``wait()`` returns the grant or raises ``RateLimited``; ``close()`` must
+    follow (``Admission.admit`` does both)."""
+
+    def __init__(self, owner: Admission, ticket: Ticket, outcome: asyncio.Future[Outcome]) -> None:
+        self.ticket = ticket
+        self._owner = owner
+        self._outcome = outcome
+        self._closed = False
+
+    @property
+    def granted(self) -> bool:
+        return self._outcome.done() and isinstance(self._outcome.result(), Grant)
+
+    @property
+    def decided(self) -> bool:
+        return self._outcome.done()
+
+    def position(self) -> int | None:
+        return self._owner.scheduler.position(self.ticket.id)
+
+    async def wait(self, patience: float | None = None) -> Grant | None:
+        """The grant, or ``None`` if ``patience`` seconds passed first. A cancelled caller leaves the queue."""
+        if not self._outcome.done():
+            try:
+                done, _ = await asyncio.wait({self._outcome}, timeout=patience)
+            except asyncio.CancelledError:
+                self.close()
+                raise
+            if not done:
+                return None
+        outcome = self._outcome.result()
+        if isinstance(outcome, Grant):
+            return outcome
+        self._closed = True
+        raise rate_limited(outcome.rejection)
+
+    def close(self) -> None:
+        """End this ticket's part: leave the queue, or free the slot. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self._outcome.done() or isinstance(self._outcome.result(), Grant):
+            self._owner.finish(self.ticket.id)
+
+
+class Admission:
+    def __init__(
+        self,
+        limits: Limits,
+        *,
+        default_wait: float = DEFAULT_WAIT_SEC,
+        policy: PriorityPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.scheduler = Scheduler(limits)
+        self.default_wait = default_wait
+        self.policy = policy or PriorityPolicy()
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self._ids = itertools.count(1)
+        self._outcomes: dict[int, asyncio.Future[Outcome]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> Admission:
+        return cls(
+            limits_from(config),
+            default_wait=config.admission.queue_wait_timeout_sec,
+            policy=priority_policy(config.admission),
+        )
+
+    def context(self, body_queue: Any, headers: Mapping[str, str]) -> QueueContext:
+        """A request's ``QueueContext`` from its body ``queue{}`` and headers (lower-case keys).
+        Raises ``InvalidRequest`` for negative or non-numeric waits."""
+        return context_of(body_queue, headers, policy=self.policy, now=self.clock(), wall_now=self.wall_clock())
+
+    def enter(self, model: str, backend: str, context: QueueContext) -> Waiter:
+        """Ask to run one call of ``model`` on ``backend``. Raises ``RateLimited`` if turned away at
+        once (no byte has been written yet, so the client gets a plain 429)."""
+        now = self.clock()
+        wait = self.default_wait if context.max_wait is None else context.max_wait
+        ticket = Ticket(
+            id=next(self._ids),
+            model=f"{backend}/{model}",
+            backend=backend,
+            client=context.client,
+            priority=context.priority,
+            arrived=now,
+            wait_until=now + wait,
+            deadline=context.deadline,
+        )
+        outcome: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._outcomes[ticket.id] = outcome
+        self._apply(self.scheduler.arrive(ticket, now))
+        waiter = Waiter(self, ticket, outcome)
+        if outcome.done() and not waiter.granted:
+            waiter.close()
+            result = outcome.result()
+            assert not isinstance(result, Grant)
+            raise rate_limited(result.rejection)
+        return waiter
+
+    @asynccontextmanager
+    async def admit(self, model: str, backend: str, context: QueueContext) -> AsyncIterator[Grant]:
+        """``async with admission.admit(model, backend, ctx) as grant:`` runs the body holding a slot."""
+        waiter = self.enter(model, backend, context)
+        try:
+            grant = await waiter.wait()
+            assert grant is not None
+            yield grant
+        finally:
+            waiter.close()
+
+    def finish(self, ticket_id: int) -> None:
+        """A waiter gave up or a granted call ended."""
+        self._outcomes.pop(ticket_id, None)
+        self._apply(self.scheduler.cancel(ticket_id, self.clock()))
+
+    def poke(self) -> None:
+        """Let time pass: expire waiters whose budget ran out (the timer calls this; tests may too)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
+        self._apply(self.scheduler.tick(self.clock()))
+
+    def would_reject(self, model: str, backend: str) -> bool:
+        """Would a new call of ``model`` be turned away now? (Its queue, or all queues, are full;
+        anyone waiting means no slot is free.) Lets the cloud policy spill before a 429."""
+        key = f"{backend}/{model}"
+        limits = self.scheduler.limits
+        total = per_model = 0
+        for ticket in self.scheduler.waiting():
+            total += 1
+            per_model += ticket.model == key
+        return per_model >= limits.queue_max_per_model or total >= limits.queue_max_total
+
+    def snapshot(self) -> dict[str, Any]:
+        """Queue depth and in-flight calls per model, for ``/healthz``."""
+        scheduler = self.scheduler
+        models: dict[str, dict[str, Any]] = {}
+        for ticket in scheduler.waiting():
+            models.setdefault(ticket.model, {"waiting": 0, "inflight": 0})["waiting"] += 1
+        for ticket in scheduler.inflight():
+            models.setdefault(ticket.model, {"waiting": 0, "inflight": 0})["inflight"] += 1
+        for model, entry in models.items():
+            service = scheduler.service_time(model)
+            entry["service_sec"] = None if service is None else round(service, 3)
+        limits = scheduler.limits
+        return {
+            "waiting": sum(m["waiting"] for m in models.values()),
+            "inflight": sum(m["inflight"] for m in models.values()),
+            "max_parallel_model_calls": limits.global_cap or None,
+            "queue_max_per_model": limits.queue_max_per_model,
+            "queue_max_total": limits.queue_max_total,
+            "models": models,
+        }
+
+    def aclose(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _apply(self, decisions: list[Decision]) -> None:
+        for decision in decisions:
+            if isinstance(decision, Cancelled):
+                self._outcomes.pop(decision.ticket_id, None)
+                continue
+            outcome = self._outcomes.get(decision.ticket_id)
+            if outcome is None or outcome.done():
+                # Nobody is left to use this grant (cannot happen while waiters close on cancel,
+                # but a slot must never leak).
+                if isinstance(decision, Grant):
+                    self._apply(self.scheduler.release(decision.ticket_id, self.clock()))
+                continue
+            if not isinstance(decision, Grant):
+                self._outcomes.pop(decision.ticket_id, None)
+            outcome.set_result(decision)
+        self._arm()
+
+    def _arm(self) -> None:
+        when = self.scheduler.next_expiry()
+        if when == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = when
+        if when is not None:
+            delay = max(when - self.clock(), 0.0)
+            self._timer = asyncio.get_running_loop().call_later(delay, self.poke)

@@ -1,0 +1,24 @@
+"""``GET /metrics``: the Prometheus text exposition of this gateway's own registry.
+
+The model gauges are refreshed from the inventory's cached snapshot at scrape time, so a scrape
+costs no backend calls while the snapshot is fresh.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from local_lattice.gateway import Gateway
+from local_lattice.observability.metrics import CONTENT_TYPE
+
+
+async def metrics(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    snapshot = await gateway.inventory.snapshot()
+    available = Counter(m.backend for m in snapshot.models)
+    loaded = Counter(m.backend for m in snapshot.models if m.loaded)
+    gateway.observer.metrics.set_models((name, available[name], loaded[name]) for name in gateway.backends)
+    return Response(gateway.observer.metrics.render(), media_type=CONTENT_TYPE)

@@ -1,0 +1,180 @@
+"""Dashboard routes: the public page and static files, and the key-protected JSON API the page polls.
+
+The page is three files read once from the package; names are looked up in a fixed table, never
+joined onto a filesystem path. The API keeps the original product's routes. Errors are raised as
+``LatticeError`` and rendered by the app's one exception handler.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Match, Route
+
+from local_lattice.backends.base import ModelLoader
+from local_lattice.dashboard import snapshot
+from local_lattice.errors import InvalidRequest
+from local_lattice.gateway import Gateway
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+PREFIX = "/dashboard"
+PUBLIC_PREFIX = "/dashboard"
+PROTECTED_PREFIX = "/dashboard/api/"
+PAGE_HEADERS = {"Cache-Control": "no-cache"}  # the CSP is added by the front door to every /dashboard response
+STATIC = {
+    "index.html": "text/html; charset=utf-8",
+    "dashboard.css": "text/css; charset=utf-8",
+    "dashboard.js": "text/javascript; charset=utf-8",
+}
+_MODEL_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
+
+
+def _files() -> dict[str, bytes]:
+    root = resources.files("local_lattice.dashboard") / "static"
+    return {name: (root / name).read_bytes() for name in STATIC}
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json", headers=PAGE_HEADERS)
+
+
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        data = orjson.loads(await request.body() or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("request body must be a JSON object", code="invalid_json")
+    return data
+
+
+def _has_route(request: Request, method: str, path: str) -> bool:
+    scope = {"type": "http", "method": method, "path": path, "root_path": ""}
+    return any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes)
+
+
+def model_actions(request: Request) -> str:
+    """Which API the page's load/unload buttons call: the OpenAI-style model routes when the app
+    has them, else the dashboard's own."""
+    probe = "/v1/models/probe"
+    if _has_route(request, "POST", probe + "/load") and _has_route(request, "DELETE", probe):
+        return "v1"
+    return "dashboard"
+
+
+async def auth_info(request: Request) -> Response:
+    """Public: whether the API needs a key, so the page asks for one instead of probing with a 401."""
+    return _json({"key_required": bool(_gateway(request).config.server.api_keys)})
+
+
+async def api_snapshot(request: Request) -> Response:
+    data = await snapshot.build(_gateway(request))
+    data["model_actions"] = model_actions(request)
+    return _json(data)
+
+
+async def api_config(request: Request) -> Response:
+    """The running configuration with every secret masked."""
+    return _json(_gateway(request).config.model_dump(mode="json"))
+
+
+async def api_preferences(request: Request) -> Response:
+    gateway = _gateway(request)
+    if request.method == "POST":
+        patch = await _body(request)
+        try:
+            gateway.preferences = gateway.preferences.merged(patch)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            raise InvalidRequest(f"{where}: {first['msg']}", param=where, code="invalid_field") from None
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), code="invalid_field") from None
+    return _json(gateway.preferences.model_dump())
+
+
+async def _loader_for(gateway: Gateway, data: dict[str, Any]) -> tuple[ModelLoader, str]:
+    """The backend that can load/unload the model named exactly in ``data`` (400 with a hint otherwise)."""
+    model = data.get("model", data.get("alias"))
+    if not isinstance(model, str) or not _MODEL_ID.match(model):
+        raise InvalidRequest('send {"model": "<exact model id>"}', param="model", code="invalid_field")
+    inventory = await gateway.inventory.snapshot(fresh=True)
+    matches = [m for m in inventory.models if m.id == model]
+    if not matches:
+        known = ", ".join(inventory.ids()[:20]) or "none"
+        raise InvalidRequest(
+            f"unknown model {model!r}: load and unload take an exact id from GET /v1/models (known: {known})",
+            param="model",
+            code="model_not_found",
+        )
+    for info in matches:
+        backend = gateway.backends[info.backend]
+        if isinstance(backend, ModelLoader):
+            return backend, model
+    raise InvalidRequest(
+        f"model {model!r} is served by {matches[0].backend}, which cannot load or unload models on request",
+        param="model",
+        code="not_loadable",
+    )
+
+
+async def api_models_load(request: Request) -> Response:
+    gateway = _gateway(request)
+    loader, model = await _loader_for(gateway, await _body(request))
+    await loader.load(model)
+    gateway.inventory.invalidate()
+    return _json({"model": model, "loaded": True})
+
+
+async def api_models_unload(request: Request) -> Response:
+    gateway = _gateway(request)
+    loader, model = await _loader_for(gateway, await _body(request))
+    now = await loader.unload(model)
+    gateway.inventory.invalidate()
+    return _json({"model": model, "unloaded": now, "deferred": not now})
+
+
+async def api_rescan(request: Request) -> Response:
+    gateway = _gateway(request)
+    inventory = await gateway.inventory.snapshot(fresh=True)
+    return _json({"models": len(inventory.models), "errors": dict(inventory.errors)})
+
+
+def routes() -> list[Route]:
+    files = _files()
+
+    def static(name: str) -> Any:
+        async def serve(request: Request) -> Response:
+            return Response(files[name], media_type=STATIC[name], headers=PAGE_HEADERS)
+
+        return serve
+
+    async def to_page(request: Request) -> Response:
+        return RedirectResponse("/dashboard/", status_code=308, headers=PAGE_HEADERS)
+
+    return [
+        Route("/dashboard", to_page, methods=["GET"]),
+        Route("/dashboard/", static("index.html"), methods=["GET"]),
+        Route("/dashboard/auth", auth_info, methods=["GET"]),
+        *(Route(f"/dashboard/static/{name}", static(name), methods=["GET"]) for name in STATIC if name != "index.html"),
+        Route("/dashboard/api/snapshot", api_snapshot, methods=["GET"]),
+        Route("/dashboard/api/config", api_config, methods=["GET"]),
+        Route("/dashboard/api/preferences", api_preferences, methods=["GET", "POST"]),
+        Route("/dashboard/api/models/load", api_models_load, methods=["POST"]),
+        Route("/dashboard/api/models/unload", api_models_unload, methods=["POST"]),
+        Route("/dashboard/api/admin/rescan", api_rescan, methods=["POST"]),
+    ]

@@ -1,0 +1,65 @@
+"""The dashboard's snapshot: one JSON document with everything the page draws.
+
+Read-only: it looks at the gateway (backends, inventory, observer, preferences, roles) and never
+changes it. Backend health checks run concurrently with a short timeout so a dead backend cannot
+stall the page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from local_lattice import __version__
+from local_lattice.backends.base import Backend, ModelLoader
+from local_lattice.gateway import Gateway
+
+HEALTH_TIMEOUT = 2.0
+
+
+async def _health(backend: Backend) -> dict[str, Any]:
+    try:
+        result = await asyncio.wait_for(backend.health(), HEALTH_TIMEOUT)
+    except TimeoutError:
+        return {"ok": False, "detail": f"no answer in {HEALTH_TIMEOUT:g}s"}
+    except Exception as exc:  # a health probe must never break the page
+        return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+    return {"ok": result.ok, "detail": result.detail}
+
+
+async def build(gateway: Gateway, recent_limit: int = 100) -> dict[str, Any]:
+    names = list(gateway.backends)
+    health, inventory = await asyncio.gather(
+        asyncio.gather(*(_health(gateway.backends[n]) for n in names)),
+        gateway.inventory.snapshot(),
+    )
+    observer = gateway.observer
+    backends = [
+        {
+            "name": name,
+            "type": type(gateway.backends[name]).__name__,
+            "can_load": isinstance(gateway.backends[name], ModelLoader),
+            "models": sum(1 for m in inventory.models if m.backend == name),
+            "error": inventory.errors.get(name),
+            **state,
+        }
+        for name, state in zip(names, health, strict=True)
+    ]
+    models = [
+        {"id": m.id, "backend": m.backend, "kind": m.kind, "loaded": m.loaded}
+        for m in sorted(inventory.models, key=lambda m: (m.backend, m.id))
+    ]
+    return {
+        "version": __version__,
+        "now": time.time(),
+        "backends": backends,
+        "models": models,
+        "roles": gateway.config.roles,
+        "preferences": gateway.preferences.model_dump(),
+        "totals": observer.totals(),
+        "series": {"step": observer.series.step, "points": observer.series.points(since=observer.started_at)},
+        "recent": observer.events.recent(recent_limit),
+        "swarm_runs": observer.events.recent_swarm_runs(),
+        "capture_prompts": observer.capture_prompts,
+    }

@@ -1,0 +1,219 @@
+"""The request ledger: one SQLite row of metadata per finished request, kept across restarts.
+
+Rows are written by one daemon thread in batches, never on the event loop: the request path only
+puts a tuple on a bounded queue. It stores metadata only (never prompts or answers). A failing
+disk or a locked file is logged once per failure streak; requests keep flowing and the rows of the
+failed batch are counted as dropped. ``summary`` reads the file for ``lattice usage``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from local_lattice.observability.record import RequestRecord
+
+log = logging.getLogger("lattice.ledger")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    ts REAL NOT NULL,
+    request_id TEXT NOT NULL,
+    key_name TEXT NOT NULL,
+    route TEXT NOT NULL,
+    requested_model TEXT NOT NULL,
+    resolved_model TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    latency_ms REAL NOT NULL,
+    ttft_ms REAL,
+    status INTEGER NOT NULL,
+    error_kind TEXT,
+    cost REAL
+);
+CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
+"""
+INSERT = "INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+Row = tuple[Any, ...]
+_STOP: Row = ()
+
+
+def default_path() -> Path:
+    """``ledger.sqlite3`` in the user's data directory (XDG on Linux, Application Support on macOS)."""
+    if sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    elif os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "local-lattice" / "ledger.sqlite3"
+
+
+def resolve_path(setting: str) -> str | None:
+    """The configured ledger location: ``None`` when off, ``":memory:"``, or a file path."""
+    value = setting.strip()
+    if value.lower() in {"off", "none", "0", "false"}:
+        return None
+    if value == ":memory:":
+        return value
+    return str(Path(value).expanduser()) if value else str(default_path())
+
+
+def row_of(rec: RequestRecord) -> Row:
+    return (
+        rec.time, rec.request_id, rec.key_name, rec.route, rec.requested_model, rec.model, rec.backend,
+        rec.input_tokens, rec.output_tokens, rec.latency * 1000,
+        None if rec.ttft is None else rec.ttft * 1000, rec.status, rec.error_kind, rec.cost,
+    )  # fmt: skip
+
+
+def connect(path: str) -> sqlite3.Connection:
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=2.0, check_same_thread=False)
+    if path != ":memory:":
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.executescript(SCHEMA)
+    return conn
+
+
+class Ledger:
+    def __init__(self, path: str, *, on_drop: Callable[[int], None] | None = None, max_pending: int = 10_000) -> None:
+        self.path = path
+        self.on_drop = on_drop
+        self._queue: queue.Queue[Row] = queue.Queue(maxsize=max_pending)
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._failing = False
+        self._lock = threading.Lock()
+
+    def record(self, rec: RequestRecord) -> None:
+        if self._thread is None:
+            self._start()
+        try:
+            self._queue.put_nowait(row_of(rec))
+        except queue.Full:
+            self._dropped(1)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="lattice-ledger", daemon=True)
+                self._thread.start()
+
+    def _dropped(self, count: int) -> None:
+        if self.on_drop is not None:
+            self.on_drop(count)
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            batch = [self._queue.get()]
+            while len(batch) < 500:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = _STOP in batch
+            rows = [row for row in batch if row]
+            if rows:
+                self._write(rows)
+            for _ in batch:
+                self._queue.task_done()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _write(self, rows: list[Row]) -> None:
+        try:
+            if self._conn is None:
+                self._conn = connect(self.path)
+            with self._conn:
+                self._conn.executemany(INSERT, rows)
+        except (sqlite3.Error, OSError) as exc:
+            if self._conn is not None and self.path != ":memory:":
+                self._conn.close()
+                self._conn = None
+            self._dropped(len(rows))
+            if not self._failing:
+                self._failing = True
+                log.error("ledger %s: write failed (%s); requests go on, rows are dropped until it recovers",
+                          self.path, exc)  # fmt: skip
+            return
+        if self._failing:
+            self._failing = False
+            log.warning("ledger %s: writes resumed", self.path)
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until every queued row has been tried (tests and shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self._thread is not None and self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        self._thread.join(timeout=5.0)
+        self._thread = None
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Read through the writer's own connection (the only way to see a ``:memory:`` ledger)."""
+        self.flush()
+        conn = self._conn or connect(self.path)
+        return conn.execute(sql, params).fetchall()
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    key_name: str
+    model: str
+    requests: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    mean_latency_ms: float
+    max_latency_ms: float
+    cost: float | None
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_window(text: str) -> float:
+    """``"24h"`` → seconds. Units s, m, h, d, w; a bare number is hours."""
+    value = text.strip().lower()
+    unit = value[-1:] if value[-1:] in _UNITS else "h"
+    number = value[:-1] if value[-1:] in _UNITS else value
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time window like 30m, 24h or 7d") from None
+    if seconds <= 0:
+        raise ValueError(f"{text!r}: the window must be positive")
+    return seconds
+
+
+def summary(path: str, since: float) -> list[UsageRow]:
+    """Totals per (key, model) of the rows newer than ``since`` (epoch seconds), busiest first."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+    try:
+        rows = conn.execute(
+            "SELECT key_name, resolved_model, COUNT(*), SUM(error_kind IS NOT NULL), SUM(input_tokens), "
+            "SUM(output_tokens), AVG(latency_ms), MAX(latency_ms), SUM(cost) FROM requests WHERE ts >= ? "
+            "GROUP BY key_name, resolved_model ORDER BY COUNT(*) DESC, key_name, resolved_model",
+            (since,),
+        ).fetchall()
+    finally:
+        conn.close()
+    return [UsageRow(*row) for row in rows]

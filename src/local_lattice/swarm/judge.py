@@ -1,0 +1,189 @@
+"""The judge: shows the candidates anonymized (labels A, B, C …) in a shuffled order, asks for a
+structured JSON verdict, and parses whatever comes back. A judge that is unavailable, rambles, or
+names a label that does not exist never fails the request: the longest answer wins, with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import orjson
+
+from local_lattice.swarm.candidates import Candidate
+from local_lattice.swarm.runner import Job, SwarmRunner
+from local_lattice.swarm.specs import AgentSpec, CallContext
+from local_lattice.types import JSONObject
+
+LABELS = string.ascii_uppercase
+JUDGE_SYSTEM = (
+    "You are an impartial judge. Compare the candidate answers to the question and pick the one that is "
+    "most correct, complete and clear. Judge the content only; the labels and the order mean nothing."
+)
+_KEYS = ("winner", "label", "best", "choice", "answer", "candidate", "pick")
+_JSON_OBJECT = re.compile(r"\{[^{}]*\}")
+_LONE = re.compile(
+    r"^[\s*#>\-\"'`]*(?:(?:candidate|answer|option|winner|best)\**\s*[:\-]?\**\s*)?\(?\**([A-Za-z])\**\)?[.):]?\s*$",
+    re.IGNORECASE,
+)
+_PHRASE = re.compile(
+    r"(?:winner|best|choose|chose|choice|pick|select|prefer)\w*\W+(?:\w+\W+){0,3}?(?:candidate|answer|option)\s+\(?([A-Z])\b",
+    re.IGNORECASE,
+)
+_MENTION = re.compile(r"\b(?:candidate|answer|option)\s+\(?([A-Z])\b")
+
+
+@dataclass(frozen=True, slots=True)
+class Ballot:
+    """The order the judge saw: ``order[k]`` is the index (into the candidate list) shown as label k."""
+
+    order: tuple[int, ...]
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(LABELS[k] for k in range(len(self.order)))
+
+    def index_of(self, label: str) -> int | None:
+        position = LABELS.find(label.upper()) if len(label) == 1 else -1
+        return self.order[position] if 0 <= position < len(self.order) else None
+
+    def rows(self, candidates: Sequence[Candidate]) -> list[JSONObject]:
+        return [{"label": LABELS[k], "agent_id": candidates[i].agent_id} for k, i in enumerate(self.order)]
+
+
+@dataclass(slots=True)
+class Verdict:
+    index: int
+    rationale: str
+    fallback_reason: str | None = None
+    ballot: Ballot | None = None
+    label: str | None = None
+    call: Candidate | None = None
+    extra: JSONObject = field(default_factory=dict)
+
+
+def make_ballot(indices: Sequence[int], runner: SwarmRunner) -> Ballot:
+    order = list(indices)
+    runner.rng.shuffle(order)
+    return Ballot(tuple(order[: len(LABELS)]))
+
+
+def longest(candidates: Sequence[Candidate], among: Sequence[int] | None = None) -> int:
+    pool = [i for i in (among if among is not None else range(len(candidates))) if candidates[i].ok]
+    return max(pool, key=lambda i: len(candidates[i].text.strip()))
+
+
+def question_of(messages: Sequence[JSONObject]) -> str:
+    """The last user message as plain text."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            return str(content or "")
+    return ""
+
+
+def shown(ballot: Ballot, candidates: Sequence[Candidate]) -> str:
+    return "\n\n".join(f"### Candidate {LABELS[k]}\n{candidates[i].text.strip()}" for k, i in enumerate(ballot.order))
+
+
+def judge_messages(
+    question: str, ballot: Ballot, candidates: Sequence[Candidate], system: str | None
+) -> list[JSONObject]:
+    labels = ", ".join(ballot.labels)
+    user = (
+        f"Question:\n{question}\n\nCandidate answers (anonymous, in random order):\n\n{shown(ballot, candidates)}\n\n"
+        f"Which candidate is best? Answer with JSON only, exactly like "
+        f'{{"winner": "<one of {labels}>", "reason": "<one sentence>"}}'
+    )
+    return [{"role": "system", "content": system or JUDGE_SYSTEM}, {"role": "user", "content": user}]
+
+
+def _from_json(text: str, labels: Sequence[str]) -> tuple[str | None, str]:
+    for match in _JSON_OBJECT.finditer(text):
+        try:
+            data = orjson.loads(match.group(0))
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(data, dict):
+            continue
+        reason = next((str(data[k]) for k in ("reason", "rationale", "why") if k in data), "")
+        for key in _KEYS:
+            value = data.get(key)
+            if isinstance(value, str):
+                label = re.sub(r"(?i)^\s*(candidate|answer|option)\s*", "", value).strip(" .()*\"'").upper()
+                if label in labels:
+                    return label, reason
+    return None, ""
+
+
+def parse_verdict(text: str, labels: Sequence[str]) -> tuple[str | None, str]:
+    """``(label, rationale)`` from a judge's answer, or ``(None, "")`` when no valid label is named."""
+    label, reason = _from_json(text, labels)
+    if label is not None:
+        return label, reason or "chosen by the judge"
+    lines = [line for line in text.splitlines() if line.strip()]
+    for n, line in enumerate(lines):
+        lone = _LONE.match(line)
+        # A bare lowercase letter is too likely to be a word ("a"); require a capital there.
+        if lone and lone.group(1).upper() in labels and (lone.group(1).isupper() or ":" in line):
+            rest = " ".join(lines[n + 1 :]).strip()
+            return lone.group(1).upper(), rest[:300] or "chosen by the judge"
+    phrase = _PHRASE.search(text)
+    if phrase and phrase.group(1).upper() in labels:
+        return phrase.group(1).upper(), text.strip()[:300]
+    mentioned = {m.group(1) for m in _MENTION.finditer(text)} & set(labels)
+    if len(mentioned) == 1:
+        return mentioned.pop(), text.strip()[:300]
+    return None, ""
+
+
+async def judge(
+    runner: SwarmRunner,
+    candidates: Sequence[Candidate],
+    question: str,
+    spec: AgentSpec | None,
+    ctx: CallContext,
+    *,
+    system: str | None = None,
+    among: Sequence[int] | None = None,
+) -> Verdict:
+    """Pick one of the good candidates (``among`` narrows the field, e.g. to tied groups)."""
+    field_ = [i for i in (among if among is not None else range(len(candidates))) if candidates[i].ok]
+    if len(field_) == 1:
+        return Verdict(field_[0], "the only candidate in the running")
+    if spec is None:
+        return Verdict(longest(candidates, field_), "longest answer", fallback_reason="no judge configured")
+    ballot = make_ballot(field_, runner)
+    messages = judge_messages(question, ballot, candidates, system)
+    params: JSONObject = {"temperature": 0, "max_tokens": 200, "response_format": {"type": "json_object"}}
+    call = await runner.call(Job("judge", spec, messages, params), ctx)
+    if not call.ok and call.error_kind == "upstream_4xx":
+        # The judge's server may not do JSON mode; ask again in plain text.
+        params.pop("response_format")
+        call = await runner.call(Job("judge", spec, messages, params), ctx)
+    if not call.ok:
+        reason = f"judge unavailable ({call.error_kind}: {call.error}); longest answer chosen"
+        return Verdict(longest(candidates, field_), reason, fallback_reason=reason, ballot=ballot, call=call)
+    label, rationale = parse_verdict(call.text, ballot.labels)
+    index = ballot.index_of(label) if label is not None else None
+    if index is None:
+        reason = "judge answer named no valid candidate; longest answer chosen"
+        return Verdict(longest(candidates, field_), reason, fallback_reason=reason, ballot=ballot, call=call)
+    return Verdict(index, rationale, ballot=ballot, label=label, call=call)
+
+
+def verdict_meta(verdict: Verdict, candidates: Sequence[Candidate]) -> JSONObject:
+    """What the response records about the judging: model, the anonymized order, fallback, raw text."""
+    meta: JSONObject = {
+        "model": verdict.call.model if verdict.call else None,
+        "label": verdict.label,
+        "order": verdict.ballot.rows(candidates) if verdict.ballot else [],
+        "fallback_reason": verdict.fallback_reason,
+    }
+    if verdict.call is not None:
+        meta["raw"] = verdict.call.text[:2000]
+    return meta

@@ -1,0 +1,84 @@
+"""A swarm's result and how it is reported: the ``chat.completion`` with the ``swarm`` object, the
+``swarm.fanout`` object, usage summed over every call and per candidate, and the X-Swarm headers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from local_lattice.observability.record import SwarmCandidate, SwarmRun
+from local_lattice.swarm.candidates import Candidate, error_kinds_header, total_usage
+from local_lattice.types import JSONObject, Usage
+
+
+@dataclass(slots=True)
+class SwarmOutcome:
+    strategy: str
+    winner: Candidate | None
+    text: str
+    candidates: list[Candidate]
+    rationale: str = ""
+    calls: list[Candidate] = field(default_factory=list)  # judge, aggregator, pipeline steps …
+    extra: JSONObject = field(default_factory=dict)
+
+    @property
+    def winner_model(self) -> str:
+        return self.winner.model if self.winner is not None else "none"
+
+    def usage(self) -> Usage:
+        return total_usage([*self.candidates, *self.calls])
+
+    def meta(self) -> JSONObject:
+        return {
+            "strategy": self.strategy,
+            "winner": self.winner_model,
+            "winner_agent": self.winner.agent_id if self.winner else None,
+            "rationale": self.rationale,
+            "candidates": [c.row() for c in self.candidates],
+            "usage": {
+                "total": self.usage().as_dict(),
+                "per_candidate": {c.agent_id: c.usage.as_dict() for c in [*self.candidates, *self.calls]},
+            },
+            **self.extra,
+        }
+
+    def dashboard_run(self, request_id: str) -> SwarmRun:
+        """This run as the dashboard's swarm table shows it."""
+        rows = tuple(SwarmCandidate(c.model, c.ok, c.latency_ms / 1000, c.error_kind) for c in self.candidates)
+        return SwarmRun(request_id, self.strategy, rows, self.winner.model if self.winner else None, self.rationale)
+
+    def completion(self) -> JSONObject:
+        return {
+            "id": f"chatcmpl-swarm-{uuid.uuid4().hex[:16]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": f"swarm/{self.winner_model}",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": self.text}, "finish_reason": "stop"}],
+            "usage": self.usage().as_dict(),
+            "swarm": self.meta(),
+        }
+
+    def fanout(self) -> JSONObject:
+        """Every answer, for ``/swarm/fanout`` (no judge)."""
+        ok = [c for c in self.candidates if c.ok]
+        return {
+            "id": f"swarm-fanout-{uuid.uuid4().hex[:16]}",
+            "object": "swarm.fanout",
+            "created": int(time.time()),
+            "candidates": [c.row() for c in self.candidates],
+            "results": [{"agent_id": c.agent_id, "model": c.model, "text": c.text} for c in ok],
+            "usage": self.usage().as_dict(),
+            "swarm": self.meta(),
+        }
+
+    def headers(self) -> dict[str, str]:
+        headers = {
+            "X-Swarm-Strategy": self.strategy,
+            "X-Swarm-Winner": self.winner_model,
+            "X-Model-Routed-To": f"swarm/{self.winner_model}",
+        }
+        kinds = error_kinds_header(self.candidates)
+        if kinds:
+            headers["X-Swarm-Error-Kinds"] = kinds
+        return headers

@@ -1,0 +1,117 @@
+"""Admission through the HTTP layer with a fake backend: 429 envelopes, queue headers, SSE queue
+comments, /healthz counts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from local_lattice.api.app import create_app
+from local_lattice.backends.fake import FakeBackend
+from local_lattice.config import load
+from local_lattice.gateway import Gateway
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+async def setup() -> AsyncIterator[tuple[httpx.AsyncClient, FakeBackend, Gateway]]:
+    config = load(
+        None,
+        {"MLX_PER_MODEL_INFLIGHT_CAP": "1", "MLX_QUEUE_MAX_PER_MODEL": "1", "MLX_QUEUE_RETRY_JITTER_SEC": "0.25"},
+    )
+    backend = FakeBackend.with_models("fake", "m", delay=0.3, token_delay=0.01)
+    app = create_app(config, {"fake": backend})
+    gateway = Gateway(config, {"fake": backend})
+    app.state.gateway = gateway
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        yield client, backend, gateway
+    await gateway.aclose()
+
+
+async def test_overload_is_a_plain_429_with_the_originals_details(
+    setup: tuple[httpx.AsyncClient, FakeBackend, Gateway],
+) -> None:
+    client, _, _ = setup
+    answers = await asyncio.gather(*(client.post("/v1/chat/completions", json=CHAT) for _ in range(3)))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200, 200, 429]
+    ok = [a for a in answers if a.status_code == 200]
+    assert max(float(a.headers["X-Lattice-Queue-Ms"]) for a in ok) > 200  # the second one really waited
+    rejected = next(a for a in answers if a.status_code == 429)
+    error = rejected.json()["error"]
+    assert error["type"] == "queue_overloaded_model"
+    assert error["retry"]["strategy"]
+    assert error["retry"]["jitter_sec"] == 0.25
+    assert error["queue"]["model_depth"] == 1
+    assert int(rejected.headers["Retry-After"]) >= 1
+    assert rejected.headers["X-MLX-Retry-Jitter-Sec"] == "0.25"
+    assert rejected.headers["X-MLX-Queue-Depth"] == "1"
+    assert rejected.headers["X-MLX-InFlight"] == "1"
+
+
+async def test_past_deadline_and_negative_wait(setup: tuple[httpx.AsyncClient, FakeBackend, Gateway]) -> None:
+    client, backend, _ = setup
+    late = await client.post("/v1/chat/completions", json={**CHAT, "queue": {"deadline_ms": 1_000_000_000_000}})
+    assert late.status_code == 429
+    assert late.json()["error"]["type"] == "deadline_exceeded"
+    bad = await client.post("/v1/chat/completions", json=CHAT, headers={"X-MLX-Max-Queue-Wait-Ms": "-1"})
+    assert bad.status_code == 400
+    assert not backend.seen
+
+
+async def test_a_waiting_stream_sees_its_queue_position(
+    setup: tuple[httpx.AsyncClient, FakeBackend, Gateway],
+) -> None:
+    client, backend, gateway = setup
+    backend.delay = 1.3
+    blocker = asyncio.create_task(client.post("/v1/chat/completions", json=CHAT))
+    await asyncio.sleep(0.05)
+    streamed = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    await blocker
+    assert streamed.status_code == 200
+    text = streamed.text
+    assert text.startswith(": queue position 1\n\n")
+    assert "data: [DONE]" in text
+    assert '"content"' in text
+    assert gateway.admission.snapshot()["inflight"] == 0
+
+
+async def test_a_stream_that_times_out_in_the_queue_ends_with_the_429_envelope(
+    setup: tuple[httpx.AsyncClient, FakeBackend, Gateway],
+) -> None:
+    client, backend, gateway = setup
+    backend.delay = 1.0
+    blocker = asyncio.create_task(client.post("/v1/chat/completions", json=CHAT))
+    await asyncio.sleep(0.05)
+    streamed = await client.post(
+        "/v1/chat/completions", json={**CHAT, "stream": True}, headers={"X-Lattice-Max-Queue-Wait-Ms": "200"}
+    )
+    await blocker
+    assert ": queue position 1" in streamed.text
+    assert '"type":"queue_timeout"' in streamed.text
+    assert streamed.text.endswith("data: [DONE]\n\n")
+    assert gateway.admission.snapshot()["waiting"] == 0
+
+
+async def test_a_stream_admitted_at_once_frees_its_slot_when_done(
+    setup: tuple[httpx.AsyncClient, FakeBackend, Gateway],
+) -> None:
+    client, _, gateway = setup
+    streamed = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    assert not streamed.text.startswith(":")
+    assert gateway.admission.snapshot()["inflight"] == 0
+
+
+async def test_healthz_shows_depths(setup: tuple[httpx.AsyncClient, FakeBackend, Gateway]) -> None:
+    client, backend, _ = setup
+    backend.delay = 0.5
+    tasks = [asyncio.create_task(client.post("/v1/chat/completions", json=CHAT)) for _ in range(2)]
+    await asyncio.sleep(0.1)
+    health = (await client.get("/healthz")).json()["admission"]
+    assert health["models"]["fake/m"]["inflight"] == 1
+    assert health["models"]["fake/m"]["waiting"] == 1
+    await asyncio.gather(*tasks)

@@ -1,0 +1,180 @@
+"""The swarm routes and chat meta-models over fake backends (the app in-process, no sockets)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import orjson
+import pytest
+from starlette.testclient import TestClient
+
+from local_lattice.api.app import create_app
+from local_lattice.backends.fake import FakeBackend
+from local_lattice.config import Config
+from tests.unit.swarm.conftest import judge_picks
+
+MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture
+def fakes() -> dict[str, FakeBackend]:
+    return {
+        "b1": FakeBackend.with_models("b1", "short", reply="Paris", loaded=True),
+        "b2": FakeBackend.with_models("b2", "long", reply="The capital of France is Paris, on the Seine.", loaded=True),
+        "j": FakeBackend.with_models("j", "judge", script=judge_picks("Seine")),  # type: ignore[arg-type]
+    }
+
+
+@pytest.fixture
+def client(fakes: dict[str, FakeBackend]) -> Iterator[TestClient]:
+    config = Config.model_validate({"swarm": {"chat_default_judge": "judge", "chat_default_models": ["short", "long"]}})
+    with TestClient(create_app(config, fakes)) as test_client:
+        yield test_client
+
+
+def test_vote(client: TestClient) -> None:
+    resp = client.post("/swarm/vote", json={"models": ["short", "long"], "judge": "judge", "messages": MESSAGES})
+    assert resp.status_code == 200
+    data = resp.json()
+    assert data["object"] == "chat.completion"
+    assert data["model"] == "swarm/long"
+    assert data["swarm"]["winner"] == "long"
+    assert len(data["swarm"]["candidates"]) == 2
+    assert resp.headers["X-Swarm-Strategy"] == "best-of-n"
+    assert resp.headers["X-Swarm-Winner"] == "long"
+    assert resp.headers["X-Model-Routed-To"] == "swarm/long"
+    assert data["usage"]["total_tokens"] == data["swarm"]["usage"]["total"]["total_tokens"] > 0
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/swarm/vote", {"messages": MESSAGES}, "models"),
+        ("/swarm/vote", {"models": ["short"]}, "messages"),
+        ("/swarm/vote", {"models": ["short"], "messages": MESSAGES, "strategy": "coin-flip"}, "strategy"),
+        ("/swarm/fanout", {"models": "short"}, "messages"),
+        ("/swarm/pipeline", {"messages": MESSAGES}, "steps"),
+        ("/swarm/pipeline", {"steps": [{"model": "short"}]}, "messages"),
+        ("/swarm/debate", {"models": ["short"], "messages": MESSAGES}, "models"),
+        ("/swarm/debate", {"models": ["short", "long"]}, "messages"),
+    ],
+)
+def test_bad_input_is_400(client: TestClient, path: str, body: dict[str, object], param: str) -> None:
+    resp = client.post(path, json=body)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["param"] == param
+
+
+def test_all_failed_is_502_with_details(client: TestClient) -> None:
+    resp = client.post("/swarm/vote", json={"models": ["nosuch", "missing"], "messages": MESSAGES})
+    assert resp.status_code == 502
+    body = resp.json()
+    assert body["error"]["code"] == "swarm_all_failed"
+    assert body["error_details"]["kinds"] == {"model_not_resolved": 2}
+    assert resp.headers["X-Swarm-Error-Kinds"] == "model_not_resolved=2"
+
+
+def test_fanout(client: TestClient) -> None:
+    resp = client.post("/swarm/fanout", json={"models": "auto", "messages": MESSAGES})
+    data = resp.json()
+    assert resp.status_code == 200
+    assert data["object"] == "swarm.fanout"
+    assert sorted(r["model"] for r in data["results"]) == ["long", "short"]
+
+
+def test_pipeline(client: TestClient) -> None:
+    steps = [{"name": "a", "model": "short"}, {"name": "b", "model": "long", "user": "improve {{a}}"}]
+    resp = client.post("/swarm/pipeline", json={"steps": steps, "messages": MESSAGES})
+    data = resp.json()
+    assert resp.status_code == 200
+    assert data["model"] == "swarm/long"
+    assert [h["name"] for h in data["swarm"]["history"]] == ["a", "b"]
+
+
+def test_pipeline_failed_step(client: TestClient) -> None:
+    steps = [{"name": "a", "model": "short"}, {"name": "b", "model": "nosuch"}]
+    resp = client.post("/swarm/pipeline", json={"steps": steps, "input": "hi"})
+    assert resp.status_code == 502
+    assert [h["name"] for h in resp.json()["error_details"]["history"]] == ["a", "b"]
+
+
+def test_debate(client: TestClient, fakes: dict[str, FakeBackend]) -> None:
+    fakes["j"].script = None
+    fakes["j"].reply = "Paris."
+    resp = client.post("/swarm/debate", json={"models": ["short", "long"], "judge": "judge", "messages": MESSAGES})
+    data = resp.json()
+    assert resp.status_code == 200
+    assert data["choices"][0]["message"]["content"] == "Paris."
+    assert data["swarm"]["strategy"] == "debate"
+    assert data["swarm"]["rounds"] == 2
+    assert len(data["swarm"]["transcript"]) == 4
+
+
+@pytest.mark.parametrize(
+    ("model", "intent", "canonical"),
+    [
+        ("swarmCouncil", "council", "swarmCouncil"),
+        ("SWARMVOTE", "council", "swarmCouncil"),
+        ("swarm/vote", "council", "swarmCouncil"),
+        ("swarmIntelligence", "council", "swarmCouncil"),
+        ("swarm/fanout", "fanout", "swarm/fanout"),
+    ],
+)
+def test_chat_meta_models(client: TestClient, model: str, intent: str, canonical: str) -> None:
+    resp = client.post("/v1/chat/completions", json={"model": model, "messages": MESSAGES})
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["X-Swarm-Intent"] == intent
+    assert resp.headers["X-Swarm-Canonical-Name"] == canonical
+    assert resp.headers["X-Model-Routed-To"].startswith("swarm/")
+    assert ("Deprecation" in resp.headers) == (model == "swarmIntelligence")
+
+
+def test_chat_pipeline_points_to_the_route(client: TestClient) -> None:
+    resp = client.post("/v1/chat/completions", json={"model": "swarm/pipeline", "messages": MESSAGES})
+    assert resp.status_code == 400
+    assert "/swarm/pipeline" in resp.json()["error"]["message"]
+
+
+def test_chat_swarm_options_and_stream(client: TestClient) -> None:
+    body = {
+        "model": "swarmCouncil",
+        "messages": MESSAGES,
+        "stream": True,
+        "swarm": {"models": ["short", "long"], "strategy": "longest", "max_parallel": 1},
+    }
+    with client.stream("POST", "/v1/chat/completions", json=body) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["X-Swarm-Winner"] == "long"
+        events = [line[6:] for line in resp.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [orjson.loads(e) for e in events[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert text == "The capital of France is Paris, on the Seine."
+    assert chunks[-1]["swarm"]["strategy"] == "longest"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_chat_stream_first_success_relays_live(client: TestClient, fakes: dict[str, FakeBackend]) -> None:
+    fakes["b1"].delay = 0.05  # long enough for the slow member to have opened its stream
+    fakes["b2"].delay = 5
+    body = {"model": "swarmCouncil", "messages": MESSAGES, "stream": True, "swarm": {"strategy": "first-success"}}
+    with client.stream("POST", "/v1/chat/completions", json=body) as resp:
+        events = [line[6:] for line in resp.iter_lines() if line.startswith("data: ")]
+    assert resp.headers["X-Model-Routed-To"] == "swarm/short"
+    final = orjson.loads(events[-2])
+    assert final["swarm"]["winner"] == "short"
+    assert [c.get("cancelled", False) for c in final["swarm"]["candidates"]] == [False, True]
+    assert fakes["b2"].closed_streams == 1
+
+
+def test_chat_stream_all_failed_is_a_502_before_streaming(client: TestClient) -> None:
+    body = {"model": "swarmCouncil", "messages": MESSAGES, "stream": True, "swarm": {"models": ["nope"]}}
+    resp = client.post("/v1/chat/completions", json=body)
+    assert resp.status_code == 502
+    assert resp.headers["X-Swarm-Error-Kinds"] == "model_not_resolved=1"
+
+
+def test_swarm_models(client: TestClient) -> None:
+    data = client.get("/swarm/models").json()
+    assert data["loaded"] == ["short", "long"]
+    assert data["swarm"]["chat_default_strategy"] == "best-of-n"
