@@ -284,6 +284,22 @@ async def _evaluate(
         await serving
 
 
+@app.command()
+def pull(
+    repo: Annotated[str, typer.Argument(help="org/name (an MLX folder) or org/name/file.gguf (one GGUF).")],
+    file: Annotated[str | None, typer.Option("--file", help="The GGUF file to fetch from the repo.")] = None,
+) -> None:
+    """Fetch a model from the Hugging Face hub into its cache, where the gateway discovers it."""
+    from local_lattice.engines.download import DownloadError, parse_target
+    from local_lattice.engines.download import pull as pull_model
+
+    try:
+        typer.echo(pull_model(parse_target(repo, file)))
+    except DownloadError as exc:
+        typer.echo(f"lattice pull: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
 def main() -> None:
     app()
 

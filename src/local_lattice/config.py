@@ -122,18 +122,20 @@ class LimitsConfig(_Section):
     max_tracked_clients: int = Field(10000, ge=16, description="Client addresses whose buckets are remembered.")
 
 
-BackendType = Literal["openai", "lmstudio", "ollama", "anthropic"]
+BackendType = Literal["openai", "lmstudio", "ollama", "anthropic", "llamacpp", "mlx"]
+IN_PROCESS_TYPES = ("llamacpp", "mlx")
 
 
 class BackendConfig(_Section):
-    """One upstream: any OpenAI-compatible server (local or a cloud), LM Studio, Ollama or Anthropic."""
+    """One upstream (any OpenAI-compatible server, local or a cloud, LM Studio, Ollama, Anthropic) or
+    one in-process engine (``llamacpp`` for GGUF files, ``mlx`` for MLX model folders)."""
 
     name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$", description="Unique name.")
-    type: BackendType = Field("openai", description="openai | lmstudio | ollama | anthropic")
+    type: BackendType = Field("openai", description="openai | lmstudio | ollama | anthropic | llamacpp | mlx")
     url: str = Field(
         "",
         description="Base URL including /v1 for OpenAI-compatible servers; optional for anthropic "
-        "(env ANTHROPIC_BASE_URL, default the public API).",
+        "(env ANTHROPIC_BASE_URL, default the public API); none for llamacpp and mlx.",
     )
     api_key: SecretStr | None = Field(None, description='The backend\'s own key, e.g. "${env:UPSTREAM_KEY}".')
     timeout: float = Field(300.0, gt=0, description="Seconds for one upstream call (env GENERATION_TIMEOUT).")
@@ -155,6 +157,17 @@ class BackendConfig(_Section):
     max_concurrency: int | None = Field(
         None, ge=0, description="Calls run at once on this backend (0 = no cap; unset = admission default)."
     )
+    model_files: dict[str, str] = Field(
+        default_factory=dict, description="In-process engines: model id -> GGUF file or MLX folder served under it."
+    )
+    model_paths: list[str] = Field(
+        default_factory=list, description="In-process engines: extra files or folders to discover models in."
+    )
+    discover: bool = Field(
+        True, description="In-process engines: scan MLX_MODEL_ROOT, LM Studio, mlx-models and Hugging Face caches."
+    )
+    n_ctx: int = Field(4096, ge=64, description="llamacpp: context length in tokens (capped by the model's own).")
+    n_threads: int | None = Field(None, ge=1, description="llamacpp: CPU threads (default: all cores but one).")
 
     @field_validator("url")
     @classmethod
@@ -165,9 +178,34 @@ class BackendConfig(_Section):
 
     @model_validator(mode="after")
     def _url_required(self) -> BackendConfig:
-        if not self.url and self.type != "anthropic":
+        if not self.url and self.type not in ("anthropic", *IN_PROCESS_TYPES):
             raise ValueError(f"backend {self.name!r}: url is required for type {self.type!r}")
         return self
+
+
+class EngineConfig(_Section):
+    """Residency and generation defaults shared by the in-process engines (llamacpp, mlx)."""
+
+    model_root: str | None = Field(None, description="Extra folder scanned for models first (env MLX_MODEL_ROOT).")
+    max_concurrent_models: int = Field(
+        2, ge=1, description="Models resident at once across engines (env MAX_CONCURRENT_MODELS)."
+    )
+    memory_budget_gb: float | None = Field(
+        None, gt=0, description="Resident models' total file size may not exceed this (unset: no budget)."
+    )
+    preload: list[str] = Field(
+        default_factory=list, description="Model ids loaded and self-tested at start (env PRELOAD_MODELS)."
+    )
+    force_gc_on_evict: bool = Field(False, description="Run the garbage collector after an eviction.")
+    context_over_budget: Literal["error", "trim"] = Field(
+        "error", description="A prompt longer than the context: 400 (error) or drop the oldest turns (trim)."
+    )
+    context_trim_buffer: int = Field(
+        256, ge=0, description="Tokens kept free for the answer when trimming (env MLX_CONTEXT_TRIM_BUFFER)."
+    )
+    grab_model: str | None = Field(
+        None, description="Grab mode: this one model (file or folder) serves every request (env MLX_GRAB_MODEL)."
+    )
 
 
 class EscalationConfig(_Section):
@@ -327,6 +365,7 @@ class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)  # type: ignore[arg-type]
     limits: LimitsConfig = Field(default_factory=LimitsConfig)  # type: ignore[arg-type]
     backends: list[BackendConfig] = Field(default_factory=list)
+    engines: EngineConfig = Field(default_factory=EngineConfig)  # type: ignore[arg-type]
     roles: dict[str, list[str] | str] = Field(
         default_factory=dict, description="role name -> ordered model specs; keys starting with _ are comments."
     )
@@ -475,6 +514,13 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("MLX_QUEUE_PRIORITY_MIN", ("admission", "priority_min"), int, "Lowest priority."),
     EnvSetting("MLX_QUEUE_PRIORITY_MAX", ("admission", "priority_max"), int, "Highest priority."),
     EnvSetting("MLX_QUEUE_DEFAULT_PRIORITY", ("admission", "default_priority"), int, "Priority when none given."),
+    EnvSetting("MLX_MODEL_ROOT", ("engines", "model_root"), str, "Extra folder scanned for local models."),
+    EnvSetting("MAX_CONCURRENT_MODELS", ("engines", "max_concurrent_models"), int, "Models resident at once."),
+    EnvSetting("PRELOAD_MODELS", ("engines", "preload"), _csv, "Comma-separated model ids loaded at start."),
+    EnvSetting("MLX_FORCE_GC_ON_EVICT", ("engines", "force_gc_on_evict"), _bool, "1 runs gc after an eviction."),
+    EnvSetting("MLX_CONTEXT_OVER_BUDGET", ("engines", "context_over_budget"), str, "error | trim."),
+    EnvSetting("MLX_CONTEXT_TRIM_BUFFER", ("engines", "context_trim_buffer"), int, "Tokens kept for the answer."),
+    EnvSetting("MLX_GRAB_MODEL", ("engines", "grab_model"), str, "One model (file or folder) serves everything."),
 )
 
 

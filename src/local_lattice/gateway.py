@@ -14,13 +14,14 @@ from functools import partial
 from typing import Any, TypeVar
 
 from local_lattice.admission import Admission
-from local_lattice.backends.base import Backend
-from local_lattice.backends.registry import build_backend
+from local_lattice.backends.base import Backend, Startable
+from local_lattice.backends.registry import build_backends
 from local_lattice.cloud.billing import Billing
 from local_lattice.cloud.cost import BudgetLedger, PriceBook
 from local_lattice.cloud.escalation import Decision, Policy, decide_after_failure, decide_up_front
 from local_lattice.cloud.specs import directory_of, resolve_with_cloud
 from local_lattice.config import Config
+from local_lattice.engines.defaults import with_default_backends
 from local_lattice.errors import LatticeError
 from local_lattice.failover import Attempt, BackendTracker, fails_over, open_stream, run_candidates, tracked
 from local_lattice.observability.observer import Observer
@@ -79,7 +80,14 @@ class Gateway:
 
     @classmethod
     def from_config(cls, config: Config) -> Gateway:
-        return cls(config, {b.name: build_backend(b) for b in config.backends})
+        config = with_default_backends(config)
+        return cls(config, build_backends(config))
+
+    async def start(self) -> None:
+        """Let backends that prepare themselves (preloading models) do so before serving."""
+        for backend in self.backends.values():
+            if isinstance(backend, Startable):
+                await backend.start()
 
     def index(self, snapshot: InventorySnapshot, kind: ModelKind) -> ModelIndex:
         """The search index of ``snapshot``'s local models (built once per snapshot and kind).
@@ -108,6 +116,10 @@ class Gateway:
             await self.tracker.readmit(self.backends)
         snapshot = await self.inventory.snapshot()
         kind: ModelKind = "embedding" if endpoint == "embeddings" else "chat"
+        if self.config.engines.grab_model and snapshot.models:
+            # Grab mode: the one grabbed model answers whatever the request names.
+            resolution = Resolution((snapshot.models[0],), explanation=f"grab mode: {snapshot.models[0].id}")
+            return Routed(self.backends[snapshot.models[0].backend], snapshot.models[0], resolution)
         hints = infer_hints(endpoint, body or {}, headers or {}, self.policy.long_prompt_chars) if body else Hints()
         index = self.index(snapshot, kind)
         local = partial(

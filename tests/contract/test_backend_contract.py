@@ -18,7 +18,8 @@ from local_lattice.backends.fake import FakeBackend
 from local_lattice.backends.openai_compat import OpenAIBackend
 from local_lattice.config import BackendConfig
 from local_lattice.types import BackendRequest
-from tests.support.models import SMOLLM2_ID
+from tests.support.engines import engine_backends
+from tests.support.models import SMOLLM2_ID, smollm2_path
 
 Factory = Callable[[pytest.FixtureRequest], contextlib.AbstractAsyncContextManager[tuple[Backend, str]]]
 
@@ -38,11 +39,33 @@ async def openai_upstream(request: pytest.FixtureRequest) -> AsyncIterator[tuple
         await backend.aclose()
 
 
+@contextlib.asynccontextmanager
+async def llamacpp_in_process(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Backend, str]]:
+    home = request.getfixturevalue("tmp_path")
+    entry = {"name": "llamacpp", "type": "llamacpp", "n_ctx": 1024, "model_files": {SMOLLM2_ID: str(smollm2_path())}}
+    async with engine_backends(home, [entry]) as backends:
+        yield backends["llamacpp"], SMOLLM2_ID
+
+
+@contextlib.asynccontextmanager
+async def mlx_in_process(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Backend, str]]:
+    from tests.support.tiny_mlx import make_tiny_mlx_model
+
+    home = request.getfixturevalue("tmp_path")
+    folder = make_tiny_mlx_model(home / "tiny-mlx")
+    async with engine_backends(
+        home, [{"name": "mlx", "type": "mlx", "model_files": {"tiny-mlx": str(folder)}}]
+    ) as backends:
+        yield backends["mlx"], "tiny-mlx"
+
+
 BACKENDS: dict[str, Factory] = {
     "fake": fake,
     "openai-llama.cpp": openai_upstream,
+    "llamacpp": llamacpp_in_process,
+    "mlx": mlx_in_process,
 }
-SLOW = {"openai-llama.cpp"}
+SLOW = {"openai-llama.cpp", "llamacpp", "mlx"}
 
 
 def chat(model: str, **extra: Any) -> BackendRequest:

@@ -19,6 +19,7 @@ from local_lattice.api import (
     openapi,
     payload,
     routes_anthropic,
+    routes_models,
     routes_observability,
     routes_responses,
     routes_routing,
@@ -76,6 +77,7 @@ def route_specs(config: Config) -> list[RouteSpec]:
     """Every route's spec: each ``routes_*`` module contributes its ``ROUTES`` table."""
     return [
         *r.ROUTES,
+        *routes_models.ROUTES,
         *routes_responses.ROUTES,
         *routes_anthropic.ROUTES,
         *routes_routing.ROUTES,
@@ -126,6 +128,7 @@ def create_app(config: Config, backends: Mapping[str, Backend] | None = None) ->
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         gateway = Gateway(config, backends) if backends is not None else Gateway.from_config(config)
         app.state.gateway = gateway
+        await gateway.start()
         try:
             yield
         finally:

@@ -7,6 +7,7 @@ error envelope for every error status it may answer, and the API-key schemes unl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -109,13 +110,27 @@ def _operation(spec: RouteSpec, method: str) -> dict[str, Any]:
     return op
 
 
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[a-z]+)?\}")
+
+
+def _document_path(path: str) -> tuple[str, list[dict[str, Any]]]:
+    """``/v1/models/{model_id:path}`` → ``/v1/models/{model_id}`` and its path parameters."""
+    names = _PARAM.findall(path)
+    params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names]
+    return _PARAM.sub(lambda m: "{" + m.group(1) + "}", path), params
+
+
 def openapi_document(specs: Iterable[RouteSpec], limits: LimitsConfig) -> dict[str, Any]:
     listed = list(specs)
     paths: dict[str, dict[str, Any]] = {}
     for spec in listed:
+        path, params = _document_path(spec.path)
         for method in spec.methods:
             if method != "HEAD":
-                paths.setdefault(spec.path, {})[method.lower()] = _operation(spec, method)
+                operation = _operation(spec, method)
+                if params:
+                    operation["parameters"] = params
+                paths.setdefault(path, {})[method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {

@@ -45,3 +45,10 @@ class ModelLoader(Protocol):
     async def unload(self, model: str) -> bool:
         """Unload now (True) or as soon as in-flight work ends (False: deferred)."""
         ...
+
+
+@runtime_checkable
+class Startable(Protocol):
+    """A backend with work to do before serving (e.g. preloading models); run once at startup."""
+
+    async def start(self) -> None: ...

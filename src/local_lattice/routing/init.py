@@ -129,7 +129,7 @@ def servers_to_probe(
 ) -> list[BackendConfig]:
     wanted: list[BackendConfig] = []
     if backend in ("auto", "openai", "lmstudio", "ollama"):
-        wanted += [b for b in config.backends if backend == "auto" or b.type == backend]
+        wanted += [b for b in config.backends if b.url and (backend == "auto" or b.type == backend)]
     for i, url in enumerate(urls):
         wanted.append(_server(f"url{i + 1}", "openai", url))
     for name, kind, url in LOCAL_SERVERS:

@@ -90,10 +90,10 @@ def models_table(rows: Sequence[ModelRow], errors: dict[str, str]) -> Table:
 
 async def inventory_table(config: Config) -> Table:
     """Gather the configured backends' models once and build the table."""
-    from local_lattice.backends.registry import build_backend
+    from local_lattice.backends.registry import build_backends
     from local_lattice.routing.inventory import Inventory
 
-    backends = {b.name: build_backend(b) for b in config.backends}
+    backends = build_backends(config)
     try:
         snapshot = await Inventory(backends).snapshot(fresh=True)
     finally:

@@ -105,7 +105,7 @@ def test_snapshot_shows_backends_models_roles_and_requests(client: TestClient) -
     assert event["preview"] is None
     assert snap["totals"]["requests"] == 1
     assert sum(p["requests_per_s"] for p in snap["series"]["points"]) > 0
-    assert snap["model_actions"] == "dashboard"
+    assert snap["model_actions"] == "v1"  # the app has the /v1/models/{id} load and unload routes
 
 
 def test_prompts_are_kept_only_when_asked(tmp_path: Path) -> None:

@@ -1,0 +1,97 @@
+"""In-process llama.cpp (llama-cpp-python) for GGUF models.
+
+Owns the llama.cpp specifics only: opening a GGUF, rendering the model's own chat template,
+tokenizing, and the sampling loop. Everything else (residency, the worker-thread bridge, answers)
+is the shared ``EngineBackend``. ``llama_cpp`` is imported when this module is, which the
+registry does only when a ``llamacpp`` backend is configured.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import llama_cpp
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from local_lattice.config import BackendConfig
+from local_lattice.engines.discovery import LocalModel
+from local_lattice.engines.engine import EngineBackend, Loaded, Message, Shared
+from local_lattice.engines.sampling import Sampling
+
+# A plain template for GGUFs without one, so a chat still works (ChatML is the most common).
+_FALLBACK_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def default_threads() -> int:
+    """All cores but one: llama.cpp's threads wait for each other at every step, so one thread
+    descheduled by the event loop's own work (HTTP, SSE) stalls them all; on 2 cores a spare core
+    keeps decode speed steady under load instead of collapsing."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
+class LlamaModel:
+    """An open GGUF: the llama.cpp object and its chat formatter."""
+
+    def __init__(self, llm: Any, formatter: Jinja2ChatFormatter) -> None:
+        self.llm = llm
+        self.formatter = formatter
+
+
+class LlamaCppBackend(EngineBackend[LlamaModel]):
+    format = "gguf"
+    engine = "llama.cpp"
+
+    def __init__(self, config: BackendConfig, shared: Shared) -> None:
+        # Generations of resident models, plus a load or unload that must not wait behind them.
+        workers = max(4, shared.engines.max_concurrent_models * 2 + 1)
+        super().__init__(config, shared, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llamacpp"))
+
+    def open_model(self, model: LocalModel) -> Loaded[LlamaModel]:
+        llm = llama_cpp.Llama(
+            model_path=str(model.path),
+            n_ctx=self.config.n_ctx,
+            n_threads=self.config.n_threads or default_threads(),
+            verbose=False,
+        )
+        vocab = llm._model
+        eos_id, bos_id = llm.token_eos(), llm.token_bos()
+        formatter = Jinja2ChatFormatter(
+            template=llm.metadata.get("tokenizer.chat_template") or _FALLBACK_TEMPLATE,
+            eos_token=vocab.token_get_text(eos_id) if eos_id != -1 else "",
+            bos_token=vocab.token_get_text(bos_id) if bos_id != -1 else "",
+        )
+        return Loaded(LlamaModel(llm, formatter), n_ctx=llm.n_ctx(), lock=threading.Lock())
+
+    def close_model(self, loaded: Loaded[LlamaModel]) -> None:
+        loaded.model.llm.close()
+
+    def encode_chat(self, loaded: Loaded[LlamaModel], messages: list[Message]) -> list[int]:
+        rendered = loaded.model.formatter(messages=messages)  # type: ignore[arg-type]
+        tokens: list[int] = loaded.model.llm.tokenize(
+            rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
+        )
+        return tokens
+
+    def encode_text(self, loaded: Loaded[LlamaModel], prompt: str) -> list[int]:
+        tokens: list[int] = loaded.model.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
+        return tokens
+
+    def token_steps(self, loaded: Loaded[LlamaModel], tokens: list[int], sampling: Sampling) -> Iterator[str | None]:
+        llm = loaded.model.llm
+        llm.set_seed(sampling.seed)
+        vocab = llm._model.vocab
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        for token in llm.generate(tokens, temp=sampling.temperature, top_p=sampling.top_p, reset=True):
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                yield None
+                return
+            yield decoder.decode(llm.detokenize([token]))
