@@ -4,7 +4,7 @@ the gateway state. Nothing imports this module but the CLI and tests."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -80,14 +80,21 @@ def routes(config: Config | None = None) -> list[Route]:
     ]
 
 
-def create_app(config: Config, backends: Mapping[str, Backend] | None = None) -> Starlette:
-    """The ASGI app. ``backends`` replaces those built from ``config`` (tests inject fakes)."""
+def create_app(
+    config: Config,
+    backends: Mapping[str, Backend] | None = None,
+    on_ready: Callable[[Gateway], Awaitable[None]] | None = None,
+) -> Starlette:
+    """The ASGI app. ``backends`` replaces those built from ``config`` (tests inject fakes);
+    ``on_ready`` runs once the gateway is built, before the first request (the CLI's banner)."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         gateway = Gateway(config, backends) if backends is not None else Gateway.from_config(config)
         app.state.gateway = gateway
         try:
+            if on_ready is not None:
+                await on_ready(gateway)
             yield
         finally:
             await gateway.aclose()
