@@ -219,6 +219,14 @@ def config_schema() -> None:
     typer.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
 
 
+@app.command("config-docs")
+def config_docs() -> None:
+    """Print the configuration reference (docs/configuration.md) generated from the config models."""
+    from local_lattice.config_reference import markdown
+
+    typer.echo(markdown(), nl=False)
+
+
 @app.command()
 def init(
     backend: Annotated[
