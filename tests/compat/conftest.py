@@ -9,20 +9,14 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.procs import RunningProcess
-from tests.support.servers import embedding_server, gateway_process
+from tests.support.servers import gateway_process
 
 KEY = "compat-key"
 EMBED_ID = "smollm2-embed"
 
 
 @pytest.fixture(scope="session")
-def embedder() -> Iterator[RunningProcess]:
-    with embedding_server(EMBED_ID) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def gateway(smollm2_server: RunningProcess, embedder: RunningProcess) -> Iterator[RunningProcess]:
+def gateway(smollm2_server: RunningProcess, embedding_upstream: RunningProcess) -> Iterator[RunningProcess]:
     toml = f"""
 [server]
 api_keys = ["{KEY}"]
@@ -33,7 +27,7 @@ url = "{smollm2_server.url}"
 
 [[backends]]
 name = "embedder"
-url = "{embedder.url}"
+url = "{embedding_upstream.url}"
 """
     with gateway_process(toml) as proc:
         yield proc
