@@ -63,11 +63,13 @@ def load_config(config_path: Path | None, host: str | None, port: int | None, pr
 def run_server(config: Config, banner: bool = True) -> None:
     import uvicorn
 
-    from local_lattice.api.app import create_app
+    from local_lattice.api.app import create_app, redactor_for
     from local_lattice.console.banner import print_banner
     from local_lattice.observability.logs import configure
+    from local_lattice.security.redact import install
 
-    configure(config.observability.log_format)
+    configure(config.observability.log_format)  # one handler; the request id on every line
+    install(redactor_for(config))  # keys masked on every line
     if not config.server.log_timing:
         logging.getLogger("lattice.request").setLevel(logging.WARNING)
     uvicorn.run(
@@ -78,7 +80,7 @@ def run_server(config: Config, banner: bool = True) -> None:
         http="httptools",
         access_log=False,
         log_level="warning",
-        log_config=None,  # uvicorn's lines go through our handler: same format, request ids
+        log_config=None,  # uvicorn's lines go through our handler: same format, request ids, keys masked
         timeout_graceful_shutdown=5,
     )
 
@@ -351,7 +353,7 @@ async def _evaluate(
             serving.result()
         await asyncio.sleep(0.05)
     try:
-        keys = [k.get_secret_value() for k in config.server.api_keys]
+        keys = [key for _, key in config.server.named_keys()]
         return await run_eval(
             f"http://127.0.0.1:{port}", rows, methods, models, judge, api_key=keys[0] if keys else None,
             max_tokens=max_tokens,

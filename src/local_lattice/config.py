@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from local_lattice.security.keys import parse_keys_file
+
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message names the file, key or variable."""
@@ -26,14 +28,28 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+KEY_NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+
+
+class NamedKey(_Section):
+    """An API key with the name that stands for it in logs, metrics and limits."""
+
+    name: str = Field(..., pattern=KEY_NAME_PATTERN, description="Shown in logs and metrics; never the key.")
+    key: SecretStr = Field(..., min_length=1, description='The secret, e.g. "${env:TEAM_KEY}".')
+
+
 class ServerConfig(_Section):
     """HTTP server and the front-door protections."""
 
     host: str = Field("127.0.0.1", description="Bind address (env HOST).")
     port: int = Field(5001, ge=0, le=65535, description="TCP port (env PORT).")
-    api_keys: list[SecretStr] = Field(
+    api_keys: list[SecretStr | NamedKey] = Field(
         default_factory=list,
-        description="Accepted API keys; env MIDDLE_LAYER_API_KEY adds one. Empty = no auth (loopback only).",
+        description="Accepted API keys: plain strings (named key-1, key-2 … by position) or {name, key} tables; "
+        "env MIDDLE_LAYER_API_KEY adds one. Empty (and no keys_file) = no auth (loopback only).",
+    )
+    keys_file: Path | None = Field(
+        None, description="File of `name:key` lines, one key each, # comments (env LATTICE_KEYS_FILE)."
     )
     allow_public_no_auth: bool = Field(
         False, description="Allow a non-loopback bind without a key (env MIDDLE_LAYER_ALLOW_PUBLIC_NO_AUTH)."
@@ -42,7 +58,26 @@ class ServerConfig(_Section):
         10 * 1024 * 1024, ge=1024, description="Largest request body (env MIDDLE_LAYER_MAX_REQUEST_BYTES)."
     )
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins (env CORS_ORIGINS).")
+    cors_allow_credentials: bool = Field(
+        False, description="Let browsers send credentials cross-origin; refused with the origin *."
+    )
     log_timing: bool = Field(True, description="Log one timing line per request (env LATTICE_LOG_TIMING).")
+
+    @model_validator(mode="after")
+    def _cors(self) -> ServerConfig:
+        if "*" in self.cors_origins and self.cors_allow_credentials:
+            raise ValueError("cors_origins '*' cannot be combined with cors_allow_credentials: name the origins")
+        return self
+
+    def named_keys(self) -> list[tuple[str, str]]:
+        """Every accepted key as ``(name, secret)``; plain strings are named by position."""
+        out: list[tuple[str, str]] = []
+        for index, entry in enumerate(self.api_keys, start=1):
+            if isinstance(entry, NamedKey):
+                out.append((entry.name, entry.key.get_secret_value()))
+            elif entry.get_secret_value():
+                out.append((f"key-{index}", entry.get_secret_value()))
+        return out
 
     def is_loopback(self) -> bool:
         if self.host == "localhost":
@@ -51,6 +86,40 @@ class ServerConfig(_Section):
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
+
+
+class RateLimits(_Section):
+    """Budgets for one key or one client address; 0 means unlimited."""
+
+    requests_per_minute: float = Field(0, ge=0, description="Requests per minute (token bucket, burst = one minute).")
+    tokens_per_minute: float = Field(
+        0, ge=0, description="Prompt + completion tokens per minute; estimated up front, corrected by real usage."
+    )
+    concurrent: int = Field(0, ge=0, description="Requests in flight at once.")
+
+
+class LimitsConfig(_Section):
+    """Rate limits and request-size limits (429 / 400 naming the limit)."""
+
+    per_key: RateLimits = Field(default_factory=RateLimits)  # type: ignore[arg-type]
+    per_ip: RateLimits = Field(default_factory=RateLimits)  # type: ignore[arg-type]
+    keys: dict[str, RateLimits] = Field(default_factory=dict, description="Per-key overrides of per_key, by name.")
+    max_messages: int = Field(1024, ge=1, description="Messages in one chat request.")
+    max_content_chars: int = Field(
+        4_000_000, ge=1, description="Characters of prompt/message/input text in one request."
+    )
+    max_tokens_limit: int = Field(
+        1_048_576,
+        ge=1,
+        description="Largest max_tokens accepted at all (larger is a 400); below it, routing clamps to the "
+        "model's ceiling (MAX_TOKENS_CEILING).",
+    )
+    max_n: int = Field(16, ge=1, description="Largest n (choices per request).")
+    max_json_depth: int = Field(64, ge=2, description="Deepest nesting of JSON objects/arrays in a body.")
+    estimated_completion_tokens: int = Field(
+        256, ge=0, description="Completion tokens assumed up front when a request sets no max_tokens."
+    )
+    max_tracked_clients: int = Field(10000, ge=16, description="Client addresses whose buckets are remembered.")
 
 
 BackendType = Literal["openai", "lmstudio", "ollama", "anthropic"]
@@ -256,6 +325,7 @@ class Config(_Section):
     """The gateway's configuration (``lattice.example.toml`` documents every key)."""
 
     server: ServerConfig = Field(default_factory=ServerConfig)  # type: ignore[arg-type]
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)  # type: ignore[arg-type]
     backends: list[BackendConfig] = Field(default_factory=list)
     roles: dict[str, list[str] | str] = Field(
         default_factory=dict, description="role name -> ordered model specs; keys starting with _ are comments."
@@ -334,6 +404,7 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
         int,
         "Largest request body in bytes.",
     ),
+    EnvSetting("LATTICE_KEYS_FILE", ("server", "keys_file"), str, "File of name:key lines (more API keys)."),
     EnvSetting("CORS_ORIGINS", ("server", "cors_origins"), _csv, "Comma-separated allowed origins."),
     EnvSetting("LATTICE_LOG_TIMING", ("server", "log_timing"), _bool, "0 turns the per-request timing log off."),
     EnvSetting(
@@ -492,14 +563,34 @@ def load(path: str | Path | None, env: Mapping[str, str]) -> Config:
         raw = _interpolate(raw, env, source)
     _apply_env(raw, env)
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_validation(exc, source)) from None
+    if config.server.keys_file is not None:
+        _add_keys_file(config.server, config.server.keys_file)
+    names = [name for name, _ in config.server.named_keys()]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ConfigError(f"{source}: API key name(s) used twice: {', '.join(twice)}")
+    return config
+
+
+def _add_keys_file(server: ServerConfig, path: Path) -> None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"keys file {path}: {exc.strerror or exc}") from None
+    try:
+        pairs = parse_keys_file(text)
+    except ValueError as exc:
+        raise ConfigError(f"keys file {path}: {exc}") from None
+    for name, key in pairs:
+        server.api_keys.append(NamedKey(name=name, key=SecretStr(key)))
 
 
 def check_bind(server: ServerConfig) -> None:
     """Refuse a public bind without a key (the caller exits 2 with this message)."""
-    if server.api_keys or server.allow_public_no_auth or server.is_loopback():
+    if server.named_keys() or server.allow_public_no_auth or server.is_loopback():
         return
     raise ConfigError(
         f"refusing to listen on {server.host} without an API key: set MIDDLE_LAYER_API_KEY "

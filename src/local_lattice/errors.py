@@ -7,6 +7,7 @@
     ├── NotFound                       404 not_found_error
     │   └── ModelNotFound              404 model_not_found
     ├── PayloadTooLarge                413 request_too_large
+    ├── HeadersTooLarge                431 request_headers_too_large
     ├── RateLimited                    429 (type given by the limiter, e.g. queue_timeout)
     ├── UpstreamError                  502 upstream_error (a backend failed or answered garbage)
     │   └── UpstreamStatusError        the upstream's own 4xx status and message
@@ -19,7 +20,10 @@ place each; handlers raise; a single exception handler renders them. This module
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+from local_lattice.security.redact import redact
 
 
 class LatticeError(Exception):
@@ -45,9 +49,11 @@ class LatticeError(Exception):
         self.extra: dict[str, Any] = extra or {}
 
     def envelope(self) -> dict[str, Any]:
-        """The OpenAI error body: ``{"error": {"message", "type", "code", "param"}}`` plus extras."""
+        """The OpenAI error body: ``{"error": {"message", "type", "code", "param"}}`` plus extras.
+
+        Key-shaped text in the message (an upstream echoing a key, say) is masked."""
         error: dict[str, Any] = {
-            "message": self.message,
+            "message": redact(self.message),
             "type": self.type,
             "code": self.code,
             "param": self.param,
@@ -89,6 +95,12 @@ class PayloadTooLarge(LatticeError):
     code = "request_too_large"
 
 
+class HeadersTooLarge(LatticeError):
+    status = 431
+    type = "invalid_request_error"
+    code = "request_headers_too_large"
+
+
 class RateLimited(LatticeError):
     status = 429
     type = "rate_limit_error"
@@ -100,7 +112,8 @@ class RateLimited(LatticeError):
         if kind is not None:
             self.type = kind
             self.code = kind
-        self.headers.setdefault("Retry-After", str(max(1, round(retry_after))))
+        # Rounded up: a client that waits the advertised seconds must find room.
+        self.headers.setdefault("Retry-After", str(max(1, math.ceil(retry_after))))
 
 
 class UpstreamError(LatticeError):

@@ -114,8 +114,9 @@ async def test_a_flood_from_one_key_cannot_push_another_past_its_deadline(gatewa
         service = await service_seconds(client)
         flood = [asyncio.create_task(ask(client, 0, 60_000 * service, key="flood")) for _ in range(6)]
         await asyncio.sleep(min(0.3, service / 4))
-        # first-come-first-served would start the second polite call after 5 flood calls; turns give ~4
-        polite = await asyncio.gather(*(ask(client, 0, 5_000 * service, key="polite") for _ in range(2)))
+        # first-come-first-served would finish the second polite call after ~8 service times (6 flood
+        # calls and the first polite one ahead of it); taking turns, after ~4. The deadline sits between.
+        polite = await asyncio.gather(*(ask(client, 0, 6_500 * service, key="polite") for _ in range(2)))
         flooded = await asyncio.gather(*flood)
     for answer in [*polite, *flooded]:
         check_answer(answer)

@@ -16,7 +16,16 @@ from aiohttp import web
 
 from tests.support.procs import free_port
 
-MODELS = ["ok-model", "boom-500", "garbage", "bad-request", "slow-stream", "die-mid-stream", "rate-limited"]
+MODELS = [
+    "ok-model",
+    "embed-model",
+    "boom-500",
+    "garbage",
+    "bad-request",
+    "slow-stream",
+    "die-mid-stream",
+    "rate-limited",
+]
 
 
 @dataclass
@@ -73,6 +82,11 @@ def build_app(rec: Recorder) -> web.Application:
             finally:
                 rec.stream_closed.set()
             return resp
+        if body.get("stream"):
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            await resp.write(_chunk("ok") + b"data: [DONE]\n\n")
+            return resp
         message = {"role": "assistant", "content": "ok"}
         usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
         return web.json_response(
@@ -85,9 +99,34 @@ def build_app(rec: Recorder) -> web.Application:
             }
         )
 
+    async def completions(request: web.Request) -> web.Response:
+        body = await request.json()
+        rec.headers.append(dict(request.headers))
+        rec.bodies.append(body)
+        usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+        choice = {"index": 0, "text": "ok", "finish_reason": "stop"}
+        if body.get("stream"):
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            chunk = {"object": "text_completion", "model": body.get("model"), "choices": [choice]}
+            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n")
+            return resp
+        return web.json_response(
+            {"id": "c", "object": "text_completion", "model": body.get("model"), "choices": [choice], "usage": usage}
+        )
+
+    async def embeddings(request: web.Request) -> web.Response:
+        body = await request.json()
+        rec.headers.append(dict(request.headers))
+        rec.bodies.append(body)
+        item = {"object": "embedding", "index": 0, "embedding": [0.0, 1.0]}
+        return web.json_response({"object": "list", "model": body.get("model"), "data": [item]})
+
     app = web.Application()
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/embeddings", embeddings)
     return app
 
 

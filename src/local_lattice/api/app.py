@@ -1,5 +1,5 @@
-"""The app factory: routes, the front door, CORS, exception rendering and the lifespan that builds
-the gateway state. Nothing imports this module but the CLI and tests."""
+"""The app factory: the route table, the front door and guard, exception rendering and the lifespan
+that builds the gateway state. Nothing imports this module but the CLI and tests."""
 
 from __future__ import annotations
 
@@ -7,23 +7,36 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from local_lattice.api import payload, routes_anthropic, routes_observability, routes_responses, routes_routing
+from local_lattice.api import (
+    openapi,
+    payload,
+    routes_anthropic,
+    routes_observability,
+    routes_responses,
+    routes_routing,
+    routes_swarm,
+)
 from local_lattice.api import routes_openai as r
-from local_lattice.api import routes_swarm as swarm
+from local_lattice.api.guard import Guard
 from local_lattice.api.middleware import FrontDoor
+from local_lattice.api.route_table import RouteSpec, generating_paths, public_paths
 from local_lattice.backends.base import Backend
 from local_lattice.config import Config
 from local_lattice.dashboard import routes as dashboard
 from local_lattice.errors import LatticeError, NotFound
 from local_lattice.gateway import Gateway
+from local_lattice.security.cors import CorsPolicy
+from local_lattice.security.keys import KeyRing
+from local_lattice.security.limits import Limiter
+from local_lattice.security.redact import Redactor
 
 log = logging.getLogger("lattice.api")
 
@@ -59,24 +72,49 @@ async def render_unexpected(request: Request, exc: Exception) -> Response:
     return payload.json_response(error.envelope(), status=500)
 
 
-def routes(config: Config | None = None) -> list[Route]:
-    extra = dashboard.routes() if config is None or config.dashboard.enabled else []
+def route_specs(config: Config) -> list[RouteSpec]:
+    """Every route's spec: each ``routes_*`` module contributes its ``ROUTES`` table."""
     return [
-        *extra,
-        Route("/metrics", routes_observability.metrics, methods=["GET"]),
-        Route("/healthz", r.healthz, methods=["GET"]),
-        Route("/v1/models", r.list_models, methods=["GET"]),
-        Route("/v1/chat/completions", r.chat_completions, methods=["POST"]),
-        Route("/v1/completions", r.completions, methods=["POST"]),
-        Route("/v1/embeddings", r.embeddings, methods=["POST"]),
-        Route("/v1/responses", routes_responses.create_response, methods=["POST"]),
-        Route("/v1/resolve", routes_routing.resolve_dry_run, methods=["POST"]),
-        Route("/v1/messages", routes_anthropic.messages, methods=["POST"]),
-        Route("/swarm/models", swarm.swarm_models, methods=["GET"]),
-        Route("/swarm/vote", swarm.vote, methods=["POST"]),
-        Route("/swarm/fanout", swarm.fanout, methods=["POST"]),
-        Route("/swarm/pipeline", swarm.pipeline, methods=["POST"]),
-        Route("/swarm/debate", swarm.debate, methods=["POST"]),
+        *r.ROUTES,
+        *routes_responses.ROUTES,
+        *routes_anthropic.ROUTES,
+        *routes_routing.ROUTES,
+        *routes_swarm.ROUTES,
+        *routes_observability.routes(public=config.observability.metrics_public),
+        *(dashboard.route_specs() if config.dashboard.enabled else ()),
+        *openapi.ROUTES,
+    ]
+
+
+def routes(config: Config) -> list[Route]:
+    return [spec.route() for spec in route_specs(config)]
+
+
+def redactor_for(config: Config) -> Redactor:
+    """Masks this deployment's client keys and backends' keys (and key-shaped text) in logs."""
+    secrets = [key for _, key in config.server.named_keys()]
+    secrets.extend(b.api_key.get_secret_value() for b in config.backends if b.api_key is not None)
+    return Redactor(secrets)
+
+
+def _middleware(config: Config, specs: list[RouteSpec]) -> list[Middleware]:
+    server, limits = config.server, config.limits
+    public = public_paths(specs)
+    cors = CorsPolicy(server.cors_origins, server.cors_allow_credentials) if server.cors_origins else None
+    limiter = Limiter(limits.per_key, limits.per_ip, limits.keys, limits.max_tracked_clients)
+    page_headers = ((dashboard.PREFIX, ((b"content-security-policy", dashboard.CSP.encode()),)),)
+    return [
+        Middleware(
+            FrontDoor,
+            keys=KeyRing(server.named_keys()),
+            max_request_bytes=server.max_request_bytes,
+            public_paths=public,
+            prefix_headers=page_headers,
+            cors=cors,
+        ),
+        Middleware(
+            Guard, limits=limits, limiter=limiter, generating_paths=generating_paths(specs), public_paths=public
+        ),
     ]
 
 
@@ -99,33 +137,10 @@ def create_app(
         finally:
             await gateway.aclose()
 
-    server = config.server
-    middleware = [
-        Middleware(
-            FrontDoor,
-            api_keys=[k.get_secret_value() for k in server.api_keys],
-            max_request_bytes=server.max_request_bytes,
-            public_prefixes=(dashboard.PUBLIC_PREFIX, *(("/metrics",) if config.observability.metrics_public else ())),
-            protected_prefixes=(dashboard.PROTECTED_PREFIX,),
-            prefix_headers=((dashboard.PREFIX, ((b"content-security-policy", dashboard.CSP.encode()),)),),
-        )
-    ]
-    if server.cors_origins:
-        wildcard = "*" in server.cors_origins
-        middleware.insert(
-            0,
-            Middleware(
-                CORSMiddleware,
-                allow_origins=server.cors_origins,
-                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-                allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-Id", "anthropic-version"],
-                allow_credentials=not wildcard,
-                expose_headers=["X-Request-Id", "X-Model-Routed-To", "X-Model-Resolution"],
-            ),
-        )
-    return Starlette(
-        routes=routes(config),
-        middleware=middleware,
+    specs = route_specs(config)
+    app = Starlette(
+        routes=[spec.route() for spec in specs],
+        middleware=_middleware(config, specs),
         exception_handlers={
             LatticeError: render_lattice_error,
             HTTPException: render_http_error,
@@ -133,3 +148,6 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    app.state.openapi = orjson.dumps(openapi.openapi_document(specs, config.limits))
+    app.state.redactor = redactor_for(config)
+    return app

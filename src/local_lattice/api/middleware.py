@@ -1,25 +1,36 @@
 """Pure ASGI middleware: the front door every HTTP request passes.
 
-``FrontDoor`` stamps the start time and request id into the scope, adds the hardening headers and
-``X-Request-Id`` to every response, enforces the body cap and checks the API key. It is one layer on
-purpose: each ASGI layer costs a call per message on the hot path. It knows nothing of routes
-beyond the short list of public paths.
+``FrontDoor`` stamps the start time and request id into the scope (and the request-id context
+variable the log filter reads), adds the hardening headers, ``X-Request-Id`` and any CORS headers
+to every response (errors included), answers CORS preflights, refuses keys in the query string,
+checks the API key (recording the key's *name* as ``scope["state"]["key_name"]``) and enforces the
+body cap. It is one layer on purpose: each ASGI layer costs a call per message on the hot path.
+It knows nothing of routes beyond the set of public paths it is given.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import logging
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from local_lattice.errors import AuthenticationFailed, LatticeError, PayloadTooLarge
+from local_lattice.errors import (
+    AuthenticationFailed,
+    HeadersTooLarge,
+    InvalidRequest,
+    LatticeError,
+    PayloadTooLarge,
+)
 from local_lattice.observability.logs import REQUEST_ID
+from local_lattice.security.cors import CorsPolicy
+from local_lattice.security.keys import ANONYMOUS, KeyRing
+
+log = logging.getLogger("lattice.api")
 
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
@@ -29,11 +40,12 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})
-
-
-def key_name(key: str) -> str:
-    """A stable, non-reversible name for an API key (ledger and dashboard show this, never the key)."""
-    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:8]
+# Query parameters that look like credentials: refused so keys never sit in URLs, proxies' logs or history.
+# The HTTP parser refuses far larger header blocks (with a bare 400); below its bound this answers first.
+MAX_HEADER_BYTES = 32 * 1024
+QUERY_KEY_NAMES = frozenset({b"api_key", b"api-key", b"apikey", b"key", b"access_token", b"token", b"x-api-key"})
+NO_KEY = "missing or invalid API key: send X-API-Key or Authorization: Bearer"
+QUERY_KEY = "API keys in the URL are refused (they leak into logs and history): send X-API-Key or Authorization: Bearer"
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -43,8 +55,25 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+def presented_keys(scope: Scope) -> list[bytes]:
+    """Every credential the request carries: ``X-API-Key`` and/or ``Authorization`` (which must be
+    ``Bearer <key>``; anything else there is malformed and comes back empty)."""
+    found = []
+    given = _header(scope, b"x-api-key")
+    if given is not None:
+        found.append(given)
+    auth = _header(scope, b"authorization")
+    if auth is not None:
+        found.append(auth[7:].strip() if auth[:7].lower() == b"bearer " else b"")
+    return found
+
+
+def has_query_key(query: bytes) -> bool:
+    return any(part.partition(b"=")[0].lower() in QUERY_KEY_NAMES for part in query.split(b"&"))
+
+
 async def send_error(send: Send, exc: LatticeError, extra_headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-    """Render ``exc`` as the OpenAI envelope straight onto the wire (used before routing)."""
+    """Render ``exc`` as the OpenAI envelope straight onto the wire (used outside routing)."""
     body = orjson.dumps(exc.envelope())
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers.extend((k.lower().encode(), v.encode()) for k, v in exc.headers.items())
@@ -58,24 +87,27 @@ class FrontDoor:
         self,
         app: ASGIApp,
         *,
-        api_keys: Sequence[str],
+        keys: KeyRing,
         max_request_bytes: int,
+        public_paths: Collection[str] = PUBLIC_PATHS,
         public_prefixes: Sequence[str] = (),
         protected_prefixes: Sequence[str] = (),
         prefix_headers: Sequence[tuple[str, Sequence[tuple[bytes, bytes]]]] = (),
+        cors: CorsPolicy | None = None,
     ) -> None:
         """``public_prefixes`` need no key, except paths under ``protected_prefixes`` (a page's API);
         ``prefix_headers`` adds headers to every response under a prefix (a page's CSP)."""
         self.app = app
-        self.keys = [key.encode() for key in api_keys]
-        self.key_names = [key_name(key) for key in api_keys]
+        self.keys = keys
         self.max_request_bytes = max_request_bytes
+        self.public_paths = frozenset(public_paths)
         self.public_prefixes = tuple(public_prefixes)
         self.protected_prefixes = tuple(protected_prefixes)
         self.prefix_headers = tuple((prefix, tuple(headers)) for prefix, headers in prefix_headers)
+        self.cors = cors
 
-    def _public(self, path: str) -> bool:
-        if path in PUBLIC_PATHS:
+    def _is_public(self, path: str) -> bool:
+        if path in self.public_paths:
             return True
         return bool(
             self.public_prefixes
@@ -83,66 +115,69 @@ class FrontDoor:
             and not (self.protected_prefixes and path.startswith(self.protected_prefixes))
         )
 
-    def _authorized(self, scope: Scope) -> bool:
-        if not self.keys:
-            return True
-        path: str = scope["path"]
-        if self._public(path):
-            return True
-        if scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method") is not None:
-            return True  # CORS preflight carries no credentials by design
-        given = _header(scope, b"x-api-key")
-        if given is None:
-            auth = _header(scope, b"authorization")
-            if auth is not None and auth[:7].lower() == b"bearer ":
-                given = auth[7:].strip()
-        if not given:
-            return False
-        matched = -1
-        for index, key in enumerate(self.keys):  # compare with every key: timing says nothing of which matched
-            if hmac.compare_digest(given, key):
-                matched = index
-        if matched < 0:
-            return False
-        scope["state"]["key_name"] = self.key_names[matched]
-        return True
+    def _refusal(self, scope: Scope) -> LatticeError | None:
+        """Why this request may not pass, or None; records the key's name when it may."""
+        state = scope["state"]
+        if not self.keys or self._is_public(scope["path"]):
+            state["key_name"] = ANONYMOUS
+            return None
+        if scope["query_string"] and has_query_key(scope["query_string"]):
+            return AuthenticationFailed(QUERY_KEY, code="api_key_in_query")
+        # A malformed credential is refused outright; otherwise one valid key admits (its name is recorded).
+        presented = presented_keys(scope)
+        if b"" in presented:
+            return AuthenticationFailed(NO_KEY)
+        names = [name for name in map(self.keys.match, presented) if name is not None]
+        if not names:
+            return AuthenticationFailed(NO_KEY)
+        state["key_name"] = names[0]
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
         rid = _header(scope, b"x-request-id")
         if rid is None or not _REQUEST_ID.match(rid):
             rid = os.urandom(8).hex().encode()
         state = scope.setdefault("state", {})
-        state["started"] = started
+        state["started"] = time.perf_counter()
         state["request_id"] = rid.decode()
-        extra: tuple[tuple[bytes, bytes], ...] = (*SECURITY_HEADERS, (b"x-request-id", rid))
-        for prefix, headers in self.prefix_headers:
-            if scope["path"].startswith(prefix):
-                extra = (*extra, *headers)
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *extra]
-            await send(message)
-
         token = REQUEST_ID.set(state["request_id"])
         try:
-            await self._guarded(scope, receive, send_with_headers)
+            await self._serve(scope, receive, send, rid)
         finally:
             REQUEST_ID.reset(token)
 
-    async def _guarded(self, scope: Scope, receive: Receive, send_with_headers: Send) -> None:
-        if not self._authorized(scope):
-            await send_error(
-                send_with_headers,
-                AuthenticationFailed("missing or invalid API key: send X-API-Key or Authorization: Bearer"),
-            )
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, rid: bytes) -> None:
+        extra = [*SECURITY_HEADERS, (b"x-request-id", rid)]
+        for prefix, headers in self.prefix_headers:
+            if scope["path"].startswith(prefix):
+                extra.extend(headers)
+        origin = _header(scope, b"origin") if self.cors is not None else None
+        if self.cors is not None:
+            preflight = scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method") is not None
+            if preflight and origin is not None:
+                await self._preflight(self.cors, origin, send, extra)
+                return
+            extra.extend(self.cors.response_headers(origin))
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        refusal = self._refusal(scope)
+        if sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEADER_BYTES:
+            refusal = HeadersTooLarge(f"request headers are larger than {MAX_HEADER_BYTES} bytes")
+        if refusal is not None:
+            await send_error(send_with_headers, refusal)
             return
-        length = _header(scope, b"content-length")
         limit = self.max_request_bytes
+        length = _header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             await send_error(send_with_headers, PayloadTooLarge(f"request body is larger than {limit} bytes"))
             return
@@ -157,4 +192,22 @@ class FrontDoor:
                     raise PayloadTooLarge(f"request body is larger than {limit} bytes")
             return message
 
-        await self.app(scope, receive_capped, send_with_headers)
+        try:
+            await self.app(scope, receive_capped, send_with_headers)
+        except Exception:
+            if started:
+                raise
+            # A bug below the exception handlers: still an envelope with every header, never a traceback.
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            await send_error(send_with_headers, LatticeError("internal error; the gateway keeps running"))
+
+    @staticmethod
+    async def _preflight(cors: CorsPolicy, origin: bytes, send: Send, extra: list[tuple[bytes, bytes]]) -> None:
+        allowed = cors.preflight_headers(origin)
+        if not allowed:
+            refusal = InvalidRequest("this origin may not call the gateway", code="cors_origin_not_allowed")
+            await send_error(send, refusal, extra)
+            return
+        headers = [*allowed, *extra, (b"content-length", b"0")]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from local_lattice.errors import InvalidRequest
+from local_lattice.security.inputs import decode_json
 
 JSON = "application/json"
 
@@ -20,11 +21,9 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 async def read_json(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    """The JSON object body; on ``generates`` routes the guard has decoded and checked it already."""
+    state = request.scope["state"]
+    data = state.pop("json") if "json" in state else decode_json(await request.body())
     if not isinstance(data, dict):
         raise InvalidRequest("request body must be a JSON object", code="invalid_json")
     return data

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from local_lattice.api import dispatch
 from local_lattice.api.payload import json_response, read_json, validate
+from local_lattice.api.route_table import UPSTREAM_ERRORS, RouteSpec
 from local_lattice.api.sse import SSEResponse, named_event, named_events
 from local_lattice.errors import LatticeError
 from local_lattice.protocol.anthropic import (
@@ -75,3 +76,9 @@ async def _events(
             yield event
     finally:
         await rest.aclose()
+
+
+ROUTES = (
+    RouteSpec("/v1/messages", messages, ("POST",), "Anthropic Messages API on any backend", MessagesRequest,
+              streams=True, generates=True, errors=UPSTREAM_ERRORS, tags=("anthropic",)),
+)  # fmt: skip

@@ -11,6 +11,7 @@ from collections import Counter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from local_lattice.api.route_table import RouteSpec
 from local_lattice.gateway import Gateway
 from local_lattice.observability.metrics import CONTENT_TYPE
 
@@ -22,3 +23,8 @@ async def metrics(request: Request) -> Response:
     loaded = Counter(m.backend for m in snapshot.models if m.loaded)
     gateway.observer.metrics.set_models((name, available[name], loaded[name]) for name in gateway.backends)
     return Response(gateway.observer.metrics.render(), media_type=CONTENT_TYPE)
+
+
+def routes(*, public: bool) -> tuple[RouteSpec, ...]:
+    """``/metrics``: protected by the key unless ``[observability] metrics_public``."""
+    return (RouteSpec("/metrics", metrics, summary="Prometheus metrics", public=public, tags=("meta",)),)

@@ -13,8 +13,10 @@ from starlette.responses import Response
 from local_lattice.api import dispatch, routes_swarm
 from local_lattice.api.dispatch import gateway_of
 from local_lattice.api.payload import JSON, json_response, read_json, validate
+from local_lattice.api.route_table import UPSTREAM_ERRORS, RouteSpec
 from local_lattice.api.sse import SSEResponse, chat_failure, sse_bytes
 from local_lattice.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from local_lattice.protocol.outputs import ChatCompletion, EmbeddingList, Health, ModelList, TextCompletion
 from local_lattice.types import Endpoint
 
 _MODELS: dict[str, type[BaseModel]] = {
@@ -77,3 +79,19 @@ async def healthz(request: Request) -> Response:
         {"status": "ok" if ok else "unavailable", "backends": backends, "admission": gateway.admission.snapshot()},
         status=200 if ok else 503,
     )
+
+
+ROUTES = (
+    RouteSpec("/healthz", healthz, summary="Gateway and backend health", public=True, response_model=Health,
+              errors=(503,), tags=("meta",)),
+    RouteSpec("/v1/models", list_models, summary="Models the backends really serve", response_model=ModelList,
+              errors=(502, 503), tags=("openai",)),
+    RouteSpec("/v1/chat/completions", chat_completions, ("POST",), "Chat completion (streams with stream: true)",
+              ChatCompletionRequest, ChatCompletion, streams=True, generates=True, errors=UPSTREAM_ERRORS,
+              tags=("openai",)),
+    RouteSpec("/v1/completions", completions, ("POST",), "Text completion (streams with stream: true)",
+              CompletionRequest, TextCompletion, streams=True, generates=True, errors=UPSTREAM_ERRORS,
+              tags=("openai",)),
+    RouteSpec("/v1/embeddings", embeddings, ("POST",), "Embeddings", EmbeddingRequest, EmbeddingList,
+              generates=True, errors=UPSTREAM_ERRORS, tags=("openai",)),
+)  # fmt: skip

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from local_lattice.api import dispatch
 from local_lattice.api.payload import json_response, read_json, validate
+from local_lattice.api.route_table import UPSTREAM_ERRORS, RouteSpec
 from local_lattice.api.sse import SSEResponse, named_event, named_events, openai_error_data
 from local_lattice.protocol.openai import ChatCompletionRequest
 from local_lattice.protocol.responses import ResponsesRequest, ResponseStream, from_chat, to_chat
@@ -54,3 +55,9 @@ async def create_response(request: Request) -> Response | SSEResponse:
     answer = await dispatch.complete(prepared)
     prepared.finish(200)
     return json_response(from_chat(orjson.loads(answer.content), parsed), headers=prepared.headers)
+
+
+ROUTES = (
+    RouteSpec("/v1/responses", create_response, ("POST",), "OpenAI Responses API on any chat model",
+              ResponsesRequest, streams=True, generates=True, errors=UPSTREAM_ERRORS, tags=("openai",)),
+)  # fmt: skip

@@ -10,6 +10,8 @@ from starlette.responses import Response
 
 from local_lattice.api.dispatch import gateway_of
 from local_lattice.api.payload import json_response, read_json
+from local_lattice.api.route_table import RouteSpec
+from local_lattice.protocol.openai import ChatCompletionRequest
 from local_lattice.types import Endpoint, JSONObject
 
 # The swarm layer's documented defaults (SWARM_CHAT_DEFAULT_MODELS, _STRATEGY, _AUTO_MAX), reported
@@ -51,3 +53,9 @@ async def resolve_dry_run(request: Request) -> Response:
         },
         headers=headers,
     )
+
+
+ROUTES = (
+    RouteSpec("/v1/resolve", resolve_dry_run, ("POST",), "Which model a request would get, and why (runs nothing)",
+              ChatCompletionRequest, errors=(404,), tags=("routing",)),
+)  # fmt: skip

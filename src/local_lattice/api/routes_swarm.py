@@ -15,6 +15,7 @@ from starlette.responses import Response
 from local_lattice.admission import QueueContext
 from local_lattice.api.dispatch import gateway_of
 from local_lattice.api.payload import json_response, read_json
+from local_lattice.api.route_table import UPSTREAM_ERRORS, RouteSpec
 from local_lattice.api.sse import SSEResponse, sse_bytes
 from local_lattice.errors import InvalidRequest
 from local_lattice.gateway import Gateway
@@ -278,3 +279,17 @@ async def chat(request: Request, body: JSONObject) -> Response | SSEResponse:
         headers["X-Swarm-Deprecated"] = f"{body['model']} is deprecated; use {canonical}"
     runner, ctx = _runner(gateway, request), _ctx(gateway, request, body)
     return await _respond(request, body, lambda sink: run_vote(runner, plan, ctx, sink), headers)
+
+
+_SWARM_ERRORS = (*UPSTREAM_ERRORS, 504)
+ROUTES = (
+    RouteSpec("/swarm/models", swarm_models, summary="Models, roles and swarm settings", tags=("swarm",)),
+    RouteSpec("/swarm/vote", vote, ("POST",), "Fanout, then a judge picks the best answer", streams=True,
+              generates=True, errors=_SWARM_ERRORS, tags=("swarm",)),
+    RouteSpec("/swarm/fanout", fanout, ("POST",), "The same prompt to several models in parallel", streams=True,
+              generates=True, errors=_SWARM_ERRORS, tags=("swarm",)),
+    RouteSpec("/swarm/pipeline", pipeline, ("POST",), "Sequential steps with {{name}} templates", streams=True,
+              generates=True, errors=_SWARM_ERRORS, tags=("swarm",)),
+    RouteSpec("/swarm/debate", debate, ("POST",), "Rounds of debate, then a judge synthesizes", streams=True,
+              generates=True, errors=_SWARM_ERRORS, tags=("swarm",)),
+)  # fmt: skip

@@ -24,6 +24,7 @@ from local_lattice.errors import (
     UpstreamError,
     UpstreamStatusError,
 )
+from local_lattice.security.redact import Redactor
 from local_lattice.types import (
     BackendHealth,
     BackendRequest,
@@ -90,6 +91,8 @@ class OpenAIBackend:
         if config.api_key is not None:
             headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
         self._headers = headers
+        # An upstream may echo the key it was sent in an error body; that text reaches clients and logs.
+        self._redactor = Redactor([config.api_key.get_secret_value()] if config.api_key is not None else [])
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -126,7 +129,7 @@ class OpenAIBackend:
             raise UpstreamError(f"backend {self.name!r} failed: {type(exc).__name__}", backend=self.name) from None
 
     def _raise_for_status(self, status: int, body: bytes, retry_after: str | None = None) -> None:
-        message = f"backend {self.name!r} answered {status}: {error_message(body)}"
+        message = f"backend {self.name!r} answered {status}: {self._redactor.text(error_message(body))}"
         if status == 429:
             wait = float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else 1.0
             raise RateLimited(message, retry_after=wait, code="upstream_429")
@@ -138,8 +141,17 @@ class OpenAIBackend:
         return aiohttp.ClientTimeout(total=request.timeout or self.config.timeout, connect=self.config.connect_timeout)
 
     def prepare_body(self, request: BackendRequest) -> dict[str, Any]:
-        """The body sent upstream; subclasses add vendor fields."""
-        body = request.body
+        """The body sent upstream; subclasses add vendor fields.
+
+        Nulls at the top level and in messages are dropped: in OpenAI's API ``"top_p": null`` means
+        "the default", which leaving the field out says to every server (llama.cpp's refuses the
+        null with a 500)."""
+        body = {key: value for key, value in request.body.items() if value is not None}
+        messages = body.get("messages")
+        if isinstance(messages, list):
+            body["messages"] = [
+                {k: v for k, v in m.items() if v is not None} if isinstance(m, dict) else m for m in messages
+            ]
         body["model"] = request.model
         return body
 
@@ -196,7 +208,8 @@ class OpenAIBackend:
                 f"backend {self.name!r} streamed something that is not JSON", backend=self.name
             ) from None
         if isinstance(data, dict) and isinstance(data.get("error"), dict | str):
-            raise UpstreamError(f"backend {self.name!r} failed mid-stream: {error_message(payload)}", backend=self.name)
+            detail = self._redactor.text(error_message(payload))
+            raise UpstreamError(f"backend {self.name!r} failed mid-stream: {detail}", backend=self.name)
         return StreamChunk(payload, usage_of(data))
 
     async def models(self) -> list[ModelInfo]:

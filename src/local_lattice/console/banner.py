@@ -53,7 +53,7 @@ async def render(gateway: Gateway) -> Group:
     """The whole banner as one renderable (asks each backend for its health, bounded in time)."""
     config = gateway.config
     url = base_url(config)
-    keys = len(config.server.api_keys)
+    keys = len(config.server.named_keys())
     auth = f"on ({keys} key{'s' if keys != 1 else ''})" if keys else "off (no API key configured)"
     lines = [
         Text(f"Local Lattice {__version__}", style="bold"),

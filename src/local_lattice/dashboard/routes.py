@@ -15,8 +15,9 @@ import orjson
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Match, Route
+from starlette.routing import Match
 
+from local_lattice.api.route_table import RouteSpec
 from local_lattice.backends.base import ModelLoader
 from local_lattice.dashboard import snapshot
 from local_lattice.errors import InvalidRequest
@@ -78,7 +79,7 @@ def model_actions(request: Request) -> str:
 
 async def auth_info(request: Request) -> Response:
     """Public: whether the API needs a key, so the page asks for one instead of probing with a 401."""
-    return _json({"key_required": bool(_gateway(request).config.server.api_keys)})
+    return _json({"key_required": bool(_gateway(request).config.server.named_keys())})
 
 
 async def api_snapshot(request: Request) -> Response:
@@ -154,7 +155,8 @@ async def api_rescan(request: Request) -> Response:
     return _json({"models": len(inventory.models), "errors": dict(inventory.errors)})
 
 
-def routes() -> list[Route]:
+def route_specs() -> list[RouteSpec]:
+    """The page and its static files are public; its JSON API needs the key."""
     files = _files()
 
     def static(name: str) -> Any:
@@ -166,15 +168,25 @@ def routes() -> list[Route]:
     async def to_page(request: Request) -> Response:
         return RedirectResponse("/dashboard/", status_code=308, headers=PAGE_HEADERS)
 
+    def page(path: str, endpoint: Any, summary: str) -> RouteSpec:
+        return RouteSpec(path, endpoint, summary=summary, public=True, tags=("dashboard",))
+
+    def api(path: str, endpoint: Any, summary: str, methods: tuple[str, ...] = ("GET",)) -> RouteSpec:
+        return RouteSpec(path, endpoint, methods, summary, tags=("dashboard",))
+
     return [
-        Route("/dashboard", to_page, methods=["GET"]),
-        Route("/dashboard/", static("index.html"), methods=["GET"]),
-        Route("/dashboard/auth", auth_info, methods=["GET"]),
-        *(Route(f"/dashboard/static/{name}", static(name), methods=["GET"]) for name in STATIC if name != "index.html"),
-        Route("/dashboard/api/snapshot", api_snapshot, methods=["GET"]),
-        Route("/dashboard/api/config", api_config, methods=["GET"]),
-        Route("/dashboard/api/preferences", api_preferences, methods=["GET", "POST"]),
-        Route("/dashboard/api/models/load", api_models_load, methods=["POST"]),
-        Route("/dashboard/api/models/unload", api_models_unload, methods=["POST"]),
-        Route("/dashboard/api/admin/rescan", api_rescan, methods=["POST"]),
+        page("/dashboard", to_page, "Redirect to the dashboard"),
+        page("/dashboard/", static("index.html"), "The dashboard page"),
+        page("/dashboard/auth", auth_info, "Whether the dashboard needs a key"),
+        *(
+            page(f"/dashboard/static/{name}", static(name), f"Dashboard file {name}")
+            for name in STATIC
+            if name != "index.html"
+        ),
+        api("/dashboard/api/snapshot", api_snapshot, "Live state for the dashboard"),
+        api("/dashboard/api/config", api_config, "The configuration, secrets masked"),
+        api("/dashboard/api/preferences", api_preferences, "Runtime preferences", ("GET", "POST")),
+        api("/dashboard/api/models/load", api_models_load, "Load a discovered model", ("POST",)),
+        api("/dashboard/api/models/unload", api_models_unload, "Unload a model", ("POST",)),
+        api("/dashboard/api/admin/rescan", api_rescan, "Refresh every model list", ("POST",)),
     ]

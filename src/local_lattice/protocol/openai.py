@@ -7,19 +7,65 @@ meaning of ``model`` is the routing layer's business, so ``model`` accepts any J
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 
 class OpenAIBaseModel(BaseModel):
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    # strict: JSON types are taken as sent (no `false` read as 0.0, no `true` as token id 1).
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, strict=True)
 
 
-class ChatMessage(OpenAIBaseModel):
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[dict[str, Any]] | None = None
+# OpenAI's spec: a list of content parts has at least one part.
+def _whole(value: Any) -> Any:
+    """JSON's ``3.0`` is the integer 3 (JSON Schema agrees); other floats stay floats and fail."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# Strict models refuse `true` for a number; this keeps integral floats acceptable as integers.
+Int = Annotated[int, BeforeValidator(_whole)]
+PositiveInt = Annotated[int, Field(ge=1), BeforeValidator(_whole)]
+
+Content = str | Annotated[list[dict[str, Any]], Field(min_length=1)]
+
+
+class SystemMessage(OpenAIBaseModel):
+    role: Literal["system", "developer"]
+    content: Content
     name: str | None = None
+
+
+class UserMessage(OpenAIBaseModel):
+    role: Literal["user"]
+    content: Content
+    name: str | None = None
+
+
+class AssistantMessage(OpenAIBaseModel):
+    role: Literal["assistant"]
+    content: Content | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+class ToolMessage(OpenAIBaseModel):
+    role: Literal["tool"]
+    content: Content
+    tool_call_id: str
+
+
+class FunctionMessage(OpenAIBaseModel):
+    role: Literal["function"]
+    content: str | None
+    name: str
+
+
+# What each role must carry follows OpenAI's spec (a tool message without tool_call_id is refused
+# here rather than passed on for the upstream to fail on).
+ChatMessage = Annotated[
+    SystemMessage | UserMessage | AssistantMessage | ToolMessage | FunctionMessage, Field(discriminator="role")
+]
 
 
 class StreamOptions(OpenAIBaseModel):
@@ -40,19 +86,19 @@ class SamplingFields(OpenAIBaseModel):
     model: Any = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: PositiveInt | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    n: int | None = Field(None, ge=1, le=16)
+    n: Annotated[int, Field(ge=1, le=16), BeforeValidator(_whole)] | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: Int | None = None
     user: str | None = None
     queue: QueueOptions | None = None
 
 
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(..., min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: PositiveInt | None = None
     tools: list[dict[str, Any]] | None = None
     response_format: dict[str, Any] | None = None
 
@@ -63,6 +109,6 @@ class CompletionRequest(SamplingFields):
 
 class EmbeddingRequest(OpenAIBaseModel):
     model: Any = None
-    input: str | list[str] | list[int] | list[list[int]] = Field(...)
+    input: str | list[str] | list[Int] | list[list[Int]] = Field(...)
     encoding_format: Literal["float", "base64"] | None = None
-    dimensions: int | None = Field(None, ge=1)
+    dimensions: PositiveInt | None = None

@@ -206,5 +206,6 @@ def test_rescan(client: TestClient) -> None:
 
 def test_dashboard_can_be_turned_off(tmp_path: Path) -> None:
     with app_with(tmp_path, MLX_DASHBOARD_ENABLED="0") as client:
-        assert client.get("/dashboard/").status_code == 404
+        assert client.get("/dashboard/", headers=AUTH).status_code == 404
+        assert client.get("/dashboard/").status_code == 401  # no longer public: an unknown path, key first
         assert client.get("/dashboard/api/snapshot", headers=AUTH).status_code == 404

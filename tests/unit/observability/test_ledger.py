@@ -11,7 +11,6 @@ import pytest
 from starlette.testclient import TestClient
 
 from local_lattice.api.app import create_app
-from local_lattice.api.middleware import key_name
 from local_lattice.backends.fake import FakeBackend
 from local_lattice.observability.ledger import Ledger, default_path, parse_window, resolve_path, summary
 from tests.unit.observability.conftest import AUTH, KEY, make_config
@@ -34,7 +33,7 @@ def test_rows_survive_a_restart_and_hold_no_prompts(fake: FakeBackend, ledger_pa
     assert by_model["m1"].errors == 0
     assert by_model["m1"].input_tokens == 9
     assert by_model[""].errors == 1
-    assert {row.key_name for row in rows} == {key_name(KEY)}
+    assert {row.key_name for row in rows} == {"key-1"}  # the key's name, never the key
     raw = b"".join(p.read_bytes() for p in ledger_path.parent.glob(ledger_path.name + "*"))
     assert SECRET_PROMPT.encode() not in raw
     assert KEY.encode() not in raw

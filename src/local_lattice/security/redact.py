@@ -1,0 +1,71 @@
+"""Redaction of secrets from text the gateway writes: logs, error messages, anything rendered.
+
+Patterns catch the usual shapes (``sk-…`` keys, ``Bearer …`` tokens, ``x-api-key: …`` and key-like
+query parameters); a ``Redactor`` also knows the literal keys of this deployment (client keys and
+the backends' own keys). ``LogFilter`` applies it to every log record and stamps the record with the
+current request id, so a log format can print ``%(request_id)s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+
+MASK = "***"
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"), "sk-" + MASK),
+    (re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+"), r"\1" + MASK),
+    (re.compile(r"(?i)\b(x-api-key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;]+"), r"\1" + MASK),
+    (re.compile(r"(?i)\b((?:api[_-]?key|access_token|key|token)=)[^&\s\"']+"), r"\1" + MASK),
+)
+# Very short "keys" would mask ordinary words; such keys are refused nowhere but redacted by shape only.
+_MIN_LITERAL = 6
+
+
+def redact(text: str) -> str:
+    """``text`` with key-shaped substrings masked."""
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class Redactor:
+    """Masks this deployment's literal secrets as well as key-shaped text."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        literal = sorted({s for s in secrets if len(s) >= _MIN_LITERAL}, key=len, reverse=True)
+        self._literal = re.compile("|".join(re.escape(s) for s in literal)) if literal else None
+
+    def text(self, text: str) -> str:
+        if self._literal is not None:
+            text = self._literal.sub(MASK, text)
+        return redact(text)
+
+
+class LogFilter(logging.Filter):
+    """Redacts every record's message (and traceback). (The request id is stamped by
+    ``observability.logs.RequestIdFilter``.)"""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = self.redactor.text(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info:
+            # Another handler may have formatted the traceback already; mask whichever text will be printed.
+            text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            record.exc_text = self.redactor.text(text)
+        return True
+
+
+def install(redactor: Redactor, logger: logging.Logger | None = None) -> LogFilter:
+    """Attach one ``LogFilter`` to every handler of ``logger`` (the root logger by default)."""
+    log_filter = LogFilter(redactor)
+    for handler in (logger or logging.getLogger()).handlers:
+        handler.addFilter(log_filter)
+    return log_filter

@@ -1,0 +1,102 @@
+"""Schemathesis against ``/openapi.json`` on the live gateway process: every generated case (valid
+and invalid bodies, odd headers, missing keys) must get an answer that is not a server error and
+that matches the document — status, content type and body schema.
+
+Two upstreams: the scripted one takes the whole generated space (≥ 1,000 cases over every route),
+the real llama.cpp server with SmolLM2 a sample of valid bodies through the generation routes with
+small token budgets (see ``tests/support/fuzz_hooks.py`` for what that sample keeps well formed). The scripted
+upstream also records every request it saw: none carries the client's key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support.models import SMOLLM2_ID
+from tests.support.procs import PYTHON, RunningProcess
+from tests.support.servers import gateway_process
+from tests.support.upstream import scripted_upstream
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+ST = str(Path(PYTHON).with_name("st"))
+KEY = "fuzz-key-0123456789"
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_schema_conformance",
+        "negative_data_rejection",
+        "positive_data_acceptance",
+        "ignored_auth",
+    ]
+)
+GATEWAY = f"""
+[server]
+api_keys = [{{ name = "fuzzer", key = "{KEY}" }}]
+[limits]
+max_tokens_limit = 8
+"""
+
+
+def run_schemathesis(gateway: RunningProcess, examples: int, env: dict[str, str], *extra: str) -> tuple[int, str]:
+    """Run ``st``; return the number of generated cases and the report (asserting none failed)."""
+    argv = [
+        ST, "run", gateway.url + "/openapi.json",
+        "-H", f"X-API-Key: {KEY}",
+        "--checks", CHECKS,
+        "--max-examples", str(examples),
+        "--workers", "1",
+        "--seed", "20261127",
+        "--request-timeout", "120",
+        *extra,
+    ]  # fmt: skip
+    hooks_env = {"SCHEMATHESIS_HOOKS": "tests.support.fuzz_hooks", "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    result = subprocess.run(
+        argv, cwd=ROOT, env={**os.environ, **hooks_env, **env}, capture_output=True, text=True, timeout=1200
+    )
+    report = result.stdout + result.stderr
+    counts = re.search(r"(\d+) generated, (\d+) passed", report)
+    assert result.returncode == 0, report[-20000:] + "\n--- gateway log ---\n" + gateway.log()
+    assert counts is not None, report
+    generated, passed = int(counts.group(1)), int(counts.group(2))
+    assert generated == passed, report[-5000:]
+    print(f"schemathesis: {generated} cases generated, {passed} passed, 0 failures")
+    return generated, report
+
+
+def test_fuzz_against_a_scripted_upstream_and_no_key_reaches_it() -> None:
+    with scripted_upstream() as (url, recorder):
+        toml = GATEWAY + f'[[backends]]\nname = "scripted"\nurl = "{url}"\napi_key = "upstream-own-key-abcdef"\n'
+        with gateway_process(toml) as gateway:
+            env = {"FUZZ_CHAT_MODEL": "ok-model", "FUZZ_EMBED_MODEL": "embed-model"}
+            generated, _ = run_schemathesis(gateway, 150, env)
+            log = gateway.log()
+    assert generated >= 1000
+    assert len(recorder.headers) > 100  # the cases really travelled to the upstream
+    for headers in recorder.headers:
+        lowered = {k.lower(): v for k, v in headers.items()}
+        assert KEY not in str(headers)
+        assert lowered.get("authorization") == "Bearer upstream-own-key-abcdef"
+        assert "x-api-key" not in lowered
+        assert "cookie" not in lowered
+    assert KEY not in log
+    assert "Traceback" not in log
+
+
+def test_fuzz_sample_against_the_real_model(smollm2_server: RunningProcess) -> None:
+    toml = GATEWAY + f'[[backends]]\nname = "llama"\nurl = "{smollm2_server.url}"\n'
+    with gateway_process(toml) as gateway:
+        env = {"FUZZ_CHAT_MODEL": SMOLLM2_ID, "FUZZ_REAL_UPSTREAM": "1", "FUZZ_MAX_TOKENS": "4"}
+        # Positive mode: the hook makes bodies well formed, so invalid ones would arrive repaired.
+        generated, _ = run_schemathesis(gateway, 40, env, "--include-path-regex", "completions", "--mode", "positive")
+        log = gateway.log()
+    assert generated >= 200
+    assert "Traceback" not in log
