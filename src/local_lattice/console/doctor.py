@@ -47,7 +47,8 @@ def load_checked(path: Path | None, env: Mapping[str, str]) -> tuple[Config | No
     findings = [Finding("config", "ok", f"{path or 'defaults and environment'} is valid")]
     try:
         check_bind(config.server)
-        auth = f"{len(config.server.named_keys())} API key(s)" if config.server.named_keys() else "no API key (loopback only)"
+        keys = len(config.server.named_keys())
+        auth = f"{keys} API key(s)" if keys else "no API key (loopback only)"
         findings.append(Finding("bind", "ok", f"{config.server.host}:{config.server.port}, {auth}"))
     except ConfigError as exc:
         findings.append(Finding("bind", "fail", str(exc), "set MIDDLE_LAYER_API_KEY or bind 127.0.0.1"))
