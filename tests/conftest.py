@@ -7,13 +7,20 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.procs import RunningProcess
-from tests.support.servers import llama_server
+from tests.support.servers import embedding_server, llama_server
 
 
 @pytest.fixture(scope="session")
 def smollm2_server() -> Iterator[RunningProcess]:
     """llama.cpp's OpenAI-compatible server with the real SmolLM2-135M-Instruct."""
     with llama_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def embedding_upstream() -> Iterator[RunningProcess]:
+    """The same model served mean-pooled on ``/v1/embeddings`` as ``smollm2-embed``."""
+    with embedding_server() as server:
         yield server
 
 

@@ -60,10 +60,11 @@ def load_config(config_path: Path | None, host: str | None, port: int | None, pr
     return config
 
 
-def run_server(config: Config) -> None:
+def run_server(config: Config, banner: bool = True) -> None:
     import uvicorn
 
     from local_lattice.api.app import create_app, redactor_for
+    from local_lattice.console.banner import print_banner
     from local_lattice.observability.logs import configure
     from local_lattice.security.redact import install
 
@@ -72,7 +73,7 @@ def run_server(config: Config) -> None:
     if not config.server.log_timing:
         logging.getLogger("lattice.request").setLevel(logging.WARNING)
     uvicorn.run(
-        create_app(config),
+        create_app(config, on_ready=print_banner if banner else None),
         host=config.server.host,
         port=config.server.port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
@@ -92,9 +93,79 @@ def serve(
     profile: Annotated[
         str | None, typer.Option(help="lmstudio | mlx | stable[=safe|balanced|faster]; the environment wins.")
     ] = None,
+    banner: Annotated[bool, typer.Option(help="Print the start banner (URL, auth, backends, models).")] = True,
 ) -> None:
     """Run the gateway."""
-    run_server(load_config(config, host, port, profile))
+    run_server(load_config(config, host, port, profile), banner=banner)
+
+
+_URL = typer.Option(help="A running gateway's root URL.")
+_KEY = typer.Option("--api-key", envvar="MIDDLE_LAYER_API_KEY", help="Key for the gateway.")
+
+
+@app.command()
+def ps(
+    url: Annotated[str, _URL] = "http://127.0.0.1:5001",
+    api_key: Annotated[str | None, _KEY] = None,
+) -> None:
+    """Show a running gateway's backends, models, calls in flight and queues."""
+    import asyncio
+
+    from rich.console import Console
+
+    from local_lattice.console.client import GatewayUnreachable
+    from local_lattice.console.status import gateway_status
+
+    try:
+        code, view = asyncio.run(gateway_status(url, api_key))
+    except GatewayUnreachable as exc:
+        _fail(f"{exc}; start one with: lattice serve")
+    Console(width=160).print(view)
+    raise typer.Exit(code)
+
+
+@app.command()
+def doctor(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file (or LATTICE_CONFIG).")] = None,
+    port: Annotated[int | None, typer.Option(help="The port serve would use (overrides PORT).")] = None,
+) -> None:
+    """Check config, port, backends, models, roles and engines; say how to fix each problem."""
+    import asyncio
+
+    from rich.console import Console
+
+    from local_lattice.console.doctor import diagnose, report
+
+    path = config or (Path(os.environ["LATTICE_CONFIG"]) if os.environ.get("LATTICE_CONFIG") else None)
+    code, table = report(asyncio.run(diagnose(path, os.environ, port)))
+    Console(width=160).print(table)
+    typer.echo("no problems found" if code == 0 else "problems found: see 'how to fix'", err=code != 0)
+    raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    url: Annotated[str, _URL] = "http://127.0.0.1:5001",
+    api_key: Annotated[str | None, _KEY] = None,
+    prompt: Annotated[str | None, typer.Option(help="The request sent to each role.")] = None,
+    judge: Annotated[str | None, typer.Option(help="Judge spec for /swarm/vote (default: the gateway's).")] = None,
+    max_tokens: Annotated[int, typer.Option(help="max_tokens for every call.")] = 96,
+) -> None:
+    """The 60-second demo: models, role:fast vs role:coder, then /swarm/vote."""
+    import asyncio
+
+    from rich.console import Console
+
+    from local_lattice.console import demo as showcase
+    from local_lattice.console.client import GatewayUnreachable
+
+    try:
+        code = asyncio.run(
+            showcase.run_demo(Console(width=160), url, api_key, prompt or showcase.PROMPT, max_tokens, judge)
+        )
+    except GatewayUnreachable as exc:
+        _fail(f"{exc}; start one with: lattice serve")
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -148,6 +219,14 @@ def config_schema() -> None:
     from local_lattice.config import json_schema
 
     typer.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
+
+
+@app.command("config-docs")
+def config_docs() -> None:
+    """Print the configuration reference (docs/configuration.md) generated from the config models."""
+    from local_lattice.config_reference import markdown
+
+    typer.echo(markdown(), nl=False)
 
 
 @app.command()

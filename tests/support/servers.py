@@ -13,7 +13,11 @@ from tests.support.procs import PYTHON, RunningProcess, free_port, run_process
 
 @contextlib.contextmanager
 def llama_server(
-    model: Path | None = None, alias: str = SMOLLM2_ID, n_ctx: int = 2048, n_threads: int = 2
+    model: Path | None = None,
+    alias: str = SMOLLM2_ID,
+    n_ctx: int = 2048,
+    n_threads: int = 2,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[RunningProcess]:
     """llama-cpp-python's OpenAI-compatible server with a real model; ``url`` is its ``/v1`` base."""
     port = free_port()
@@ -26,6 +30,7 @@ def llama_server(
         "--n_ctx", str(n_ctx),
         "--n_threads", str(n_threads),
         "--verbose", "False",
+        *extra_args,
     ]  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     with run_process(argv, ready_url=base + "/v1/models", base_url=base + "/v1", timeout=120) as proc:
@@ -40,6 +45,16 @@ def backends_toml(backends: Sequence[tuple[str, str]], api_key: str | None = Non
     for name, url in backends:
         lines += ["", "[[backends]]", f'name = "{name}"', 'type = "openai"', f'url = "{url}"']
     return "\n".join(lines) + "\n" + extra
+
+
+@contextlib.contextmanager
+def embedding_server(alias: str = "smollm2-embed") -> Iterator[RunningProcess]:
+    """The same real model serving ``/v1/embeddings``, mean-pooled (llama.cpp's GGUF key override) so
+    each input gets one vector; ``alias`` contains "embed", so the gateway lists it as an embedding model."""
+    with llama_server(
+        alias=alias, n_ctx=512, extra_args=("--embedding", "true", "--kv_overrides", "llama.pooling_type=int:1")
+    ) as server:
+        yield server
 
 
 @contextlib.contextmanager

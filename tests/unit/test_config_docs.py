@@ -21,3 +21,26 @@ def test_committed_schema_matches_the_models() -> None:
     assert committed == json.loads(json.dumps(json_schema())), (
         "regenerate: lattice config-schema > docs/config-schema.json"
     )
+
+
+def test_committed_configuration_reference_is_generated() -> None:
+    from local_lattice.config_reference import markdown
+
+    committed = (ROOT / "docs" / "configuration.md").read_text()
+    assert committed == markdown(), "regenerate: lattice config-docs > docs/configuration.md"
+
+
+def test_configuration_reference_covers_every_key_and_variable() -> None:
+    from local_lattice.config import ENV_SETTINGS, BackendConfig, Config
+    from local_lattice.config_reference import markdown
+
+    text = markdown()
+    for section, field in Config.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and hasattr(annotation, "model_fields"):
+            for key in annotation.model_fields:
+                assert f"`{section}.{key}`" in text, f"{section}.{key}"
+    for key in BackendConfig.model_fields:
+        assert f"| `{key}` |" in text, key
+    for setting in ENV_SETTINGS:
+        assert f"`{setting.name}`" in text, setting.name

@@ -4,7 +4,7 @@ that builds the gateway state. Nothing imports this module but the CLI and tests
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 
 import orjson
@@ -121,8 +121,13 @@ def _middleware(config: Config, specs: list[RouteSpec]) -> list[Middleware]:
     ]
 
 
-def create_app(config: Config, backends: Mapping[str, Backend] | None = None) -> Starlette:
-    """The ASGI app. ``backends`` replaces those built from ``config`` (tests inject fakes)."""
+def create_app(
+    config: Config,
+    backends: Mapping[str, Backend] | None = None,
+    on_ready: Callable[[Gateway], Awaitable[None]] | None = None,
+) -> Starlette:
+    """The ASGI app. ``backends`` replaces those built from ``config`` (tests inject fakes);
+    ``on_ready`` runs once the gateway is built, before the first request (the CLI's banner)."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -130,6 +135,8 @@ def create_app(config: Config, backends: Mapping[str, Backend] | None = None) ->
         app.state.gateway = gateway
         await gateway.start()
         try:
+            if on_ready is not None:
+                await on_ready(gateway)
             yield
         finally:
             await gateway.aclose()

@@ -72,7 +72,8 @@ def _messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if messages and messages[-1]["role"] == "assistant" and "tool_calls" in messages[-1]:
                 messages[-1]["tool_calls"].append(call)
             else:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+                # "" rather than null beside tool calls: llama-cpp-python's server rejects a null content.
+                messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
         elif kind == "function_call_output":
             output = item.get("output")
             text = output if isinstance(output, str) else orjson.dumps(output).decode()

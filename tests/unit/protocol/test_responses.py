@@ -32,7 +32,7 @@ def test_tools_and_tool_round_trip_items_become_chat_messages() -> None:
         {"role": "user", "content": "weather in Paris?"},
         {
             "role": "assistant",
-            "content": None,
+            "content": "",
             "tool_calls": [
                 {
                     "id": "call_1",

@@ -1,0 +1,39 @@
+"""The compatibility suite's parts: one live gateway process with an API key in front of two real
+llama.cpp servers (SmolLM2 for chat, the same model mean-pooled for embeddings). Every test here talks
+to it with a real client library, exactly as a user's program would."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.procs import RunningProcess
+from tests.support.servers import gateway_process
+
+KEY = "compat-key"
+EMBED_ID = "smollm2-embed"
+
+
+@pytest.fixture(scope="session")
+def gateway(smollm2_server: RunningProcess, embedding_upstream: RunningProcess) -> Iterator[RunningProcess]:
+    toml = f"""
+[server]
+api_keys = ["{KEY}"]
+
+[[backends]]
+name = "llama"
+url = "{smollm2_server.url}"
+
+[[backends]]
+name = "embedder"
+url = "{embedding_upstream.url}"
+"""
+    with gateway_process(toml) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="session")
+def base_url(gateway: RunningProcess) -> str:
+    """What a client library calls its base URL: the gateway's ``/v1``."""
+    return gateway.url + "/v1"
