@@ -90,9 +90,10 @@ def test_debate(http: httpx.Client) -> None:
     ]  # fmt: skip
 
 
-def test_all_failed_is_502(http: httpx.Client) -> None:
+def test_only_unknown_models_is_a_404_with_details(http: httpx.Client) -> None:
     resp = http.post("/swarm/vote", json={"models": ["nope-1", "nope-2"], "messages": QUESTION})
-    assert resp.status_code == 502
+    assert resp.status_code == 404
+    assert resp.json()["error"]["code"] == "model_not_found"
     assert resp.headers["x-swarm-error-kinds"] == "model_not_resolved=2"
     assert resp.json()["error_details"]["agent_count"] == 2
 
