@@ -135,9 +135,15 @@ class EngineBackend(Generic[H]):
         return self._catalog
 
     async def models(self) -> list[ModelInfo]:
-        # loaded=None: every listed model is ready (it loads on demand), which is how routing reads
-        # None; whether it is resident right now is in health() and resident().
-        return [ModelInfo(id=m.id, backend=self.name, size_bytes=m.size_bytes) for m in (await self.catalog()).values()]
+        # Resident models report loaded=True, the others loaded=False; all load on demand, so routing
+        # keeps them eligible under strict loading while preferring what is resident.
+        resident = set(self.resident())
+        return [
+            ModelInfo(
+                id=m.id, backend=self.name, size_bytes=m.size_bytes, loaded=m.id in resident, loads_on_demand=True
+            )
+            for m in (await self.catalog()).values()
+        ]
 
     def resident(self) -> list[str]:
         """Ids of this backend's models that are loaded now, least recently used first."""
