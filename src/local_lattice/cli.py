@@ -65,6 +65,7 @@ def run_server(config: Config, banner: bool = True) -> None:
 
     from local_lattice.api.app import create_app, redactor_for
     from local_lattice.console.banner import print_banner
+    from local_lattice.console.progress import LoadProgressDisplay
     from local_lattice.observability.logs import configure
     from local_lattice.security.redact import install
 
@@ -73,7 +74,7 @@ def run_server(config: Config, banner: bool = True) -> None:
     if not config.server.log_timing:
         logging.getLogger("lattice.request").setLevel(logging.WARNING)
     uvicorn.run(
-        create_app(config, on_ready=print_banner if banner else None),
+        create_app(config, on_ready=print_banner if banner else None, progress=LoadProgressDisplay()),
         host=config.server.host,
         port=config.server.port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",

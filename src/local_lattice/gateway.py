@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from local_lattice.admission import Admission
-from local_lattice.backends.base import Backend, Startable
+from local_lattice.backends.base import Backend, LoadProgress, Startable
 from local_lattice.backends.registry import build_backends
 from local_lattice.cloud.billing import Billing
 from local_lattice.cloud.cost import BudgetLedger, PriceBook
@@ -83,11 +83,11 @@ class Gateway:
         config = with_default_backends(config)
         return cls(config, build_backends(config))
 
-    async def start(self) -> None:
+    async def start(self, progress: LoadProgress | None = None) -> None:
         """Let backends that prepare themselves (preloading models) do so before serving."""
         for backend in self.backends.values():
             if isinstance(backend, Startable):
-                await backend.start()
+                await backend.start(progress)
 
     def index(self, snapshot: InventorySnapshot, kind: ModelKind) -> ModelIndex:
         """The search index of ``snapshot``'s local models (built once per snapshot and kind).

@@ -31,6 +31,14 @@ class ModelInfo:
     supports_vision: bool | None = None
     supports_tools: bool | None = None
     size_bytes: int | None = None
+    # In-process engines load a model when asked, in seconds: an unloaded one is still ready to serve
+    # (unlike LM Studio's just-in-time loads, which strict loading avoids).
+    loads_on_demand: bool = False
+
+    @property
+    def ready(self) -> bool:
+        """Servable now: loaded, not reporting, or loaded on demand."""
+        return self.loaded is not False or self.loads_on_demand
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from local_lattice.api import routes_openai as r
 from local_lattice.api.guard import Guard
 from local_lattice.api.middleware import FrontDoor
 from local_lattice.api.route_table import RouteSpec, generating_paths, public_paths
-from local_lattice.backends.base import Backend
+from local_lattice.backends.base import Backend, LoadProgress
 from local_lattice.config import Config
 from local_lattice.dashboard import routes as dashboard
 from local_lattice.errors import LatticeError, NotFound
@@ -125,15 +125,17 @@ def create_app(
     config: Config,
     backends: Mapping[str, Backend] | None = None,
     on_ready: Callable[[Gateway], Awaitable[None]] | None = None,
+    progress: LoadProgress | None = None,
 ) -> Starlette:
     """The ASGI app. ``backends`` replaces those built from ``config`` (tests inject fakes);
-    ``on_ready`` runs once the gateway is built, before the first request (the CLI's banner)."""
+    ``progress`` is told of models preloaded at start; ``on_ready`` runs once the gateway is built,
+    before the first request (the CLI's banner)."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         gateway = Gateway(config, backends) if backends is not None else Gateway.from_config(config)
         app.state.gateway = gateway
-        await gateway.start()
+        await gateway.start(progress)
         try:
             if on_ready is not None:
                 await on_ready(gateway)

@@ -47,8 +47,18 @@ class ModelLoader(Protocol):
         ...
 
 
+class LoadProgress(Protocol):
+    """Told about each model a backend loads before serving (the CLI shows it as progress)."""
+
+    def loading(self, model: str) -> None: ...
+
+    def loaded(self, model: str, seconds: float) -> None: ...
+
+    def failed(self, model: str, message: str) -> None: ...
+
+
 @runtime_checkable
 class Startable(Protocol):
     """A backend with work to do before serving (e.g. preloading models); run once at startup."""
 
-    async def start(self) -> None: ...
+    async def start(self, progress: LoadProgress | None = None) -> None: ...

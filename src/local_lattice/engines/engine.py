@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from local_lattice.backends.base import LoadProgress
 from local_lattice.config import BackendConfig, EngineConfig
 from local_lattice.engines.answers import ChunkWriter, new_id, whole
 from local_lattice.engines.discovery import LocalModel, ModelFormat, default_roots, discover
@@ -135,9 +136,15 @@ class EngineBackend(Generic[H]):
         return self._catalog
 
     async def models(self) -> list[ModelInfo]:
-        # loaded=None: every listed model is ready (it loads on demand), which is how routing reads
-        # None; whether it is resident right now is in health() and resident().
-        return [ModelInfo(id=m.id, backend=self.name, size_bytes=m.size_bytes) for m in (await self.catalog()).values()]
+        # Resident models report loaded=True, the others loaded=False; all load on demand, so routing
+        # keeps them eligible under strict loading while preferring what is resident.
+        resident = set(self.resident())
+        return [
+            ModelInfo(
+                id=m.id, backend=self.name, size_bytes=m.size_bytes, loaded=m.id in resident, loads_on_demand=True
+            )
+            for m in (await self.catalog()).values()
+        ]
 
     def resident(self) -> list[str]:
         """Ids of this backend's models that are loaded now, least recently used first."""
@@ -178,19 +185,26 @@ class EngineBackend(Generic[H]):
             raise NotFound(f"model {model!r} is not loaded", code="model_not_loaded")
         return result == "dropped"
 
-    async def start(self) -> None:
+    async def start(self, progress: LoadProgress | None = None) -> None:
         """Preload the configured models with a short self-test; failures are logged and remembered."""
         catalog = await self.catalog()
         for model_id in self.settings.preload:
             if model_id not in catalog:
                 continue
             request = BackendRequest("completions", model_id, {"prompt": "Hello", "max_tokens": 4, "temperature": 0})
+            if progress is not None:
+                progress.loading(self.key(model_id))
+            started = time.monotonic()
             try:
                 await self.complete(request)
                 log.info("preloaded %s/%s (self-test passed)", self.name, model_id)
+                if progress is not None:
+                    progress.loaded(self.key(model_id), time.monotonic() - started)
             except LatticeError as exc:
                 self.manager.load_errors.setdefault(self.key(model_id), exc.message)
                 log.warning("preload of %s/%s failed: %s", self.name, model_id, exc.message)
+                if progress is not None:
+                    progress.failed(self.key(model_id), exc.message)
 
     # -- generation -------------------------------------------------------------------------------
 

@@ -59,8 +59,8 @@ class ModelIndex:
             "\n".join(keys),
             tuple(starts),
             {g: tuple(v) for g, v in postings.items()} if grams else None,
-            any_ready=any(m.loaded is not False for group in copies.values() for m in group),
-            any_unloaded=any(m.loaded is False for group in copies.values() for m in group),
+            any_ready=any(m.ready for group in copies.values() for m in group),
+            any_unloaded=any(not m.ready for group in copies.values() for m in group),
         )
 
     def __len__(self) -> int:

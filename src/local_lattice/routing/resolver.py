@@ -194,7 +194,7 @@ def _passes(run: _Run, accept: Accept) -> tuple[list[Accept], bool]:
     """The accept predicates to try in turn, and whether strict loading narrowed the pool."""
 
     def ready(m: ModelInfo) -> bool:
-        return m.loaded is not False and accept(m)
+        return m.ready and accept(m)
 
     mode = run.policy.prefer_loaded
     index = run.index
@@ -206,7 +206,7 @@ def _passes(run: _Run, accept: Accept) -> tuple[list[Accept], bool]:
         return [accept], False
     if mode == "1":
         return [ready, accept], False
-    return [ready], index.any_unloaded if trivial else any(m.loaded is False and accept(m) for m in index.models())
+    return [ready], index.any_unloaded if trivial else any(not m.ready and accept(m) for m in index.models())
 
 
 def _explain(requested: str, specs: Sequence[Spec], chosen: Found, notes: list[str]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,4 +105,7 @@ def test_model_root_and_preload_load_before_serving(tmp_path: Path) -> None:
     with mlx_cli_serve(tmp_path, "--model-root", str(root), "--preload", "mymodel,absent") as gateway:
         health = httpx.get(gateway.url + "/healthz").json()
     assert "mymodel" in health["backends"]["llamacpp"]["loaded"]
-    assert "preloaded llamacpp/mymodel (self-test passed)" in gateway.log()
+    log = gateway.log()
+    assert "preloaded llamacpp/mymodel (self-test passed)" in log
+    assert "loading llamacpp/mymodel" in log  # the progress shown while it loads
+    assert re.search(r"loaded llamacpp/mymodel in \d+\.\d+ s", log)

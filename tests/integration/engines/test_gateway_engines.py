@@ -56,14 +56,23 @@ def test_unload_and_load_routes(tmp_path: Path) -> None:
         assert unknown.status_code == 404
         assert unknown.json()["error"]["type"] == "not_found_error"
         assert http.post("/v1/models/no-such-model/load").status_code == 404
+
+        def listed_as_loaded() -> bool | None:
+            models = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
+            loaded: bool | None = models[SMOLLM2_ID]["loaded"]
+            return loaded
+
+        assert listed_as_loaded() is False
         loaded = http.post(f"/v1/models/{SMOLLM2_ID}/load")
         assert loaded.status_code == 200
         assert loaded.json()["loaded"] is True
         health = http.get("/healthz").json()
         assert health["backends"]["llamacpp"]["loaded"] == [SMOLLM2_ID]
+        assert listed_as_loaded() is True
         dropped = http.delete(f"/v1/models/{SMOLLM2_ID}")
         assert dropped.status_code == 200
         assert dropped.json()["unloaded"] is True
+        assert listed_as_loaded() is False
 
 
 def test_unload_during_a_stream_is_deferred(tmp_path: Path) -> None:

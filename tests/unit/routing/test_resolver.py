@@ -183,3 +183,19 @@ def test_runtime_default_comes_first() -> None:
     result = resolve("", inventory("one@a, two@b"), policy=policy("DEFAULT_MODEL=one"), runtime_default="two")
     assert result.chosen.id == "two"
     assert "runtime default" in result.explanation
+
+
+def test_strict_loading_keeps_models_that_load_on_demand() -> None:
+    lmstudio_cold = ModelInfo(id="big-coder", backend="lms", loaded=False)
+    lmstudio_warm = ModelInfo(id="chatty", backend="lms", loaded=True)
+    engine_cold = ModelInfo(id="smollm2", backend="engine", loaded=False, loads_on_demand=True)
+    models = [lmstudio_cold, lmstudio_warm, engine_cold]
+    assert resolve("smollm2", models).chosen == engine_cold  # an in-process engine loads it in seconds
+    with pytest.raises(ModelNotFound, match="STRICT_LOADED_MODELS"):
+        resolve("big-coder", models)  # LM Studio would load it just in time: strict says no
+
+
+def test_a_resident_copy_wins_over_one_that_must_load() -> None:
+    cold = ModelInfo(id="smollm2", backend="a", loaded=False, loads_on_demand=True)
+    warm = ModelInfo(id="smollm2", backend="b", loaded=True, loads_on_demand=True)
+    assert resolve("smollm2", [cold, warm]).chosen == warm
