@@ -154,7 +154,8 @@ class Ledger:
             self._conn = None
 
     def _take(self, limit: int) -> list[Row]:
-        pending, rows = self._pending, []
+        pending = self._pending
+        rows: list[Row] = []
         while pending and len(rows) < limit:
             rows.append(pending.popleft())
         return rows

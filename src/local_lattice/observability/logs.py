@@ -34,7 +34,7 @@ class TextFormatter(logging.Formatter):
         second = int(record.created)
         if self._stamp[0] != second:
             self._stamp = (second, time.strftime(self.default_time_format, self.converter(record.created)))
-        return self.default_msec_format % (self._stamp[1], record.msecs)
+        return f"{self._stamp[1]},{int(record.msecs):03d}"
 
 
 class JsonFormatter(logging.Formatter):
