@@ -25,8 +25,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-# Run as a script from any directory: the checkout's src/ comes first.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+# Run as a script from any directory: the checkout's src/ comes first, or the tree ``--src=DIR`` names
+# (an exported older version, for before/after figures).
+sys.path.insert(
+    0, next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--src=")), str(Path(__file__).parents[1] / "src"))
+)
 
 import orjson
 
@@ -126,11 +129,12 @@ async def one(app: Any, body: bytes) -> int:
     return status
 
 
-async def drive(app: Any, body: bytes, requests: int, profile: cProfile.Profile | None) -> list[float]:
+async def drive(app: Any, body: bytes, requests: int, profile: cProfile.Profile | None) -> tuple[list[float], float]:
     async with app.router.lifespan_context(app):
         for _ in range(200):  # warm-up: lazy imports, model list, label children
             assert await one(app, body) == 200
         times = []
+        cpu = time.process_time()
         if profile is not None:
             profile.enable()
         for _ in range(requests):
@@ -141,10 +145,11 @@ async def drive(app: Any, body: bytes, requests: int, profile: cProfile.Profile 
                 raise RuntimeError(f"status {status}")
         if profile is not None:
             profile.disable()
+        cpu = time.process_time() - cpu
         ledger = app.state.gateway.observer.ledger
         if ledger is not None:
             ledger.flush()
-    return times
+    return times, cpu
 
 
 def main() -> None:
@@ -153,6 +158,7 @@ def main() -> None:
     parser.add_argument("--mode", choices=("json", "stream"), default="json")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--top", type=int, default=35)
+    parser.add_argument("--src", help="run the local_lattice package under this directory (use --src=DIR)")
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE config setting (repeatable)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lattice-inprocess-") as tmp:
@@ -168,11 +174,12 @@ def main() -> None:
             logging.getLogger("lattice.request").setLevel(logging.WARNING)
         app = create_app(config, {"fixed": FixedBackend()})
         profile = cProfile.Profile() if args.profile else None
-        times = asyncio.run(drive(app, body_of(args.mode), args.requests, profile))
+        times, cpu = asyncio.run(drive(app, body_of(args.mode), args.requests, profile))
     us = sorted(t * 1e6 for t in times)
     print(
         f"{args.mode}: {len(us)} requests in-process, per request: median {statistics.median(us):.1f} us  "
-        f"mean {statistics.fmean(us):.1f} us  p90 {us[int(0.9 * len(us))]:.1f} us"
+        f"mean {statistics.fmean(us):.1f} us  p90 {us[int(0.9 * len(us))]:.1f} us  "
+        f"cpu {cpu / len(us) * 1e6:.1f} us"
     )
     if profile is not None:
         pstats.Stats(profile).sort_stats("tottime").print_stats(args.top)
