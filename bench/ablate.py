@@ -31,7 +31,7 @@ from bench.baseline_passthrough import passthrough_server
 from bench.load import WrkResult, run_wrk
 from bench.procstat import cpu_seconds
 from bench.report import table
-from bench.run import HEADERS, nginx_config, request_body
+from bench.workload import HEADERS, nginx_config, request_body
 
 
 def parse_variant(text: str) -> tuple[str, Path, dict[str, str]]:

@@ -24,7 +24,7 @@ from tests.support.nginx import nginx_upstream
 from bench.baseline_passthrough import ClientName, FrameworkName, passthrough_server
 from bench.load import run_wrk
 from bench.report import machine_lines, table
-from bench.run import HEADERS, request_body
+from bench.workload import HEADERS, request_body
 
 VARIANTS: tuple[tuple[ClientName, FrameworkName], ...] = (
     ("aiohttp", "raw"),

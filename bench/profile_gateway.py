@@ -29,7 +29,7 @@ from tests.support.servers import gateway_process
 
 from bench.load import run_wrk
 from bench.report import table
-from bench.run import HEADERS, nginx_config, request_body
+from bench.workload import HEADERS, nginx_config, request_body
 
 
 def function_of(frame: str) -> str:

@@ -29,7 +29,7 @@ from tests.support.servers import gateway_process
 
 from bench.load import WrkResult, run_wrk
 from bench.procstat import rss_bytes
-from bench.run import HEADERS, nginx_config, request_body
+from bench.workload import HEADERS, nginx_config, request_body
 
 MB = 1024 * 1024
 GROWTH_LIMIT = 1.10
