@@ -41,6 +41,7 @@ from tests.support.procs import PYTHON, free_port
 from tests.support.servers import backends_toml, gateway_process
 
 from bench.procstat import rss_bytes
+from bench.workload import use_this_checkout
 
 KEY = "bench-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -247,6 +248,7 @@ def lines(fp: Footprint) -> list[str]:
 
 
 def main() -> None:
+    use_this_checkout()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--starts", type=int, default=5)
     parser.add_argument("--imports", type=int, default=7)

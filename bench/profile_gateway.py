@@ -29,7 +29,7 @@ from tests.support.servers import gateway_process
 
 from bench.load import run_wrk
 from bench.report import table
-from bench.workload import HEADERS, nginx_config, request_body
+from bench.workload import HEADERS, nginx_config, request_body, use_this_checkout
 
 
 def function_of(frame: str) -> str:
@@ -67,6 +67,7 @@ def summarize(collapsed: str, top: int) -> dict[str, list[list[str]]]:
 
 
 def main() -> None:
+    use_this_checkout()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=("json", "stream"), default="json")
     parser.add_argument("--seconds", type=int, default=8)

@@ -39,7 +39,7 @@ from bench import scenarios
 from bench.baseline_passthrough import passthrough_server
 from bench.load import WrkResult, measure_ttfb, run_wrk
 from bench.report import machine_lines, table, write_section
-from bench.workload import HEADERS, nginx_config, request_body
+from bench.workload import HEADERS, nginx_config, request_body, use_this_checkout
 
 MODES = ("json", "stream")
 CONCURRENCY = (1, 16, 64)
@@ -179,6 +179,7 @@ def wrk_section(
 
 
 def main() -> None:
+    use_this_checkout()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 s per wrk run, fewer rounds, 200 streams, no docs")
     parser.add_argument("--seconds", type=float, default=None, help="seconds per wrk run (default 5, quick 2)")

@@ -29,7 +29,7 @@ from tests.support.servers import gateway_process
 
 from bench.load import WrkResult, run_wrk
 from bench.procstat import rss_bytes
-from bench.workload import HEADERS, nginx_config, request_body
+from bench.workload import HEADERS, nginx_config, request_body, use_this_checkout
 
 MB = 1024 * 1024
 GROWTH_LIMIT = 1.10
@@ -103,6 +103,7 @@ def soak(requests: int, connections: int, mode: str = "json") -> Soak:
 
 
 def main() -> None:
+    use_this_checkout()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--connections", type=int, default=64)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import orjson
 from tests.support.nginx import JSON_MODEL, SSE_MODEL, NginxUrls
 from tests.support.servers import backends_toml
@@ -20,3 +23,11 @@ def request_body(mode: str) -> bytes:
     if mode == "stream":
         return orjson.dumps({"model": SSE_MODEL, "messages": messages, "max_tokens": 16, "stream": True})
     return orjson.dumps({"model": JSON_MODEL, "messages": messages, "max_tokens": 16})
+
+
+def use_this_checkout() -> None:
+    """Make every process the benchmark starts import ``local_lattice`` from this checkout's ``src``
+    (an installed copy elsewhere would otherwise be what gets measured)."""
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    rest = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = src + (os.pathsep + rest if rest else "")
