@@ -192,4 +192,4 @@ def stream_response(
         else:
             prepared.finish(200)
 
-    return SSEResponse(frames, prepared.headers, on_close=closed)
+    return SSEResponse(frames, prepared.headers, on_close=closed, on_end=release)
