@@ -194,15 +194,22 @@ def build_app(upstream: str, client: ClientName = "aiohttp", framework: Framewor
 
 @contextlib.contextmanager
 def passthrough_server(
-    upstream: str, client: ClientName = "aiohttp", framework: FrameworkName = "raw", timeout: float = 15.0
+    upstream: str,
+    client: ClientName = "aiohttp",
+    framework: FrameworkName = "raw",
+    timeout: float = 15.0,
+    pids: list[int] | None = None,
 ) -> Iterator[str]:
-    """Run this module as a process on a free loopback port; yield its base URL (ending in /v1)."""
+    """Run this module as a process on a free loopback port; yield its base URL (ending in /v1).
+    The process id is appended to ``pids`` when given (to read its CPU time and memory)."""
     from tests.support.nginx import free_port, stop, wait_for_port
 
     port = free_port()
     command = [sys.executable, str(Path(__file__).resolve()), "--upstream", upstream, "--port", str(port)]
     command += ["--client", client, "--framework", framework]
     proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    if pids is not None:
+        pids.append(proc.pid)
     try:
         wait_for_port(port, proc, timeout)
         yield f"http://127.0.0.1:{port}/v1"

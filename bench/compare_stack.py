@@ -24,7 +24,7 @@ from tests.support.nginx import nginx_upstream
 from bench.baseline_passthrough import ClientName, FrameworkName, passthrough_server
 from bench.load import run_wrk
 from bench.report import machine_lines, table
-from bench.run import HEADERS, request_body
+from bench.workload import HEADERS, request_body, use_this_checkout
 
 VARIANTS: tuple[tuple[ClientName, FrameworkName], ...] = (
     ("aiohttp", "raw"),
@@ -64,6 +64,7 @@ def measure(
 
 
 def main() -> None:
+    use_this_checkout()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 s per wrk run instead of 5")
     args = parser.parse_args()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import tempfile
@@ -49,12 +50,28 @@ class WrkResult:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
-def lua_script(body: bytes, headers: Mapping[str, str]) -> str:
+# With a request budget the one wrk thread says so after that many answers and stops sending;
+# ``run_wrk`` then interrupts wrk, which prints its summary for the time it really ran.
+LUA_BUDGET = """\
+local answered = 0
+response = function(status, headers, body)
+  answered = answered + 1
+  if answered == {budget} then
+    io.write("WRKBUDGET\\n")
+    io.flush()
+    wrk.thread:stop()
+  end
+end
+"""
+
+
+def lua_script(body: bytes, headers: Mapping[str, str], max_requests: int | None = None) -> str:
     text = body.decode()
     if "]==]" in text:
         raise ValueError("body cannot be embedded in a Lua long string")
     lines = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
-    return LUA.format(body=text, headers=lines)
+    script = LUA.format(body=text, headers=lines)
+    return script if max_requests is None else script + LUA_BUDGET.format(budget=max_requests)
 
 
 def wrk_binary() -> str:
@@ -64,19 +81,31 @@ def wrk_binary() -> str:
     return found
 
 
-def run_wrk(url: str, body: bytes, headers: Mapping[str, str], connections: int, seconds: float) -> WrkResult:
-    """One bounded wrk run; raises if wrk fails or prints no summary."""
+def run_wrk(
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    connections: int,
+    seconds: float,
+    max_requests: int | None = None,
+) -> WrkResult:
+    """One bounded wrk run (``seconds``, or until ``max_requests`` answers if that comes first);
+    raises if wrk fails or prints no summary."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(lua_script(body, headers))
+        script.write(lua_script(body, headers, max_requests))
     try:
         command = [wrk_binary(), "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s"]
         command += ["-s", script.name, url]
-        done = subprocess.run(command, capture_output=True, timeout=seconds + 30, check=False)
+        if max_requests is None:
+            done = subprocess.run(command, capture_output=True, timeout=seconds + 30, check=False)
+            returncode, stdout, stderr = done.returncode, done.stdout, done.stderr
+        else:
+            returncode, stdout, stderr = _until_budget(command, seconds + 30)
     finally:
         Path(script.name).unlink(missing_ok=True)
-    found = _RESULT.search(done.stdout)
-    if done.returncode != 0 or found is None:
-        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout.decode()[-500:]} {done.stderr.decode()}")
+    found = _RESULT.search(stdout)
+    if returncode != 0 or found is None:
+        raise RuntimeError(f"wrk failed ({returncode}): {stdout.decode()[-500:]} {stderr.decode()}")
     fields = dict(pair.split("=") for pair in found.group(1).decode().split())
     return WrkResult(
         requests=int(fields["requests"]),
@@ -85,6 +114,26 @@ def run_wrk(url: str, body: bytes, headers: Mapping[str, str], connections: int,
         p99_ms=int(fields["p99_us"]) / 1000,
         errors=int(fields["socket_errors"]) + int(fields["status_errors"]),
     )
+
+
+def _until_budget(command: list[str], timeout: float) -> tuple[int, bytes, bytes]:
+    """Run wrk until its script reports the request budget spent, then interrupt it (SIGINT makes
+    wrk stop and print its summary, ``done`` included)."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    lines: list[bytes] = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith(b"WRKBUDGET"):
+                proc.send_signal(signal.SIGINT)
+                break
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc.returncode, b"".join(lines) + out, err
 
 
 # --- time to first byte ----------------------------------------------------------------------------

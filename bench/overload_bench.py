@@ -27,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.models import SMOLLM2_ID
 from tests.support.servers import gateway_process, llama_server
 
+from bench.workload import use_this_checkout
+
 PRIORITIES = (-5, 0, 5)
 KEYS = ("alpha", "beta", "gamma")
 
@@ -135,6 +137,7 @@ async def drive(url: str, overload: float, duration: float, max_tokens: int, see
 
 
 def main() -> None:
+    use_this_checkout()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--overload", type=float, default=3.0, help="arrival rate in multiples of capacity")
     parser.add_argument("--duration", type=float, default=60.0)

@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from tests.support.servers import gateway_process
 
 from bench.load import run_wrk
 from bench.report import table
-from bench.run import HEADERS, nginx_config, request_body
+from bench.workload import HEADERS, nginx_config, request_body, use_this_checkout
 
 
 def function_of(frame: str) -> str:
@@ -66,18 +67,22 @@ def summarize(collapsed: str, top: int) -> dict[str, list[list[str]]]:
 
 
 def main() -> None:
+    use_this_checkout()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=("json", "stream"), default="json")
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--out", type=Path, default=Path("gateway-profile.txt"))
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the gateway (repeatable)")
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     body = request_body(args.mode)
+    env = dict(pair.split("=", 1) for pair in args.env)
     with (
+        tempfile.TemporaryDirectory(prefix="lattice-profile-") as tmp,
         nginx_upstream() as ng,
-        gateway_process(nginx_config(ng)) as gw,
+        gateway_process(nginx_config(ng), env={"LATTICE_LEDGER_PATH": f"{tmp}/ledger.sqlite3", **env}) as gw,
     ):
         url = gw.url + "/v1/chat/completions"
         run_wrk(url, body, HEADERS, args.connections, 1)  # warm-up

@@ -8,6 +8,7 @@ import platform
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 PACKAGES = ("uvicorn", "uvloop", "httptools", "starlette", "fastapi", "aiohttp", "httpx", "orjson", "pydantic")
 
@@ -55,3 +56,18 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     out = [line.format(*header), line.format(*("-" * w for w in widths))]
     out += [line.format(*row) for row in rows]
     return "\n".join(out)
+
+
+def write_section(path: Path, name: str, text: str) -> None:
+    """Replace what lies between ``<!-- bench:NAME:begin -->`` and ``<!-- bench:NAME:end -->`` in
+    ``path`` with ``text`` (appending the marked block when the markers are missing)."""
+    begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
+    doc = path.read_text(encoding="utf-8")
+    block = f"{begin}\n{text}\n{end}"
+    if begin in doc and end in doc:
+        head, _, rest = doc.partition(begin)
+        _, _, tail = rest.partition(end)
+        doc = head + block + tail
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(doc, encoding="utf-8")

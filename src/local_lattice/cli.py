@@ -80,6 +80,7 @@ def run_server(config: Config, banner: bool = True) -> None:
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         http="httptools",
         access_log=False,
+        server_header=False,  # one header less to validate and send per response; names no version
         log_level="warning",
         log_config=None,  # uvicorn's lines go through our handler: same format, request ids, keys masked
         timeout_graceful_shutdown=5,

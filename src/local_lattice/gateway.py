@@ -132,7 +132,12 @@ class Gateway:
         )
         resolution = resolve_with_cloud(spec, snapshot.models, kind, self.cloud, local)  # the index decides
         chosen = resolution.chosen
-        if body is not None and endpoint == "chat" and not self.cloud.is_cloud(chosen.backend):
+        if (
+            body is not None
+            and endpoint == "chat"
+            and self.escalation.decides_up_front
+            and not self.cloud.is_cloud(chosen.backend)
+        ):
             target = self.escalation.target
             decision = decide_up_front(
                 self.escalation,

@@ -32,6 +32,16 @@ def gateway_of(request: Request) -> Gateway:
     return gateway
 
 
+def header_map(request: Request) -> dict[str, str]:
+    """The request's headers as a plain dict with lower-case names, where the first of repeated
+    names wins as in starlette's ``Headers``: admission and routing look up several names, and each
+    ``Headers`` lookup scans and decodes the raw list again."""
+    found: dict[str, str] = {}
+    for name, value in reversed(request.scope["headers"]):
+        found[name.decode("latin-1").lower()] = value.decode("latin-1")
+    return found
+
+
 def begin(request: Request, operation: str) -> RequestRecord:
     """Open the request's record first, so even a body that fails to parse is counted."""
     return gateway_of(request).observer.begin(request.scope["state"], request.scope["path"], operation)
@@ -57,9 +67,10 @@ class Prepared:
 async def prepare(request: Request, record: RequestRecord, endpoint: Endpoint, body: dict[str, Any]) -> Prepared:
     gateway = gateway_of(request)
     gateway.observer.requested(record, body)
-    queue = gateway.admission.context(body.get("queue"), request.headers)
+    headers = header_map(request)
+    queue = gateway.admission.context(body.get("queue"), headers)
     mark = time.perf_counter()
-    routed = await gateway.route(endpoint, body.get("model"), body=body, headers=request.headers)
+    routed = await gateway.route(endpoint, body.get("model"), body=body, headers=headers)
     record.timings.resolve = time.perf_counter() - mark
     gateway.observer.routed(record, routed.model.id, routed.model.backend)
     for field in GATEWAY_FIELDS:
@@ -181,4 +192,4 @@ def stream_response(
         else:
             prepared.finish(200)
 
-    return SSEResponse(frames, prepared.headers, on_close=closed)
+    return SSEResponse(frames, prepared.headers, on_close=closed, on_end=release)

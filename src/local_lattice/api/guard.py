@@ -91,7 +91,7 @@ class Guard:
             try:
                 raw = await read_body(receive)
                 data = decode_json(raw)
-                check_body(data, self.limits)
+                check_body(data, self.limits, raw)
             except LatticeError as exc:
                 _observe(scope, exc)
                 await send_error(send, exc)

@@ -11,7 +11,7 @@ It knows nothing of routes beyond the set of public paths it is given.
 from __future__ import annotations
 
 import logging
-import os
+import random
 import re
 import time
 from collections.abc import Collection, Sequence
@@ -105,6 +105,8 @@ class FrontDoor:
         self.protected_prefixes = tuple(protected_prefixes)
         self.prefix_headers = tuple((prefix, tuple(headers)) for prefix, headers in prefix_headers)
         self.cors = cors
+        # Request ids need to be unique, not secret: a seeded generator instead of a syscall per request.
+        self._ids = random.Random()
 
     def _is_public(self, path: str) -> bool:
         if path in self.public_paths:
@@ -139,7 +141,7 @@ class FrontDoor:
             return
         rid = _header(scope, b"x-request-id")
         if rid is None or not _REQUEST_ID.match(rid):
-            rid = os.urandom(8).hex().encode()
+            rid = b"%016x" % self._ids.getrandbits(64)
         state = scope.setdefault("state", {})
         state["started"] = time.perf_counter()
         state["request_id"] = rid.decode()

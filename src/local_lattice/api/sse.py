@@ -126,10 +126,15 @@ class SSEResponse:
         body: AsyncIterator[bytes],
         headers: dict[str, str],
         on_close: Callable[[bool], None] | None = None,
+        on_end: Callable[[], None] | None = None,
     ) -> None:
+        """``on_end`` runs once the body is exhausted, before the last (empty) message goes out: the
+        server may start the connection's next request as soon as that message is sent, before
+        ``on_close`` has run, so what the next request may need (an admission slot) is freed here."""
         self.body = body
         self.headers = headers
         self.on_close = on_close
+        self.on_end = on_end
 
     def _raw_headers(self) -> list[tuple[bytes, bytes]]:
         raw = [
@@ -163,6 +168,8 @@ class SSEResponse:
             await send({"type": "http.response.start", "status": 200, "headers": self._raw_headers()})
             async for data in body:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
+            if self.on_end is not None:
+                self.on_end()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             aclose = getattr(body, "aclose", None)

@@ -110,6 +110,12 @@ class Policy:
     thresholds: Thresholds = Thresholds()
     target: Target | None = None
 
+    @property
+    def decides_up_front(self) -> bool:
+        """Can ``decide_up_front`` say anything? Without a target, or with both up-front paths off,
+        it always stays (and the caller can skip gathering its facts)."""
+        return self.target is not None and (self.auto_route or self.spill_on_reject)
+
     @classmethod
     def of(cls, config: Config, directory: CloudDirectory) -> Policy:
         esc = config.escalation

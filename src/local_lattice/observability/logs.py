@@ -23,6 +23,20 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class TextFormatter(logging.Formatter):
+    """``TEXT_FORMAT``, with the date and time formatted once per second rather than once per line."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+        self._stamp: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if self._stamp[0] != second:
+            self._stamp = (second, time.strftime(self.default_time_format, self.converter(record.created)))
+        return f"{self._stamp[1]},{int(record.msecs):03d}"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, request id, message, extras, exception."""
 
@@ -46,7 +60,7 @@ def configure(log_format: str = "text", level: int = logging.INFO) -> logging.Ha
     """Replace the root handlers with one stderr handler in ``log_format`` (``text`` or ``json``)."""
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -57,9 +57,17 @@ def _refuse(code: str, message: str, param: str | None = None) -> InvalidRequest
     return InvalidRequest(message, code=code, param=param)
 
 
-def check_body(body: Any, limits: LimitsConfig) -> None:
-    """Raise ``InvalidRequest`` naming the first limit ``body`` breaks."""
-    if json_depth_exceeds(body, limits.max_json_depth):
+def _may_nest_deeper(raw: bytes | None, limit: int) -> bool:
+    """False when the raw JSON has no more brackets than ``limit``: each level needs one, so the
+    walk over the decoded tree can be skipped (two C-speed counts instead)."""
+    return raw is None or raw.count(b"{") + raw.count(b"[") > limit
+
+
+def check_body(body: Any, limits: LimitsConfig, raw: bytes | None = None) -> None:
+    """Raise ``InvalidRequest`` naming the first limit ``body`` breaks (``raw``: the bytes it was
+    decoded from, when at hand)."""
+    limit = limits.max_json_depth
+    if _may_nest_deeper(raw, limit) and json_depth_exceeds(body, limit):
         raise _refuse("max_json_depth", f"JSON nested deeper than max_json_depth={limits.max_json_depth}")
     if not isinstance(body, dict):
         return

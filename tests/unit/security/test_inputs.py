@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from local_lattice.config import LimitsConfig
@@ -77,3 +78,13 @@ def test_token_estimate() -> None:
     assert estimate_tokens(chat(), limits) == 1 + 50
     assert estimate_tokens(chat(max_tokens=10, n=3), limits) == 1 + 30
     assert estimate_tokens({"model": "e", "input": "x" * 400}, limits) == 101
+
+
+def test_the_bracket_count_shortcut_agrees_with_the_walk() -> None:
+    deep = orjson.dumps({"a": [[[{"b": 1}]]]})  # depth 5, five brackets
+    body = orjson.loads(deep)
+    check_body(body, LIMITS.model_copy(update={"max_json_depth": 5}), deep)
+    with pytest.raises(InvalidRequest, match="max_json_depth=4"):
+        check_body(body, LIMITS.model_copy(update={"max_json_depth": 4}), deep)
+    wide = orjson.dumps({"messages": [{"role": "user", "content": "x"}] * 2})  # 4 brackets, depth 3
+    check_body(orjson.loads(wide), LIMITS.model_copy(update={"max_json_depth": 3}), wide)

@@ -51,3 +51,27 @@ def test_log_filter_masks_keys_in_messages_and_tracebacks(caplog: pytest.LogCapt
     text = caplog.text
     assert "my-very-secret-key" not in text
     assert "sk-abcdefgh" not in text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "plain words, nothing secret here",
+        "Bearer\tabc.def",
+        "BEARER xyz123",
+        "x-\u0130\u0131api-KEY: zzz",
+        "x-api-\u212aey= zzz",
+        "ACCESS_TOKEN=abcdef&x=1",
+        "apikey=v1 api-key=v2 api_key=v3",
+        "sk-ABCDEF123 and SK-abcdefgh",
+        "\u017fk-abcdefgh1",
+        "model=nginx-json/fixed-json request_id=07cafa7f8d0024d6 status=200",
+    ],
+)
+def test_the_fast_path_never_changes_what_the_patterns_mask(text: str) -> None:
+    from local_lattice.security import redact as module
+
+    slow = text
+    for pattern, replacement in module._PATTERNS:
+        slow = pattern.sub(replacement, slow)
+    assert redact(text) == slow
