@@ -4,9 +4,7 @@ the model name picks the behaviour; it records headers and bodies."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.support.procs import free_port
+from tests.support.upstream import serve_in_thread
 
 KEY = "sk-ant-scripted-secret-0123456789"
 
@@ -103,25 +101,5 @@ def build_app(rec: Recorder) -> web.Application:
 def anthropic_upstream() -> Iterator[tuple[str, Recorder]]:
     """Yield ``(base_url, recorder)``; the base URL has no ``/v1`` (the client adds it)."""
     rec = Recorder()
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(build_app(rec), handle_signals=False)
-    started = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    started.wait(10)
-    try:
-        yield f"http://127.0.0.1:{port}", rec
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    with serve_in_thread(build_app(rec)) as root:
+        yield root, rec

@@ -131,12 +131,11 @@ def build_app(rec: Recorder, listed: list[str]) -> web.Application:
 
 
 @contextlib.contextmanager
-def scripted_upstream(models: list[str] | None = None) -> Iterator[tuple[str, Recorder]]:
-    """Yield ``(base_url_with_v1, recorder)`` while the server runs in a thread."""
-    rec = Recorder()
+def serve_in_thread(app: web.Application) -> Iterator[str]:
+    """Run an aiohttp app on a free loopback port in a background thread; yield its root URL."""
     port = free_port()
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(build_app(rec, models or MODELS), handle_signals=False)
+    runner = web.AppRunner(app, handle_signals=False)
     started = threading.Event()
 
     def serve() -> None:
@@ -150,9 +149,17 @@ def scripted_upstream(models: list[str] | None = None) -> Iterator[tuple[str, Re
     thread.start()
     started.wait(10)
     try:
-        yield f"http://127.0.0.1:{port}/v1", rec
+        yield f"http://127.0.0.1:{port}"
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+@contextlib.contextmanager
+def scripted_upstream(models: list[str] | None = None) -> Iterator[tuple[str, Recorder]]:
+    """Yield ``(base_url_with_v1, recorder)`` while the server runs in a thread."""
+    rec = Recorder()
+    with serve_in_thread(build_app(rec, models or MODELS)) as root:
+        yield root + "/v1", rec
