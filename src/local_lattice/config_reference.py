@@ -10,7 +10,8 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from local_lattice.config import ENV_SETTINGS, BackendConfig, Config
+from local_lattice.config import BackendConfig, Config
+from local_lattice.config_env import ENV_SETTINGS
 
 HEADER = """# Configuration reference
 

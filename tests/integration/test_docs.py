@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from local_lattice.config import ENV_SETTINGS, load
+from local_lattice.config import load
+from local_lattice.config_env import ENV_SETTINGS
 from tests.support.procs import PYTHON, RunningProcess
 from tests.support.servers import gateway_process
 

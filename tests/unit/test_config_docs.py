@@ -31,7 +31,8 @@ def test_committed_configuration_reference_is_generated() -> None:
 
 
 def test_configuration_reference_covers_every_key_and_variable() -> None:
-    from local_lattice.config import ENV_SETTINGS, BackendConfig, Config
+    from local_lattice.config import BackendConfig, Config
+    from local_lattice.config_env import ENV_SETTINGS
     from local_lattice.config_reference import markdown
 
     text = markdown()
