@@ -265,9 +265,27 @@ class RoutingConfig(_Section):
     profiles_file: str | None = Field(None, description="Model profiles in JSON (env MODEL_PROFILES_FILE).")
     default_max_tokens: int = Field(1024, ge=1, description="max_tokens when unset (env DEFAULT_MAX_TOKENS).")
     max_tokens_ceiling: int = Field(16384, ge=1, description="Largest max_tokens passed on (env MAX_TOKENS_CEILING).")
+    discover_servers: list[str] = Field(
+        default_factory=lambda: [
+            "lmstudio=http://127.0.0.1:1234/v1",
+            "ollama=http://127.0.0.1:11434",
+            "openai=http://127.0.0.1:8080/v1",
+            "openai=http://127.0.0.1:8000/v1",
+        ],
+        description="With no backends configured, these local servers (kind=url) are probed at start and "
+        "the ones that answer are used (env LATTICE_DISCOVER_SERVERS; empty turns it off).",
+    )
     fallback_attempts: int = Field(3, ge=1, le=16, description="Candidates tried when one fails before its first byte.")
     failure_threshold: int = Field(3, ge=1, description="Failures in a row that put a backend on cool-down.")
     cooldown_seconds: float = Field(30.0, ge=0, description="Seconds a failing backend is skipped.")
+
+    @field_validator("discover_servers")
+    @classmethod
+    def _servers(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not re.match(r"^(lmstudio|ollama|openai)=https?://\S+$", entry.strip()):
+                raise ValueError(f"expected lmstudio=URL, ollama=URL or openai=URL, got {entry!r}")
+        return value
 
 
 class ObservabilityConfig(_Section):

@@ -78,6 +78,12 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
         "Seconds a backend's model list is reused.",
     ),
     EnvSetting("GENERATION_TIMEOUT", ("backends", "*", "timeout"), float, "Seconds for one upstream call."),
+    EnvSetting(
+        "LATTICE_DISCOVER_SERVERS",
+        ("routing", "discover_servers"),
+        _csv,
+        "Local servers (kind=url, comma-separated) probed when no backend is configured; empty: none.",
+    ),
     EnvSetting("DEFAULT_MODEL", ("routing", "default_model"), str.strip, "Model auto-pick tries first."),
     EnvSetting(
         "MLX_FORCE_DEFAULT_MODEL", ("routing", "force_default_model"), _bool, "1 sends every request to the default."

@@ -67,7 +67,8 @@ def gateway_process(
         handle.write(config_toml)
     argv = [PYTHON, "-m", "local_lattice", "serve", "--config", handle.name, "--port", str(port), *extra_args]
     base = f"http://127.0.0.1:{port}"
-    clean_env = {"MIDDLE_LAYER_API_KEY": "", "LATTICE_CONFIG": "", **(env or {})}
+    # No probing of the usual local ports unless a test asks: tests stay hermetic.
+    clean_env = {"MIDDLE_LAYER_API_KEY": "", "LATTICE_CONFIG": "", "LATTICE_DISCOVER_SERVERS": "", **(env or {})}
     # /openapi.json answers as soon as the app is up, whatever state the upstreams are in.
     with run_process(argv, ready_url=base + "/openapi.json", base_url=base, env=clean_env, timeout=60) as proc:
         yield proc

@@ -124,6 +124,40 @@ def _server(name: str, kind: str, url: str) -> BackendConfig:
     return BackendConfig.model_validate({"name": name, "type": kind, "url": url, "connect_timeout": 2.0})
 
 
+def parse_server(entry: str) -> BackendConfig:
+    """``kind=url`` (``lmstudio``, ``ollama`` or ``openai``) as a backend named after it."""
+    kind, _, url = entry.partition("=")
+    kind, url = kind.strip(), url.strip()
+    if kind not in ("lmstudio", "ollama", "openai") or not url:
+        raise ValueError(f"expected lmstudio=URL, ollama=URL or openai=URL, got {entry!r}")
+    port = url.rstrip("/").removesuffix("/v1").rsplit(":", 1)[-1]
+    name = kind if kind != "openai" else f"local-{port if port.isdigit() else 'server'}"
+    return _server(name, kind, url)
+
+
+PROBE_SECONDS = 2.0  # a local server answers its model list at once; start-up must not wait longer
+
+
+async def discover_servers(entries: Sequence[str]) -> list[BackendConfig]:
+    """The servers among ``entries`` (``kind=url``) that answer with at least one model, probed
+    at once; a silent or empty one is left out. Names stay unique."""
+    configs = [parse_server(entry) for entry in entries]
+
+    async def answers(config: BackendConfig) -> bool:
+        try:
+            probe = await asyncio.wait_for(probe_server(config), PROBE_SECONDS)
+        except TimeoutError:
+            return False
+        return probe.error is None and bool(probe.models)
+
+    found = await asyncio.gather(*(answers(c) for c in configs))
+    chosen: list[BackendConfig] = []
+    for config, ok in zip(configs, found, strict=True):
+        if ok and all(c.name != config.name for c in chosen):
+            chosen.append(config)
+    return chosen
+
+
 def servers_to_probe(
     config: Config, backend: InitBackend, lmstudio_url: str | None, urls: Sequence[str]
 ) -> list[BackendConfig]:

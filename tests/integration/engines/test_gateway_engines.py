@@ -21,14 +21,32 @@ QUESTION = "What is the capital of France? Answer in one sentence."
 
 
 @contextlib.contextmanager
-def bare_gateway(home: Path) -> Iterator[RunningProcess]:
-    """``lattice serve`` with no config file and no backends, in an empty HOME."""
+def bare_gateway(home: Path, discover: str = "") -> Iterator[RunningProcess]:
+    """``lattice serve`` with no config file and no backends, in an empty HOME; ``discover`` lists
+    the local servers it probes (none by default, so the test does not depend on the machine)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {"HOME": str(home), "LATTICE_CONFIG": "", "LM_STUDIO_URL": "", "MIDDLE_LAYER_API_KEY": ""}
+    env["LATTICE_DISCOVER_SERVERS"] = discover
     argv = [PYTHON, "-m", "local_lattice", "serve", "--port", str(port)]
     with run_process(argv, ready_url=base + "/healthz", base_url=base, env=env, timeout=120) as proc:
         yield proc
+
+
+def test_no_configuration_also_finds_the_local_servers_that_answer(
+    tmp_path: Path, smollm2_server: RunningProcess
+) -> None:
+    silent = f"http://127.0.0.1:{free_port()}/v1"
+    discover = f"lmstudio={silent},openai={smollm2_server.url}"
+    with bare_gateway(tmp_path, discover) as gateway, httpx.Client(base_url=gateway.url, timeout=120) as http:
+        owners = {(m["id"], m["owned_by"]) for m in http.get("/v1/models").json()["data"]}
+        port = smollm2_server.url.removesuffix("/v1").rsplit(":", 1)[-1]
+        assert (SMOLLM2_ID, "llamacpp") in owners  # the embedded demo model
+        assert (SMOLLM2_ID, f"local-{port}") in owners  # the server that answered
+        assert not any(owner == "lmstudio" for _, owner in owners)  # the silent one is left out
+        health = http.get("/healthz").json()
+        assert {"llamacpp", f"local-{port}"} <= set(health["backends"])
+        assert "lmstudio" not in health["backends"]
 
 
 def test_serve_with_no_configuration_answers_with_smollm2(tmp_path: Path) -> None:
