@@ -13,6 +13,7 @@ import asyncio
 import logging
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Iterator, Mapping
 from concurrent.futures import Executor
 from contextlib import aclosing
@@ -83,7 +84,7 @@ def text_of(content: Any) -> str:
     return "".join(parts)
 
 
-class EngineBackend(Generic[H]):
+class EngineBackend(ABC, Generic[H]):
     format: ModelFormat = "gguf"
     engine: str = "engine"
 
@@ -99,23 +100,24 @@ class EngineBackend(Generic[H]):
         self._catalog_at = -1e18
         self._catalog_lock = asyncio.Lock()
 
-    # -- hooks: blocking, called in a worker thread ------------------------------------------------
+    # -- hooks each engine implements: blocking, called in a worker thread -------------------------
 
-    def open_model(self, model: LocalModel) -> Loaded[H]:
-        raise NotImplementedError
+    @abstractmethod
+    def open_model(self, model: LocalModel) -> Loaded[H]: ...
 
-    def close_model(self, loaded: Loaded[H]) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def close_model(self, loaded: Loaded[H]) -> None: ...
 
-    def encode_chat(self, loaded: Loaded[H], messages: list[Message]) -> list[int]:
-        raise NotImplementedError
+    @abstractmethod
+    def encode_chat(self, loaded: Loaded[H], messages: list[Message]) -> list[int]: ...
 
-    def encode_text(self, loaded: Loaded[H], prompt: str) -> list[int]:
-        raise NotImplementedError
+    @abstractmethod
+    def encode_text(self, loaded: Loaded[H], prompt: str) -> list[int]: ...
 
+    @abstractmethod
     def token_steps(self, loaded: Loaded[H], tokens: list[int], sampling: Sampling) -> Iterator[str | None]:
         """Text of each generated token as it comes; ``None`` for end-of-sequence."""
-        raise NotImplementedError
+        ...
 
     # -- catalog ----------------------------------------------------------------------------------
 
