@@ -21,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -39,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.procs import PYTHON, free_port
 from tests.support.servers import backends_toml, gateway_process
+from tests.support.upstream import serve_in_thread
 
 from bench.procstat import rss_bytes
 from bench.workload import use_this_checkout
@@ -147,28 +147,8 @@ def slow_app(interval: float, chunks: int) -> web.Application:
 
 @contextmanager
 def slow_upstream(interval: float = 1.0, chunks: int = 60) -> Iterator[str]:
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(slow_app(interval, chunks), handle_signals=False, handler_cancellation=True)
-    ready = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start())
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    ready.wait(10)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.shutdown(), loop).result(30)
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
+    with serve_in_thread(slow_app(interval, chunks), cancel_on_hangup=True, backlog=4096) as root:
+        yield root + "/v1"
 
 
 async def hold_streams(url: str, count: int, pid: int) -> tuple[int, float]:

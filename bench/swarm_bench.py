@@ -6,21 +6,20 @@ Prints, as medians over several runs:
 - first-success: wall time / fastest member (target <= 1.1), and how long after the winner returned
   the losers' upstream connections were closed (target <= 100 ms)
 
-Run: PYTHONPATH=src python bench/swarm_bench.py [--runs 7]
+Run: PYTHONPATH=src:. python bench/swarm_bench.py [--runs 7]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from aiohttp import web
+from tests.support.upstream import serve_in_thread
 
 from local_lattice.config import Config
 from local_lattice.gateway import Gateway
@@ -29,12 +28,6 @@ from local_lattice.swarm.specs import AgentSpec, CallContext
 
 MODELS = ["m-200", "m-300", "m-500", "m-600", "m-700", "m-900"]
 MESSAGES = [{"role": "user", "content": "hi"}]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def build_app(closed: dict[str, float]) -> web.Application:
@@ -62,28 +55,9 @@ def build_app(closed: dict[str, float]) -> web.Application:
 
 @contextmanager
 def upstream(closed: dict[str, float]) -> Iterator[str]:
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    # handler_cancellation: a client that hangs up cancels the handler, so "closed" is the hang-up time.
-    runner = web.AppRunner(build_app(closed), handle_signals=False, handler_cancellation=True)
-    ready = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    ready.wait(10)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
+    # A client that hangs up cancels the handler, so "closed" is the hang-up time.
+    with serve_in_thread(build_app(closed), cancel_on_hangup=True) as root:
+        yield root + "/v1"
 
 
 def jobs(models: list[str], run: int) -> list[Job]:

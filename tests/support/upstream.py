@@ -131,17 +131,18 @@ def build_app(rec: Recorder, listed: list[str]) -> web.Application:
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: web.Application) -> Iterator[str]:
-    """Run an aiohttp app on a free loopback port in a background thread; yield its root URL."""
+def serve_in_thread(app: web.Application, *, cancel_on_hangup: bool = False, backlog: int = 128) -> Iterator[str]:
+    """Run an aiohttp app on a free loopback port in a background thread; yield its root URL.
+    ``cancel_on_hangup`` cancels a handler whose client hung up (to time hang-ups)."""
     port = free_port()
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app, handle_signals=False)
+    runner = web.AppRunner(app, handle_signals=False, handler_cancellation=cancel_on_hangup)
     started = threading.Event()
 
     def serve() -> None:
         asyncio.set_event_loop(loop)
         loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port, backlog=backlog).start())
         started.set()
         loop.run_forever()
 
@@ -151,7 +152,8 @@ def serve_in_thread(app: web.Application) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        asyncio.run_coroutine_threadsafe(runner.shutdown(), loop).result(30)
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
