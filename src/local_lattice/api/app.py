@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 import orjson
 from starlette.applications import Starlette
@@ -14,6 +15,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from local_lattice.api import (
     openapi,
@@ -75,6 +77,38 @@ async def render_unexpected(request: Request, exc: Exception) -> Response:
     return payload.json_response(error.envelope(), status=500)
 
 
+def handled(endpoint: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
+    """``endpoint`` as an ASGI app that renders its own failures as the app's exception handlers
+    do: what the guard calls for a generating route instead of going through the router."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive, send)
+        try:
+            response = await endpoint(request)
+        except LatticeError as exc:
+            response = await render_lattice_error(request, exc)
+        except Exception as exc:
+            response = await render_unexpected(request, exc)
+        await response(scope, receive, send)
+
+    return app
+
+
+class GatewayApp(Starlette):
+    """Starlette with the front door and the guard outside its own layers: a request the guard
+    serves directly (a generating route) never enters Starlette's error middleware or router."""
+
+    def __init__(self, *, outer: list[Middleware], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.outer = outer
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app = super().build_middleware_stack()
+        for cls, args, kwargs in reversed(self.outer):
+            app = cls(app, *args, **kwargs)
+        return app
+
+
 def route_specs(config: Config) -> list[RouteSpec]:
     """Every route's spec: each ``routes_*`` module contributes its ``ROUTES`` table."""
     return [
@@ -118,7 +152,12 @@ def _middleware(config: Config, specs: list[RouteSpec]) -> list[Middleware]:
             cors=cors,
         ),
         Middleware(
-            Guard, limits=limits, limiter=limiter, generating_paths=generating_paths(specs), public_paths=public
+            Guard,
+            limits=limits,
+            limiter=limiter,
+            generating_paths=generating_paths(specs),
+            public_paths=public,
+            direct={spec.path: handled(spec.endpoint) for spec in specs if spec.generates},
         ),
     ]
 
@@ -139,7 +178,7 @@ def create_app(
     backends: Mapping[str, Backend] | None = None,
     on_ready: Callable[[Gateway], Awaitable[None]] | None = None,
     progress: LoadProgress | None = None,
-) -> Starlette:
+) -> GatewayApp:
     """The ASGI app. ``backends`` replaces those built from ``config`` (tests inject fakes);
     ``progress`` is told of models preloaded at start; ``on_ready`` runs once the gateway is built,
     before the first request (the CLI's banner)."""
@@ -157,9 +196,9 @@ def create_app(
             await gateway.aclose()
 
     specs = route_specs(config)
-    app = Starlette(
+    app = GatewayApp(
+        outer=_middleware(config, specs),
         routes=[spec.route() for spec in specs],
-        middleware=_middleware(config, specs),
         exception_handlers={
             LatticeError: render_lattice_error,
             HTTPException: render_http_error,

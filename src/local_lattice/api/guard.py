@@ -6,12 +6,16 @@ checks the size limits, estimates its tokens and leaves the decoded body in
 handler unchanged. Every authenticated request passes the limiter (when limits are configured);
 when it ends, the real usage on the request's record (``scope["state"]["record"]``) corrects the
 token estimate. Public routes pass straight through. Decisions live in ``local_lattice.security``.
+
+A generating route given in ``direct`` is called straight from here, without the router's matching
+and exception layers: those routes carry the traffic, and each layer costs a call per message.
+``direct`` maps a path to an ASGI app that renders its own errors (``api.app.handled``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -69,8 +73,10 @@ class Guard:
         generating_paths: Collection[str],
         public_paths: Collection[str],
         clock: Callable[[], float] = time.monotonic,
+        direct: Mapping[str, ASGIApp] | None = None,
     ) -> None:
         self.app = app
+        self.direct = dict(direct or {})
         self.limits = limits
         self.limiter = limiter if limiter is not None and limiter.enabled else None
         self.generating = frozenset(generating_paths)
@@ -100,12 +106,15 @@ class Guard:
             receive = replay(raw, receive)
             if self.limiter is not None and self.limiter.counts_tokens:
                 tokens = estimate_tokens(data, self.limits)
+        app = self.direct.get(scope["path"], self.app) if generating else self.app
         if self.limiter is None:
-            await self.app(scope, receive, send)
+            await app(scope, receive, send)
             return
-        await self._limited(self.limiter, scope, receive, send, tokens)
+        await self._limited(self.limiter, app, scope, receive, send, tokens)
 
-    async def _limited(self, limiter: Limiter, scope: Scope, receive: Receive, send: Send, tokens: int) -> None:
+    async def _limited(
+        self, limiter: Limiter, app: ASGIApp, scope: Scope, receive: Receive, send: Send, tokens: int
+    ) -> None:
         state = scope["state"]
         client = scope.get("client")
         address = client[0] if client else "unknown"
@@ -116,7 +125,7 @@ class Guard:
             await send_error(send, exc)
             return
         try:
-            await self.app(scope, receive, send)
+            await app(scope, receive, send)
         finally:
             record = state.get("record")
             used = record.input_tokens + record.output_tokens if isinstance(record, RequestRecord) else None
