@@ -1,17 +1,22 @@
 """Prometheus metrics of one gateway, on a registry the gateway owns (never the global one).
 
-``Metrics.observe(record)`` is called once per finished request. Label children are looked up once
-per label combination and cached in plain dicts, so the hot path is a dict lookup and a few
-``inc``/``observe`` calls. Gauges that describe state (queue depth, loaded models) are set by whoever
-owns that state. ``docs/observability.md`` maps each name to its OpenTelemetry GenAI counterpart.
+``Metrics.observe(record)`` is called once per finished request. The per-request series (request
+counts, durations, time to first token, time per token, upstream time, overhead, queue wait,
+tokens, errors, in flight) are plain counters and bucket lists, updated without locks or label
+lookups — the request path runs on the event loop thread only — and turned into metric families
+when ``/metrics`` is scraped (``RequestCollector``). Gauges that describe state (queue depth,
+loaded models) and rare counters are ordinary prometheus-client metrics set by whoever owns that
+state. ``docs/observability.md`` maps each name to its OpenTelemetry GenAI counterpart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from local_lattice.observability.record import RequestRecord
 
@@ -22,19 +27,98 @@ TOKEN_TIME_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 
 
+class Buckets:
+    """One histogram series: counts per bucket (the last is +Inf) and the sum of observations."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        # Bucket ``le=b`` counts values <= b: the first bound not below the value.
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip((*map(repr, map(float, self.bounds)), "+Inf"), self.counts, strict=True):
+            running += count
+            out.append((bound, running))
+        return out
+
+
+class Histograms:
+    """A histogram family: one ``Buckets`` per label values."""
+
+    def __init__(self, name: str, documentation: str, labels: Sequence[str], bounds: Sequence[float]) -> None:
+        self.name, self.documentation, self.labels, self.bounds = name, documentation, list(labels), bounds
+        self.series: dict[tuple[str, ...], Buckets] = {}
+
+    def child(self, *values: str) -> Buckets:
+        found = self.series.get(values)
+        if found is None:
+            found = self.series[values] = Buckets(self.bounds)
+        return found
+
+    def family(self) -> Metric:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
+        for values, b in self.series.items():
+            family.add_metric(list(values), b.cumulative(), b.total)
+        return family
+
+
+class Counts:
+    """A counter (or, with ``gauge``, an up-and-down gauge) family: a number per label values."""
+
+    def __init__(self, name: str, documentation: str, labels: Sequence[str], *, gauge: bool = False) -> None:
+        self.name, self.documentation, self.labels, self.gauge = name, documentation, list(labels), gauge
+        self.values: dict[tuple[str, ...], float] = {}
+
+    def add(self, values: tuple[str, ...], amount: float = 1) -> None:
+        self.values[values] = self.values.get(values, 0) + amount
+
+    def family(self) -> Metric:
+        kind = GaugeMetricFamily if self.gauge else CounterMetricFamily
+        family = kind(self.name, self.documentation, labels=self.labels)
+        for values, amount in self.values.items():
+            family.add_metric(list(values), amount)
+        return family
+
+
 class _Series:
-    """The label children of one (route, model, backend) combination."""
+    """The histograms of one (route, model, backend) combination, looked up once per request."""
 
     __slots__ = ("duration", "overhead", "tokens_in", "tokens_out", "tpot", "ttft", "upstream")
 
     def __init__(self, m: Metrics, route: str, model: str, backend: str) -> None:
-        self.duration = m.request_duration.labels(route, model, backend)
-        self.ttft = m.ttft.labels(route, model, backend)
-        self.tpot = m.tpot.labels(model, backend)
-        self.upstream = m.upstream_duration.labels(model, backend)
-        self.overhead = m.overhead.labels(route)
-        self.tokens_in = m.tokens.labels(model, backend, "input")
-        self.tokens_out = m.tokens.labels(model, backend, "output")
+        self.duration = m.request_duration.child(route, model, backend)
+        self.ttft = m.ttft.child(route, model, backend)
+        self.tpot = m.tpot.child(model, backend)
+        self.upstream = m.upstream_duration.child(model, backend)
+        self.overhead = m.overhead.child(route)
+        self.tokens_in = (model, backend, "input")
+        self.tokens_out = (model, backend, "output")
+
+
+class RequestCollector(Collector):
+    """Hands the registry the per-request families at scrape time."""
+
+    def __init__(self, families: Sequence[Histograms | Counts]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.families:
+            yield family.family()
+
+    def describe(self) -> Iterator[Metric]:
+        kinds = {Histograms: HistogramMetricFamily, Counts: CounterMetricFamily}
+        for f in self.families:
+            kind = GaugeMetricFamily if isinstance(f, Counts) and f.gauge else kinds[type(f)]
+            yield kind(f.name, f.documentation, labels=f.labels)
 
 
 class Metrics:
@@ -42,35 +126,40 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         rmb = ("route", "model", "backend")
-        self.requests = Counter("lattice_requests", "Finished requests.", (*rmb, "status"), registry=r)
-        self.request_duration = Histogram(
-            "lattice_request_duration_seconds", "Whole request time as the client sees it.", rmb,
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.ttft = Histogram(
+        self.requests = Counts("lattice_requests", "Finished requests.", (*rmb, "status"))
+        self.request_duration = Histograms(
+            "lattice_request_duration_seconds", "Whole request time as the client sees it.", rmb, LATENCY_BUCKETS
+        )
+        self.ttft = Histograms(
             "lattice_time_to_first_token_seconds", "From request arrival to the first streamed chunk.", rmb,
-            buckets=LATENCY_BUCKETS, registry=r,
+            LATENCY_BUCKETS,
         )  # fmt: skip
-        self.tpot = Histogram(
+        self.tpot = Histograms(
             "lattice_time_per_output_token_seconds", "Mean time between output tokens after the first.",
-            ("model", "backend"), buckets=TOKEN_TIME_BUCKETS, registry=r,
+            ("model", "backend"), TOKEN_TIME_BUCKETS,
         )  # fmt: skip
-        self.upstream_duration = Histogram(
-            "lattice_upstream_duration_seconds", "Time spent in the backend.", ("model", "backend"),
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.overhead = Histogram(
+        self.upstream_duration = Histograms(
+            "lattice_upstream_duration_seconds", "Time spent in the backend.", ("model", "backend"), LATENCY_BUCKETS
+        )
+        self.overhead = Histograms(
             "lattice_gateway_overhead_seconds", "Request time minus upstream time: the gateway's own cost.",
-            ("route",), buckets=OVERHEAD_BUCKETS, registry=r,
+            ("route",), OVERHEAD_BUCKETS,
         )  # fmt: skip
-        self.queue_wait = Histogram(
-            "lattice_queue_wait_seconds", "Time a request waited for admission.", ("model",),
-            buckets=LATENCY_BUCKETS, registry=r,
+        self.queue_wait = Histograms(
+            "lattice_queue_wait_seconds", "Time a request waited for admission.", ("model",), LATENCY_BUCKETS
+        )
+        self.in_flight = Counts("lattice_requests_in_flight", "Requests being served now.", ("route",), gauge=True)
+        self.tokens = Counts("lattice_tokens", "Tokens in and out.", ("model", "backend", "type"))
+        self.errors = Counts("lattice_errors", "Failed requests by error kind.", ("route", "kind"))
+        r.register(
+            RequestCollector(
+                (
+                    self.requests, self.request_duration, self.ttft, self.tpot, self.upstream_duration,
+                    self.overhead, self.queue_wait, self.in_flight, self.tokens, self.errors,
+                )
+            )
         )  # fmt: skip
         self.queue_depth = Gauge("lattice_queue_depth", "Requests waiting for admission.", ("model",), registry=r)
-        self.in_flight = Gauge("lattice_requests_in_flight", "Requests being served now.", ("route",), registry=r)
-        self.tokens = Counter("lattice_tokens", "Tokens in and out.", ("model", "backend", "type"), registry=r)
-        self.errors = Counter("lattice_errors", "Failed requests by error kind.", ("route", "kind"), registry=r)
         self.models_available = Gauge("lattice_models_available", "Models a backend offers.", ("backend",), registry=r)
         self.models_loaded = Gauge("lattice_models_loaded", "Models a backend has loaded.", ("backend",), registry=r)
         self.swarm_runs = Counter("lattice_swarm_runs", "Swarm runs by strategy.", ("strategy",), registry=r)
@@ -78,26 +167,18 @@ class Metrics:
             "lattice_ledger_dropped_records", "Ledger records not written (queue full or write failed).", registry=r
         )
         self._series: dict[tuple[str, str, str], _Series] = {}
-        self._status: dict[tuple[str, str, str, int], Any] = {}
-        self._in_flight: dict[str, Any] = {}
-        self._queue_wait: dict[str, Any] = {}
 
-    def in_flight_for(self, route: str) -> Any:
-        child = self._in_flight.get(route)
-        if child is None:
-            child = self._in_flight[route] = self.in_flight.labels(route)
-        return child
+    def started(self, route: str) -> None:
+        self.in_flight.add((route,), 1)
 
     def observe(self, rec: RequestRecord) -> None:
+        """Count a finished request (and take it out of the in-flight gauge)."""
+        self.in_flight.add((rec.route,), -1)
         key = (rec.route, rec.model or "-", rec.backend or "-")
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = _Series(self, *key)
-        skey = (*key, rec.status)
-        counter = self._status.get(skey)
-        if counter is None:
-            counter = self._status[skey] = self.requests.labels(*key, str(rec.status))
-        counter.inc()
+        self.requests.add((*key, str(rec.status)))
         series.duration.observe(rec.latency)
         series.overhead.observe(rec.overhead)
         if rec.backend:
@@ -107,16 +188,13 @@ class Metrics:
             if rec.output_tokens > 1:
                 series.tpot.observe((rec.latency - rec.ttft) / (rec.output_tokens - 1))
         if rec.input_tokens:
-            series.tokens_in.inc(rec.input_tokens)
+            self.tokens.add(series.tokens_in, rec.input_tokens)
         if rec.output_tokens:
-            series.tokens_out.inc(rec.output_tokens)
+            self.tokens.add(series.tokens_out, rec.output_tokens)
         if rec.timings.queue:
-            wait = self._queue_wait.get(key[1])
-            if wait is None:
-                wait = self._queue_wait[key[1]] = self.queue_wait.labels(key[1])
-            wait.observe(rec.timings.queue)
+            self.queue_wait.child(key[1]).observe(rec.timings.queue)
         if rec.error_kind is not None:
-            self.errors.labels(rec.route, rec.error_kind).inc()
+            self.errors.add((rec.route, rec.error_kind))
 
     def set_models(self, available: Iterable[tuple[str, int, int]]) -> None:
         """Set the per-backend model gauges from ``(backend, available, loaded)`` triples."""

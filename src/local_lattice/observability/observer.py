@@ -50,7 +50,7 @@ class Observer:
             operation=operation,
         )
         state["record"] = rec
-        self.metrics.in_flight_for(route).inc()
+        self.metrics.started(route)
         self.in_flight += 1
         return rec
 
@@ -75,7 +75,6 @@ class Observer:
         if error_kind is not None:
             rec.error_kind = error_kind
         rec.latency = rec.timings.total()
-        self.metrics.in_flight_for(rec.route).dec()
         self.metrics.observe(rec)
         self.in_flight -= 1
         self.requests += 1
@@ -103,7 +102,7 @@ class Observer:
         if isinstance(rec, RequestRecord):
             self.finish(rec, status, error_kind)
         else:
-            self.metrics.errors.labels(path, error_kind).inc()
+            self.metrics.errors.add((path, error_kind))
 
     def preview(self, body: dict[str, Any]) -> str | None:
         """The last user message, cut to ``preview_chars`` — only when prompt capture is on."""

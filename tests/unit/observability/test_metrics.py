@@ -111,3 +111,13 @@ def test_stream_without_usage_counts_chunks(client: TestClient, fake: FakeBacken
     chunks = sum(1 for line in text.splitlines() if line.startswith("data: {"))
     s = scrape(client)
     assert value(s, "lattice_tokens_total", model="m1", backend="f", type="output") == chunks
+
+
+def test_histogram_buckets_count_values_up_to_their_bound() -> None:
+    from local_lattice.observability.metrics import Buckets
+
+    b = Buckets((0.1, 1.0))
+    for v in (0.05, 0.1, 0.5, 1.0, 7.0):
+        b.observe(v)
+    assert b.cumulative() == [("0.1", 2), ("1.0", 4), ("+Inf", 5)]
+    assert b.total == 8.65
