@@ -63,9 +63,11 @@ def load_config(config_path: Path | None, host: str | None, port: int | None, pr
 def run_server(config: Config, banner: bool = True) -> None:
     import uvicorn
 
+    from local_lattice import heap
     from local_lattice.api.app import create_app, redactor_for
     from local_lattice.console.banner import print_banner
     from local_lattice.console.progress import LoadProgressDisplay
+    from local_lattice.gateway import Gateway
     from local_lattice.observability.logs import configure
     from local_lattice.security.redact import install
 
@@ -73,8 +75,14 @@ def run_server(config: Config, banner: bool = True) -> None:
     install(redactor_for(config))  # keys masked on every line
     if not config.server.log_timing:
         logging.getLogger("lattice.request").setLevel(logging.WARNING)
+
+    async def ready(gateway: Gateway) -> None:
+        if banner:
+            await print_banner(gateway)
+        heap.settle()  # started: what exists now lives as long as the process
+
     uvicorn.run(
-        create_app(config, on_ready=print_banner if banner else None, progress=LoadProgressDisplay()),
+        create_app(config, on_ready=ready, progress=LoadProgressDisplay()),
         host=config.server.host,
         port=config.server.port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",

@@ -110,7 +110,7 @@ class BatchingHandler(logging.StreamHandler[TextIO]):
             self.release()
 
 
-def configure(log_format: str = "text", level: int = logging.INFO) -> logging.Handler:
+def configure(log_format: str = "text", level: int = logging.INFO) -> BatchingHandler:
     """Replace the root handlers with one stderr handler in ``log_format`` (``text`` or ``json``)."""
     handler = BatchingHandler()
     handler.addFilter(RequestIdFilter())
