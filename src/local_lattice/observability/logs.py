@@ -111,7 +111,15 @@ class BatchingHandler(logging.StreamHandler[TextIO]):
 
 
 def configure(log_format: str = "text", level: int = logging.INFO) -> BatchingHandler:
-    """Replace the root handlers with one stderr handler in ``log_format`` (``text`` or ``json``)."""
+    """Replace the root handlers with one stderr handler in ``log_format`` (``text`` or ``json``).
+
+    Neither format shows the caller's file and line, the thread or the process, so log records do
+    not gather them (the logging HOWTO's "Optimization" settings): finding the caller walks the
+    stack on every line, and every request logs one."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = BatchingHandler()
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
