@@ -47,7 +47,7 @@ async def resolve_dry_run(request: Request) -> Response:
             "backend": routed.model.backend,
             "routed_to": routed.routed_to,
             "candidates": candidates,
-            "hints": resolution.hints,
+            "hints": resolution.hints.as_json(),
             "reasons": list(resolution.notes),
             "explanation": resolution.explanation,
         },

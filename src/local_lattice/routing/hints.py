@@ -29,6 +29,12 @@ class Hints:
     prompt_chars: int = 0
 
     @property
+    def routing_key(self) -> tuple[bool, int, bool, bool, bool]:
+        """What routing depends on: every hint but the prompt's length (which only sets
+        ``min_context_window``)."""
+        return (self.needs_vision, self.min_context_window, self.prefers_fast, self.needs_tools, self.needs_json_mode)
+
+    @property
     def any(self) -> bool:
         return (
             self.needs_vision

@@ -34,6 +34,7 @@ class ModelIndex:
     any_ready: bool = False
     any_unloaded: bool = False
     parsed: dict[object, object] = field(default_factory=dict)
+    resolved: dict[object, tuple[object, object]] = field(default_factory=dict)  # see resolver.resolve
 
     @classmethod
     def build(cls, models: Sequence[ModelInfo], kind: ModelKind, *, grams: bool = True) -> ModelIndex:

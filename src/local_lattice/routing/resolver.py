@@ -11,12 +11,16 @@ Pure functions over an inventory snapshot (no I/O). The order of work:
    rest are the fallback order); copies of one id on several backends are ordered healthy first,
    then loaded, then fewest requests in flight;
 4. nothing matched → ``ON_MODEL_MISS``: auto-pick and say so, or 404 listing what is available.
+
+Agents repeat the same few specs, so a resolution is remembered on the snapshot's index, keyed by
+everything it depends on (spec, policy, hints but the prompt length, runtime default, cooling
+backends), unless copies of one id are ordered by the backends' live load.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from local_lattice.errors import ModelNotFound
@@ -24,7 +28,7 @@ from local_lattice.routing.grammar import Spec, parse_model_field
 from local_lattice.routing.hints import Hints, hard_checks, soft_checks
 from local_lattice.routing.index import Accept, ModelIndex
 from local_lattice.routing.policy import BackendStatus, RoutingPolicy
-from local_lattice.types import JSONObject, ModelInfo, ModelKind
+from local_lattice.types import ModelInfo, ModelKind
 
 _DEFAULT_POLICY = RoutingPolicy()
 _NO_HINTS = Hints()
@@ -37,7 +41,7 @@ class Resolution:
     explanation: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
     requested: str = ""
-    hints: JSONObject = field(default_factory=dict)
+    hints: Hints = _NO_HINTS
 
     @property
     def chosen(self) -> ModelInfo:
@@ -121,11 +125,14 @@ def _load_rank(model: ModelInfo) -> int:
     return 0 if model.loaded else (1 if model.loaded is None else 2)
 
 
-def _order_copies(found: list[Found], status: Mapping[str, BackendStatus]) -> list[Found]:
-    """Keep the id order; within one id, healthy, loaded, least busy, earlier backend first."""
+def _order_copies(found: list[Found], status: Mapping[str, BackendStatus]) -> tuple[list[Found], bool]:
+    """Keep the id order; within one id, healthy, loaded, least busy, earlier backend first.
+    Also says whether any id had copies to order (then the order holds for this moment only)."""
     groups: dict[str, list[Found]] = {}
     for item in found:
         groups.setdefault(item[0].id.lower(), []).append(item)
+    if len(groups) == len(found):
+        return found, False
     out: list[Found] = []
     for group in groups.values():
         if len(group) > 1:
@@ -136,7 +143,7 @@ def _order_copies(found: list[Found], status: Mapping[str, BackendStatus]) -> li
 
             group.sort(key=key)
         out.extend(group)
-    return out
+    return out, True
 
 
 def _collect(run: _Run, specs: Sequence[Spec], passes: Sequence[Accept]) -> list[Found]:
@@ -257,6 +264,33 @@ def resolve(
     """
     index = index if index is not None else ModelIndex.build(models, kind, grams=False)
     status = backends or {}
+    cooling = frozenset(name for name, st in status.items() if st.cooling)
+    key = (spec, hints.routing_key, runtime_default, cooling) if isinstance(spec, str) else None
+    if key is not None:
+        remembered = index.resolved.get(key)
+        if remembered is not None and remembered[0] is policy:
+            found = remembered[1]
+            assert isinstance(found, Resolution)
+            return found if found.hints == hints else replace(found, hints=hints)
+    resolution, by_load = _resolve(index, spec, kind, policy, hints, status, runtime_default, cooling)
+    if key is not None and not by_load:
+        if len(index.resolved) >= 1024:
+            index.resolved.clear()
+        index.resolved[key] = (policy, resolution)
+    return resolution
+
+
+def _resolve(
+    index: ModelIndex,
+    spec: Any,
+    kind: ModelKind,
+    policy: RoutingPolicy,
+    hints: Hints,
+    status: Mapping[str, BackendStatus],
+    runtime_default: str,
+    cooling: frozenset[str],
+) -> tuple[Resolution, bool]:
+    """The resolution, and whether its order depends on the backends' live load (copies of an id)."""
     run = _Run(index, policy, runtime_default, policy.max_candidates)
     requested = spec if isinstance(spec, str) else repr(spec)
     active_default = runtime_default or policy.default_model
@@ -267,8 +301,6 @@ def resolve(
     shown = requested if not policy.force_default or not active_default else active_default
     if not len(index):
         raise ModelNotFound(f"no {kind} models are available", param="model", extra={"available": []})
-
-    cooling = {name for name, st in status.items() if st.cooling}
 
     def skip_cooling(m: ModelInfo) -> bool:
         return m.backend not in cooling
@@ -289,12 +321,13 @@ def resolve(
         run.notes.append(f"skipped cooling-down backends: {', '.join(sorted(cooling))}")
     if not found:
         found = _miss(run, shown, specs, passes, strict)
-    ordered = _order_copies(found, status)
+    ordered, by_load = _order_copies(found, status)
     run.notes = list(dict.fromkeys(run.notes))
-    return Resolution(
+    resolution = Resolution(
         candidates=tuple(m for m, _ in ordered),
         explanation=_explain(shown, specs, ordered[0], run.notes),
         notes=tuple([f"{m.backend}/{m.id}: {how}" for m, how in ordered[:5]] + run.notes),
         requested=requested,
-        hints=hints.as_json(),
+        hints=hints,
     )
+    return resolution, by_load
