@@ -122,11 +122,14 @@ class Gateway:
             return Routed(self.backends[snapshot.models[0].backend], snapshot.models[0], resolution)
         hints = infer_hints(endpoint, body or {}, headers or {}, self.policy.long_prompt_chars) if body else Hints()
         index = self.index(snapshot, kind)
+        # The backends' live status only matters to order copies of an id, or to skip cooling ones.
+        tracker = self.tracker
+        live = index.any_copies or tracker.cooling_until
         local = partial(
             resolve,
             policy=self.policy,
             hints=hints,
-            backends=self.tracker.status(list(self.backends)),
+            backends=tracker.status(list(self.backends)) if live else None,
             runtime_default=self.runtime_default,
             index=index,
         )

@@ -88,16 +88,17 @@ def prompt_chars(body: Mapping[str, Any]) -> int:
 
 
 def _latency_tier(headers: Mapping[str, str]) -> str:
-    lowered = {k.lower(): v for k, v in headers.items() if k.lower() in LATENCY_HEADERS}
     for name in LATENCY_HEADERS:
-        if name in lowered:
-            return lowered[name].strip().lower()
+        value = headers.get(name)
+        if value is not None:
+            return value.strip().lower()
     return ""
 
 
 def infer_hints(
     endpoint: Endpoint, body: Mapping[str, Any], headers: Mapping[str, str], long_prompt_chars: int
 ) -> Hints:
+    """The hints of one request; ``headers`` keys are lower-case (``api.dispatch.header_map``)."""
     if endpoint == "embeddings":
         return Hints()
     chars = prompt_chars(body)

@@ -33,6 +33,7 @@ class ModelIndex:
     grams: dict[str, tuple[int, ...]] | None
     any_ready: bool = False
     any_unloaded: bool = False
+    any_copies: bool = False  # some id is served by several backends (their live status orders them)
     parsed: dict[object, object] = field(default_factory=dict)
     resolved: dict[object, tuple[object, object]] = field(default_factory=dict)  # see resolver.resolve
 
@@ -62,6 +63,7 @@ class ModelIndex:
             {g: tuple(v) for g, v in postings.items()} if grams else None,
             any_ready=any(m.ready for group in copies.values() for m in group),
             any_unloaded=any(not m.ready for group in copies.values() for m in group),
+            any_copies=any(len(group) > 1 for group in copies.values()),
         )
 
     def __len__(self) -> int:
