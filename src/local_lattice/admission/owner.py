@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from local_lattice.admission.controls import PriorityPolicy, context_of
@@ -119,6 +118,32 @@ class Waiter:
             self._owner.finish(self.ticket.id)
 
 
+class Admitted:
+    """The ``async with`` of ``Admission.admit``: enter, wait for the grant, close on the way out
+    (a class rather than a generator-based context manager: one is made per model call)."""
+
+    __slots__ = ("_args", "_owner", "_waiter")
+
+    def __init__(self, owner: Admission, model: str, backend: str, context: QueueContext) -> None:
+        self._owner = owner
+        self._args = (model, backend, context)
+        self._waiter: Waiter | None = None
+
+    async def __aenter__(self) -> Grant:
+        waiter = self._waiter = self._owner.enter(*self._args)
+        try:
+            grant = await waiter.wait()
+        except BaseException:
+            waiter.close()
+            raise
+        assert grant is not None
+        return grant
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._waiter is not None:
+            self._waiter.close()
+
+
 class Admission:
     def __init__(
         self,
@@ -178,16 +203,9 @@ class Admission:
             raise rate_limited(result.rejection)
         return waiter
 
-    @asynccontextmanager
-    async def admit(self, model: str, backend: str, context: QueueContext) -> AsyncIterator[Grant]:
+    def admit(self, model: str, backend: str, context: QueueContext) -> Admitted:
         """``async with admission.admit(model, backend, ctx) as grant:`` runs the body holding a slot."""
-        waiter = self.enter(model, backend, context)
-        try:
-            grant = await waiter.wait()
-            assert grant is not None
-            yield grant
-        finally:
-            waiter.close()
+        return Admitted(self, model, backend, context)
 
     def finish(self, ticket_id: int) -> None:
         """A waiter gave up or a granted call ended."""
