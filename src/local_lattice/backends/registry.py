@@ -1,7 +1,8 @@
 """Build backends from their config entries: the one map from ``type`` to class.
 
-In-process engines are imported only when configured, so the gateway runs without their extras;
-all of them share one residency manager.
+Each backend class is imported only when configured: the in-process engines so the gateway runs
+without their extras (all of them share one residency manager); the HTTP backends because aiohttp
+is the largest part of importing the app, and a gateway of in-process models alone never needs it.
 """
 
 from __future__ import annotations
@@ -10,20 +11,22 @@ import os
 from collections.abc import Mapping
 
 from local_lattice.backends.base import Backend
-from local_lattice.backends.ollama import OllamaBackend
-from local_lattice.backends.openai_compat import OpenAIBackend
 from local_lattice.config import IN_PROCESS_TYPES, BackendConfig, Config
 from local_lattice.engines.engine import Shared
 
 
 def build_backend(config: BackendConfig) -> Backend:
     if config.type == "ollama":
+        from local_lattice.backends.ollama import OllamaBackend
+
         return OllamaBackend(config)
     if config.type == "anthropic":
         # Imported here so the gateway starts without the optional ``anthropic`` client installed.
         from local_lattice.backends.anthropic import AnthropicBackend
 
         return AnthropicBackend(config)
+    from local_lattice.backends.openai_compat import OpenAIBackend
+
     return OpenAIBackend(config)
 
 
