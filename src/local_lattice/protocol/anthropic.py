@@ -22,7 +22,8 @@ DEFAULT_MAX_TOKENS = 1024
 
 
 class AnthropicBaseModel(BaseModel):
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    # Validators are built on the first Messages request, not when the app is imported.
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, defer_build=True)
 
 
 class MessageParam(AnthropicBaseModel):

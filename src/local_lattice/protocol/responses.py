@@ -12,13 +12,16 @@ import uuid
 from typing import Any
 
 import orjson
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from local_lattice.errors import InvalidRequest
 from local_lattice.protocol.openai import OpenAIBaseModel
 
 
 class ResponsesRequest(OpenAIBaseModel):
+    # The validator is built on the first Responses request, not when the app is imported.
+    model_config = ConfigDict(defer_build=True)
+
     model: Any = None
     input: str | list[dict[str, Any]] = Field(...)
     instructions: str | None = None

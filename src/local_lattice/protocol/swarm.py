@@ -8,14 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from local_lattice.protocol.openai import ChatMessage, OpenAIBaseModel
 
 AgentSpecs = str | list[str | dict[str, Any]]
 
 
-class SwarmRequest(OpenAIBaseModel):
+class _SwarmModel(OpenAIBaseModel):
+    # Validators are built on the first swarm request, not when the app is imported.
+    model_config = ConfigDict(defer_build=True)
+
+
+class SwarmRequest(_SwarmModel):
     """``/swarm/vote`` and ``/swarm/fanout``."""
 
     models: AgentSpecs = Field(
@@ -31,20 +36,20 @@ class SwarmRequest(OpenAIBaseModel):
     stream: bool = False
 
 
-class PipelineStep(OpenAIBaseModel):
+class PipelineStep(_SwarmModel):
     name: str = Field(..., min_length=1)
     model: str = Field(..., min_length=1)
     system: str | None = None
     user: str | None = None
 
 
-class PipelineRequest(OpenAIBaseModel):
+class PipelineRequest(_SwarmModel):
     steps: list[PipelineStep] = Field(..., min_length=1)
     messages: list[ChatMessage] = Field(..., min_length=1)
     stream: bool = False
 
 
-class DebateRequest(OpenAIBaseModel):
+class DebateRequest(_SwarmModel):
     models: AgentSpecs = Field(..., description="At least two debaters (or a sentinel that expands to two).")
     messages: list[ChatMessage] = Field(..., min_length=1)
     rounds: int = Field(2, ge=1, le=8)
