@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -206,6 +205,6 @@ def create_app(
         },
         lifespan=lifespan,
     )
-    app.state.openapi = orjson.dumps(openapi.openapi_document(specs, config.limits))
+    app.state.openapi = openapi.OpenAPIDocument(specs, config.limits)
     app.state.redactor = redactor_for(config)
     return app

@@ -3,6 +3,8 @@ pydantic wire models, with the limits of this deployment (``max_tokens`` ceiling
 
 Each route appears with its request model, its success answer (JSON, and SSE when it streams), the
 error envelope for every error status it may answer, and the API-key schemes unless it is public.
+It is built on its first request rather than with the app: the JSON schemas of every wire model
+were most of the time ``create_app`` took.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
@@ -153,9 +156,23 @@ def openapi_document(specs: Iterable[RouteSpec], limits: LimitsConfig) -> dict[s
     }
 
 
+class OpenAPIDocument:
+    """The document of one app, rendered once, when first served."""
+
+    def __init__(self, specs: Iterable[RouteSpec], limits: LimitsConfig) -> None:
+        self._specs = tuple(specs)
+        self._limits = limits
+        self._body: bytes | None = None
+
+    def body(self) -> bytes:
+        if self._body is None:
+            self._body = orjson.dumps(openapi_document(self._specs, self._limits))
+        return self._body
+
+
 async def openapi_json(request: Request) -> Response:
-    body: bytes = request.app.state.openapi
-    return Response(body, media_type="application/json")
+    document: OpenAPIDocument = request.app.state.openapi
+    return Response(document.body(), media_type="application/json")
 
 
 ROUTES = (RouteSpec("/openapi.json", openapi_json, summary="This document", public=True, tags=("meta",)),)
