@@ -1,18 +1,22 @@
 """Build backends from their config entries: the one map from ``type`` to class.
 
-Each backend class is imported only when configured: the in-process engines so the gateway runs
-without their extras (all of them share one residency manager); the HTTP backends because aiohttp
-is the largest part of importing the app, and a gateway of in-process models alone never needs it.
+Each backend class is imported only when configured: the in-process engines and the residency
+manager they all share, so the gateway runs without their extras and a gateway of HTTP backends
+never loads them; the HTTP backends because aiohttp is the largest part of importing the app, and
+a gateway of in-process models alone never needs it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from local_lattice.backends.base import Backend
 from local_lattice.config import IN_PROCESS_TYPES, BackendConfig, Config
-from local_lattice.engines.engine import Shared
+
+if TYPE_CHECKING:
+    from local_lattice.engines.engine import Shared
 
 
 def build_backend(config: BackendConfig) -> Backend:
@@ -31,6 +35,7 @@ def build_backend(config: BackendConfig) -> Backend:
 
 
 def shared_engines(config: Config, env: Mapping[str, str]) -> Shared:
+    from local_lattice.engines.engine import Shared
     from local_lattice.engines.residency import ModelManager
 
     settings = config.engines
