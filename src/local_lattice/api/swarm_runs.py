@@ -1,0 +1,249 @@
+"""What the swarm routes run: the plan from the body, the runner whose every call is admitted,
+the recording of the run and the answer as JSON or SSE (via ``api/sse.py``).
+
+Imported by ``api/routes_swarm.py`` on the first swarm request, with the swarm package: a gateway
+that never runs a swarm does not import it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from local_lattice.admission import QueueContext
+from local_lattice.api.dispatch import gateway_of
+from local_lattice.api.payload import json_response, read_json
+from local_lattice.api.routes_swarm import DEPRECATED, META_MODELS
+from local_lattice.api.sse import SSEResponse, sse_bytes
+from local_lattice.errors import InvalidRequest
+from local_lattice.gateway import Gateway
+from local_lattice.swarm.debate import DebatePlan, run_debate
+from local_lattice.swarm.outcome import SwarmOutcome
+from local_lattice.swarm.pipeline import parse_steps, run_pipeline
+from local_lattice.swarm.runner import SwarmRunner, TextSink
+from local_lattice.swarm.specs import AgentSpec, CallContext, expand, parse_agents
+from local_lattice.swarm.strategies import VotePlan, run_vote, strategy_name
+from local_lattice.swarm.streaming import ChunkMaker, stream_swarm
+from local_lattice.types import JSONObject, ModelInfo, StreamChunk
+
+# Body fields that steer the swarm; every other field is passed to each agent as sent.
+_SWARM_FIELDS = frozenset(
+    {"model", "models", "messages", "strategy", "judge", "judge_system", "max_parallel", "stream", "stream_options",
+     "steps", "rounds", "swarm", "queue", "input", "prompt", "n"}
+)  # fmt: skip
+_json = json_response
+_gateway = gateway_of
+_body = read_json
+
+
+def _messages(body: JSONObject, *, allow_input: bool = False) -> list[JSONObject]:
+    messages = body.get("messages")
+    if messages is None and allow_input:
+        text = body.get("input", body.get("prompt"))
+        if isinstance(text, str) and text.strip():
+            return [{"role": "user", "content": text}]
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+        raise InvalidRequest("'messages' is required: a non-empty list of message objects", param="messages")
+    return messages
+
+
+def _params(body: JSONObject) -> JSONObject:
+    return {k: v for k, v in body.items() if k not in _SWARM_FIELDS}
+
+
+def _max_parallel(raw: Any) -> int | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 1:
+        raise InvalidRequest("'max_parallel' must be a positive integer", param="max_parallel")
+    return raw
+
+
+def _judge(raw: Any, default: str | None) -> AgentSpec | None:
+    if raw is None:
+        raw = default
+    if raw is None or raw == "":
+        return None
+    (spec,) = parse_agents(raw if isinstance(raw, dict) else str(raw), "judge")[:1]
+    return spec
+
+
+async def _agents(gateway: Gateway, raw: Any, cap: int = 0) -> list[AgentSpec]:
+    agents = parse_agents(raw)
+    snapshot = await gateway.inventory.snapshot()
+    return expand(agents, snapshot.models, cap)
+
+
+def _runner(gateway: Gateway, request: Request) -> SwarmRunner:
+    """A runner whose every agent, judge and aggregator call is admitted like a request of its own,
+    with the parent's priority, deadline and client (the original admitted none of them)."""
+    client = gateway.admission.context(None, request.headers).client
+
+    @asynccontextmanager
+    async def admit(ctx: CallContext, model: ModelInfo) -> AsyncIterator[None]:
+        queue = QueueContext(priority=ctx.priority, deadline=ctx.deadline, client=client)
+        async with gateway.admission.admit(model.id, model.backend, queue):
+            yield
+
+    return SwarmRunner(gateway, gateway.config.swarm, admit=admit)
+
+
+def _ctx(gateway: Gateway, request: Request, body: JSONObject) -> CallContext:
+    """Priority and deadline from the body's ``queue{}`` or the queue headers (validated as for any
+    request), the deadline capped by the swarm's own overall timeout."""
+    queue = gateway.admission.context(body.get("queue"), request.headers)
+    cap = time.monotonic() + gateway.config.swarm.fanout_timeout
+    deadline = cap if queue.deadline is None else min(queue.deadline, cap)
+    return CallContext(priority=queue.priority, deadline=deadline)
+
+
+async def _respond(
+    request: Request,
+    body: JSONObject,
+    run: Callable[[TextSink | None], Awaitable[SwarmOutcome]],
+    headers: dict[str, str],
+    render: Callable[[SwarmOutcome], JSONObject] = SwarmOutcome.completion,
+) -> Response | SSEResponse:
+    """JSON, or SSE when the body asks to stream; errors before the first chunk keep their status.
+    The run is recorded like any request (metrics, ledger, dashboard) plus its swarm details."""
+    observer = _gateway(request).observer
+    record = observer.begin(request.scope["state"], request.scope["path"], "swarm")
+    observer.requested(record, body)
+    timings = record.timings
+
+    async def observed(sink: TextSink | None) -> SwarmOutcome:
+        outcome = await run(sink)
+        observer.routed(record, outcome.winner_model or "", "swarm")
+        usage = outcome.usage()
+        record.input_tokens, record.output_tokens = usage.prompt_tokens, usage.completion_tokens
+        observer.swarm_run(outcome.dashboard_run(record.request_id))
+        return outcome
+
+    if not body.get("stream"):
+        outcome = await observed(None)
+        observer.finish(record, 200)
+        return _json(render(outcome), headers={**headers, **outcome.headers(), **timings.headers()})
+    maker = ChunkMaker()
+    stream = stream_swarm(observed, _gateway(request).config.swarm.stream_chunk_chars, maker)
+    try:
+        first: StreamChunk | None = await stream.__anext__()
+    except StopAsyncIteration:
+        first = None
+    except BaseException:
+        await stream.aclose()
+        raise
+    record.stream = True
+    record.ttft = timings.total()
+    winner = maker.model
+    headers = {**headers, "X-Model-Routed-To": winner, "X-Swarm-Winner": winner.removeprefix("swarm/")}
+
+    def closed(disconnected: bool) -> None:
+        observer.finish(record, 499 if disconnected else 200, "client_disconnected" if disconnected else None)
+
+    return SSEResponse(sse_bytes(first, stream), {**headers, **timings.headers()}, on_close=closed)
+
+
+async def vote(request: Request) -> Response | SSEResponse:
+    gateway = _gateway(request)
+    body = await _body(request)
+    plan = VotePlan(
+        agents=await _agents(gateway, body.get("models")),
+        messages=_messages(body),
+        params=_params(body),
+        strategy=strategy_name(body.get("strategy")),
+        judge=_judge(body.get("judge"), gateway.config.swarm.chat_default_judge),
+        judge_system=body.get("judge_system"),
+        max_parallel=_max_parallel(body.get("max_parallel")),
+    )
+    runner, ctx = _runner(gateway, request), _ctx(gateway, request, body)
+    return await _respond(
+        request, body, lambda sink: run_vote(runner, plan, ctx, sink), {"X-Swarm-Strategy": plan.strategy}
+    )
+
+
+async def fanout(request: Request) -> Response | SSEResponse:
+    gateway = _gateway(request)
+    body = await _body(request)
+    plan = VotePlan(
+        agents=await _agents(gateway, body.get("models")),
+        messages=_messages(body),
+        params=_params(body),
+        strategy="fanout",
+        max_parallel=_max_parallel(body.get("max_parallel")),
+    )
+    runner, ctx = _runner(gateway, request), _ctx(gateway, request, body)
+    body["stream"] = False  # all answers at once: there is no single answer to stream
+    return await _respond(request, body, lambda sink: run_vote(runner, plan, ctx), {}, SwarmOutcome.fanout)
+
+
+async def pipeline(request: Request) -> Response | SSEResponse:
+    gateway = _gateway(request)
+    body = await _body(request)
+    steps = parse_steps(body.get("steps"))
+    messages = _messages(body, allow_input=True)
+    runner, ctx, params = _runner(gateway, request), _ctx(gateway, request, body), _params(body)
+    body["stream"] = False
+    return await _respond(
+        request, body, lambda sink: run_pipeline(runner, steps, messages, params, ctx), {"X-Swarm-Strategy": "pipeline"}
+    )
+
+
+async def debate(request: Request) -> Response | SSEResponse:
+    gateway = _gateway(request)
+    body = await _body(request)
+    rounds = body.get("rounds", 2)
+    if not isinstance(rounds, int) or isinstance(rounds, bool):
+        raise InvalidRequest("'rounds' must be an integer", param="rounds")
+    agents = await _agents(gateway, body.get("models"))
+    plan = DebatePlan(
+        agents=agents,
+        messages=_messages(body, allow_input=True),
+        params=_params(body),
+        rounds=rounds,
+        judge=_judge(body.get("judge"), None) or agents[0],
+        judge_system=body.get("judge_system"),
+        max_parallel=_max_parallel(body.get("max_parallel")),
+    )
+    runner, ctx = _runner(gateway, request), _ctx(gateway, request, body)
+    return await _respond(
+        request, body, lambda sink: run_debate(runner, plan, ctx, sink), {"X-Swarm-Strategy": "debate"}
+    )
+
+
+async def chat(request: Request, body: JSONObject) -> Response | SSEResponse:
+    """A chat request whose ``model`` is a swarm meta-model; options come from ``body.swarm``."""
+    gateway = _gateway(request)
+    settings = gateway.config.swarm
+    name = str(body["model"]).strip().lower()
+    intent, canonical = META_MODELS[name]
+    if intent == "pipeline":
+        raise InvalidRequest(
+            "the pipeline needs steps: POST /swarm/pipeline with {steps, messages} instead", param="model"
+        )
+    if not settings.chat_enabled:
+        raise InvalidRequest("swarm chat models are turned off (SWARM_CHAT_ENABLED=0)", param="model")
+    options = body.get("swarm") if isinstance(body.get("swarm"), dict) else {}
+    assert isinstance(options, dict)
+    strategy = (
+        "fanout" if intent == "fanout" else strategy_name(options.get("strategy") or settings.chat_default_strategy)
+    )
+    plan = VotePlan(
+        agents=await _agents(gateway, options.get("models") or settings.chat_default_models, settings.chat_auto_max),
+        messages=_messages(body),
+        params=_params(body),
+        strategy=strategy,
+        judge=_judge(options.get("judge"), settings.chat_default_judge),
+        judge_system=options.get("judge_system"),
+        max_parallel=_max_parallel(options.get("max_parallel")),
+    )
+    headers = {"X-Swarm-Strategy": strategy, "X-Swarm-Intent": intent, "X-Swarm-Canonical-Name": canonical}
+    if name in DEPRECATED:
+        headers["Deprecation"] = "true"
+        headers["X-Swarm-Deprecated"] = f"{body['model']} is deprecated; use {canonical}"
+    runner, ctx = _runner(gateway, request), _ctx(gateway, request, body)
+    return await _respond(request, body, lambda sink: run_vote(runner, plan, ctx, sink), headers)
