@@ -9,8 +9,18 @@ import pytest
 from tests.support.procs import PYTHON
 
 # Clients are imported when the first backend that uses them is built, the engine machinery with
-# the first in-process backend, the swarm package on the first swarm request.
-DEFERRED = ("aiohttp", "anthropic", "llama_cpp", "mlx", "local_lattice.engines.engine", "local_lattice.swarm")
+# the first in-process backend, the swarm package on the first swarm request, the Anthropic stream
+# translator on the first streamed Messages answer.
+DEFERRED = (
+    "aiohttp",
+    "anthropic",
+    "llama_cpp",
+    "mlx",
+    "local_lattice.backends.anthropic",
+    "local_lattice.engines.engine",
+    "local_lattice.protocol.anthropic_stream",
+    "local_lattice.swarm",
+)
 
 
 def imported_after(code: str) -> list[str]:

@@ -10,7 +10,7 @@ client turns into its typed exceptions. ``anthropic-version`` is accepted and no
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
@@ -27,8 +27,10 @@ from local_lattice.protocol.anthropic import (
     error_body,
     messages_to_openai,
 )
-from local_lattice.protocol.anthropic_stream import ChunksToEvents
 from local_lattice.types import ChunkStream, StreamChunk
+
+if TYPE_CHECKING:
+    from local_lattice.protocol.anthropic_stream import ChunksToEvents
 
 
 def error_data(exc: LatticeError) -> dict[str, Any]:
@@ -49,6 +51,8 @@ async def _messages(request: Request, record: Any) -> Response | SSEResponse:
     validate(MessagesRequest, raw)
     prepared = await dispatch.prepare(request, record, "chat", messages_to_openai(raw))
     if raw.get("stream"):
+        # Imported with the first streamed answer rather than with the app.
+        from local_lattice.protocol.anthropic_stream import ChunksToEvents
 
         def frame(first: StreamChunk | None, rest: ChunkStream) -> AsyncIterator[bytes]:
             events = _events(ChunksToEvents(model=prepared.routed.model.id), first, rest)

@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from local_lattice.backends.anthropic import DEFAULT_MODEL
 from local_lattice.config import Config
 from local_lattice.errors import BackendUnavailable, InvalidRequest, LatticeError, ModelNotFound
 from local_lattice.routing.resolver import Resolution
@@ -115,6 +114,9 @@ def directory_of(config: Config) -> CloudDirectory:
     for backend in config.backends:
         if backend.type not in CLOUD_PREFIXES:
             continue
+        # Here, not at the top: a gateway with no cloud backend never loads the Anthropic backend.
+        from local_lattice.backends.anthropic import DEFAULT_MODEL
+
         model = backend.models[0] if backend.models else DEFAULT_MODEL
         if config.escalation.model and config.escalation.backend in (None, backend.name):
             model = config.escalation.model
