@@ -36,7 +36,6 @@ from local_lattice.dashboard import routes as dashboard
 from local_lattice.engines.defaults import with_default_backends
 from local_lattice.errors import LatticeError, NotFound
 from local_lattice.gateway import Gateway
-from local_lattice.routing.init import discover_servers
 from local_lattice.security.cors import CorsPolicy
 from local_lattice.security.keys import KeyRing
 from local_lattice.security.limits import Limiter
@@ -165,6 +164,8 @@ async def discovered(config: Config) -> Config:
     """With no backend configured: the in-process defaults plus the usual local servers that answer."""
     if any(b.type != "anthropic" for b in config.backends) or not config.routing.discover_servers:
         return config
+    from local_lattice.routing.init import discover_servers  # only a gateway with nothing configured probes
+
     servers = await discover_servers(config.routing.discover_servers)
     if servers:
         log.info("found local servers: %s", ", ".join(f"{b.name} ({b.url})" for b in servers))
