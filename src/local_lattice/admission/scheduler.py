@@ -104,7 +104,9 @@ class Scheduler:
     # --- queries -----------------------------------------------------------------------------
 
     def next_expiry(self) -> float | None:
-        return min((t.expires for t in self._waiting.values()), default=None)
+        if not self._waiting:
+            return None
+        return min(t.expires for t in self._waiting.values())
 
     def position(self, ticket_id: int) -> int | None:
         """Tickets of the same model served before this one if nothing else arrives; ``None`` once
@@ -213,6 +215,8 @@ class Scheduler:
 
     def _expire(self, now: float) -> list[Decision]:
         decisions: list[Decision] = []
+        if not self._waiting:  # the common case: every call ran at once
+            return decisions
         for ticket in [t for t in self._waiting.values() if t.expires <= now]:
             kind: RejectKind = (
                 "deadline_exceeded" if ticket.deadline is not None and ticket.deadline <= now else "queue_timeout"

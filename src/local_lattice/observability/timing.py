@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 log = logging.getLogger("lattice.request")
 
@@ -38,16 +40,43 @@ class Timings:
     def log(self, *, path: str, status: int, request_id: str, model: str = "", extra: str = "") -> None:
         if not log.isEnabledFor(logging.INFO):
             return
-        log.info(
-            "lattice.request resolve_ms=%s queue_ms=%s upstream_ms=%s total_ms=%s path=%s status=%s "
-            "model=%s request_id=%s%s",
-            ms(self.resolve),
-            ms(self.queue),
-            ms(self.upstream),
-            ms(self.total()),
-            path,
-            status,
-            model or "-",
-            request_id,
-            extra,
+        message = (
+            f"lattice.request resolve_ms={ms(self.resolve)} queue_ms={ms(self.queue)} "
+            f"upstream_ms={ms(self.upstream)} total_ms={ms(self.total())} path={path} status={status} "
+            f"model={model or '-'} request_id={request_id}{extra}"
         )
+        log.handle(request_record(message, request_id))
+
+
+def request_record(message: str, request_id: str) -> logging.LogRecord:
+    """The timing line's log record, made without ``Logger.info``'s machinery: every request logs
+    one, and a record built field by field from a template costs a fraction of ``LogRecord()``.
+    It carries what ``logging.LogRecord`` does with the optimisations ``observability.logs``
+    switches on (no caller, thread or process fields)."""
+    record = logging.LogRecord.__new__(logging.LogRecord)
+    now = time.time_ns()
+    fields = dict(_TEMPLATE)
+    fields["msg"] = message
+    fields["request_id"] = request_id
+    fields["created"] = now / 1e9
+    fields["msecs"] = (now % 1_000_000_000) // 1_000_000 + 0.0
+    fields["relativeCreated"] = (now - logging._startTime) / 1e6  # type: ignore[attr-defined]
+    record.__dict__.update(fields)
+    return record
+
+
+_TEMPLATE: Mapping[str, object] = MappingProxyType(
+    {
+        **logging.makeLogRecord({"name": log.name, "levelno": logging.INFO, "levelname": "INFO"}).__dict__,
+        "pathname": "(unknown file)",
+        "filename": "(unknown file)",
+        "module": "(unknown module)",
+        "lineno": 0,
+        "funcName": "(unknown function)",
+        "args": (),
+        "thread": None,
+        "threadName": None,
+        "processName": None,
+        "process": None,
+    }
+)
