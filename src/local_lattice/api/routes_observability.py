@@ -21,6 +21,7 @@ async def metrics(request: Request) -> Response:
     snapshot = await gateway.inventory.snapshot()
     available = Counter(m.backend for m in snapshot.models)
     loaded = Counter(m.backend for m in snapshot.models if m.loaded)
+    gateway.observer.flush()  # requests finished in the last moments count too
     gateway.observer.metrics.set_models((name, available[name], loaded[name]) for name in gateway.backends)
     return Response(gateway.observer.metrics.render(), media_type=CONTENT_TYPE)
 

@@ -35,6 +35,7 @@ async def build(gateway: Gateway, recent_limit: int = 100) -> dict[str, Any]:
         gateway.inventory.snapshot(),
     )
     observer = gateway.observer
+    observer.flush()  # the charts include requests that finished a moment ago
     backends = [
         {
             "name": name,

@@ -171,9 +171,11 @@ class Metrics:
     def started(self, route: str) -> None:
         self.in_flight.add((route,), 1)
 
+    def ended(self, route: str) -> None:
+        self.in_flight.add((route,), -1)
+
     def observe(self, rec: RequestRecord) -> None:
-        """Count a finished request (and take it out of the in-flight gauge)."""
-        self.in_flight.add((rec.route,), -1)
+        """Count a finished request."""
         key = (rec.route, rec.model or "-", rec.backend or "-")
         series = self._series.get(key)
         if series is None:

@@ -37,24 +37,37 @@ class Timings:
             "X-Lattice-Total-Ms": ms(self.total()),
         }
 
-    def log(self, *, path: str, status: int, request_id: str, model: str = "", extra: str = "") -> None:
+    def log(
+        self,
+        *,
+        path: str,
+        status: int,
+        request_id: str,
+        model: str = "",
+        extra: str = "",
+        total: float | None = None,
+        at: float | None = None,
+    ) -> None:
+        """The ``lattice.request`` line; ``total`` (seconds) and ``at`` (epoch seconds) when the
+        request ended before the line is written."""
         if not log.isEnabledFor(logging.INFO):
             return
+        total = self.total() if total is None else total
         message = (
             f"lattice.request resolve_ms={ms(self.resolve)} queue_ms={ms(self.queue)} "
-            f"upstream_ms={ms(self.upstream)} total_ms={ms(self.total())} path={path} status={status} "
+            f"upstream_ms={ms(self.upstream)} total_ms={ms(total)} path={path} status={status} "
             f"model={model or '-'} request_id={request_id}{extra}"
         )
-        log.handle(request_record(message, request_id))
+        log.handle(request_record(message, request_id, at))
 
 
-def request_record(message: str, request_id: str) -> logging.LogRecord:
+def request_record(message: str, request_id: str, at: float | None = None) -> logging.LogRecord:
     """The timing line's log record, made without ``Logger.info``'s machinery: every request logs
     one, and a record built field by field from a template costs a fraction of ``LogRecord()``.
     It carries what ``logging.LogRecord`` does with the optimisations ``observability.logs``
     switches on (no caller, thread or process fields)."""
     record = logging.LogRecord.__new__(logging.LogRecord)
-    now = time.time_ns()
+    now = time.time_ns() if at is None else int(at * 1e9)
     fields = dict(_TEMPLATE)
     fields["msg"] = message
     fields["request_id"] = request_id

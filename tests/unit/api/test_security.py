@@ -6,6 +6,7 @@ Routes are enumerated from ``app.routes``, so a route added anywhere is covered 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -259,6 +260,9 @@ def test_every_log_line_carries_the_request_id(client: TestClient, caplog: pytes
             body = {"model": "m1", "messages": MESSAGES}
             headers = {**HEADERS, "X-Request-Id": "trace-77"}
             assert client.post("/v1/chat/completions", json=body, headers=headers).status_code == 200
+            deadline = time.monotonic() + 2  # the request's line is written up to 50 ms after it ends
+            while not any(r.name == "lattice.request" for r in caplog.records) and time.monotonic() < deadline:
+                time.sleep(0.01)
     finally:
         for log_filter in filters:
             caplog.handler.removeFilter(log_filter)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from collections.abc import Iterator
 
 import orjson
@@ -36,13 +37,23 @@ def log_stream() -> Iterator[tuple[io.StringIO, logging.Handler]]:
     root.setLevel(level)
 
 
+def logged(stream: io.StringIO, text: str, timeout: float = 2.0) -> list[str]:
+    """The lines holding ``text``, once there is one: a request's line is written up to 50 ms after it ends."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [line for line in stream.getvalue().splitlines() if text in line]
+        if lines or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.01)
+
+
 def test_text_timing_line_has_the_request_id(
     client: TestClient, log_stream: tuple[io.StringIO, logging.Handler]
 ) -> None:
     stream, handler = log_stream
     handler.setFormatter(logging.Formatter(logs.TEXT_FORMAT))
     client.post(CHAT, json=BODY, headers={**AUTH, "X-Request-Id": "req-text-1"})
-    lines = [line for line in stream.getvalue().splitlines() if "lattice.request " in line]
+    lines = logged(stream, "lattice.request ")
     assert len(lines) == 1
     assert "[req-text-1]" in lines[0]
     for field in ("resolve_ms=", "queue_ms=", "upstream_ms=", "total_ms=", "path=/v1/chat/completions", "status=200"):
@@ -55,7 +66,7 @@ def test_json_lines_with_errors(
     stream, handler = log_stream
     handler.setFormatter(logs.JsonFormatter())
     client.post(CHAT, json={**BODY, "model": "nope"}, headers={**AUTH, "X-Request-Id": "req-json-1"})
-    records = [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    records = [orjson.loads(line) for line in logged(stream, "lattice.request ")]
     timing = [r for r in records if r["logger"] == "lattice.request"]
     assert len(timing) == 1
     assert timing[0]["request_id"] == "req-json-1"
