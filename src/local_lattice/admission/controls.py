@@ -31,7 +31,8 @@ class PriorityPolicy:
         return max(self.minimum, min(self.maximum, value))
 
 
-_QUEUE_HEADERS = tuple(
+# The headers that set a request's queue fields (``x-lattice-*`` or the original's ``x-mlx-*``).
+QUEUE_HEADERS = frozenset(
     prefix + name for name in ("priority", "max-queue-wait-ms", "deadline-ms") for prefix in ("x-lattice-", "x-mlx-")
 )
 
@@ -103,8 +104,6 @@ def context_of(
     clock and ``wall_now`` the epoch clock, both in seconds."""
     if body_queue is not None and not isinstance(body_queue, dict):
         raise InvalidRequest("queue must be an object {priority, max_queue_wait_ms, deadline_ms}", param="queue")
-    if not body_queue and not any(name in headers for name in _QUEUE_HEADERS):
-        return QueueContext(priority=priority_of(None, policy), client=client_of(headers))  # nothing asked
     queue: Mapping[str, Any] = body_queue or {}
     priority = priority_of(_pick(queue, "priority", headers, "priority"), policy)
     wait_ms = _millis(_pick(queue, "max_queue_wait_ms", headers, "max-queue-wait-ms"), "queue.max_queue_wait_ms")

@@ -185,3 +185,27 @@ async def test_admit_holds_and_frees_the_slot() -> None:
         assert grant.waited == 0.0
         assert admission.snapshot()["inflight"] == 1
     assert admission.snapshot()["inflight"] == 0
+
+
+def test_a_request_that_asks_nothing_gets_its_clients_default_context() -> None:
+    admission = Admission(Limits())
+    alice = {"authorization": "Bearer alice-key"}
+    plain = admission.context(None, alice)
+    assert admission.context(None, dict(alice)) is plain  # remembered per credential
+    assert plain.client.startswith("key:")
+    assert plain.priority == 0
+    assert plain.max_wait is None
+    assert admission.context(None, {"x-api-key": "bob-key"}).client != plain.client
+    urgent = admission.context(None, {**alice, "x-lattice-priority": "5"})
+    assert urgent.priority == 5
+    assert urgent.client == plain.client
+    assert admission.context({"max_queue_wait_ms": 100}, alice).max_wait == 0.1
+
+
+async def test_an_immediate_grant_and_its_release_leave_no_state() -> None:
+    admission = Admission(Limits(default_backend=BackendCaps(0, 2)))
+    async with admission.admit("m", "b", QueueContext()) as grant:
+        assert grant.waited == 0.0
+        assert admission.snapshot()["inflight"] == 1
+    assert admission.snapshot()["inflight"] == 0
+    assert admission.scheduler.next_expiry() is None
