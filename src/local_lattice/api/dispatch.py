@@ -84,10 +84,11 @@ def _after_call(prepared: Prepared, routed: Routed) -> None:
         prepared.routed = routed
         prepared.record.model = routed.model.id
         prepared.record.backend = routed.model.backend
-    prepared.headers["X-Model-Routed-To"] = routed.routed_to
+    headers = prepared.headers
+    headers["X-Model-Routed-To"] = routed.routed_to
     if routed.resolution.explanation:
-        prepared.headers["X-Model-Resolution"] = routed.resolution.explanation
-    prepared.headers.update(prepared.record.timings.headers())
+        headers["X-Model-Resolution"] = routed.resolution.explanation
+    prepared.record.timings.put_headers(headers)
 
 
 def _admission_args(prepared: Prepared) -> tuple[str, str, QueueContext]:

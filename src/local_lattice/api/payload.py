@@ -3,6 +3,7 @@ against a wire model (400 naming the field), render JSON answers."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -16,8 +17,25 @@ from local_lattice.security.inputs import decode_json
 JSON = "application/json"
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type=JSON, headers=headers)
+_JSON_TYPE = (b"content-type", b"application/json")
+
+
+class JSONBytes(Response):
+    """A JSON answer already in bytes. Starlette's ``Response`` with its header list built in one
+    step: its own ``init_headers`` copies and scans the headers again, on every answer."""
+
+    def __init__(self, body: bytes, status: int = 200, headers: Mapping[str, str] | None = None) -> None:
+        self.status_code = status
+        self.body = body
+        self.background = None
+        raw = [_JSON_TYPE, (b"content-length", str(len(body)).encode())]
+        if headers:
+            raw.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
+        self.raw_headers = raw
+
+
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return JSONBytes(orjson.dumps(data), status, headers)
 
 
 async def read_json(request: Request) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from local_lattice.api import dispatch, routes_swarm
 from local_lattice.api.dispatch import gateway_of
-from local_lattice.api.payload import JSON, json_response, read_json, validate
+from local_lattice.api.payload import JSONBytes, json_response, read_json, validate
 from local_lattice.api.route_table import UPSTREAM_ERRORS, RouteSpec
 from local_lattice.api.sse import SSEResponse, chat_failure, sse_bytes
 from local_lattice.backends.base import Backend
@@ -38,7 +38,7 @@ async def generate(request: Request, endpoint: Endpoint) -> Response | SSERespon
         return await dispatch.stream_reply(prepared, sse_bytes, chat_failure)
     answer = await dispatch.complete(prepared)
     prepared.finish(200)
-    return Response(answer.content, media_type=JSON, headers=prepared.headers)
+    return JSONBytes(answer.content, headers=prepared.headers)
 
 
 async def chat_completions(request: Request) -> Response | SSEResponse:

@@ -30,12 +30,16 @@ class Timings:
         return time.perf_counter() - self.started
 
     def headers(self) -> dict[str, str]:
-        return {
-            "X-Lattice-Resolve-Ms": ms(self.resolve),
-            "X-Lattice-Queue-Ms": ms(self.queue),
-            "X-Lattice-Upstream-Ms": ms(self.upstream),
-            "X-Lattice-Total-Ms": ms(self.total()),
-        }
+        found: dict[str, str] = {}
+        self.put_headers(found)
+        return found
+
+    def put_headers(self, headers: dict[str, str]) -> None:
+        """Set the four ``X-Lattice-*-Ms`` headers in ``headers``."""
+        headers["X-Lattice-Resolve-Ms"] = f"{self.resolve * 1000:.3f}"
+        headers["X-Lattice-Queue-Ms"] = f"{self.queue * 1000:.3f}"
+        headers["X-Lattice-Upstream-Ms"] = f"{self.upstream * 1000:.3f}"
+        headers["X-Lattice-Total-Ms"] = f"{(time.perf_counter() - self.started) * 1000:.3f}"
 
     def log(
         self,
