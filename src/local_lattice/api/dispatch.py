@@ -17,6 +17,7 @@ from starlette.requests import Request
 
 from local_lattice.admission import QueueContext
 from local_lattice.admission.tickets import Grant
+from local_lattice.api.middleware import header_dict
 from local_lattice.api.sse import SSEResponse, queued
 from local_lattice.errors import LatticeError
 from local_lattice.gateway import Gateway, Routed
@@ -36,10 +37,9 @@ def header_map(request: Request) -> dict[str, str]:
     """The request's headers as a plain dict with lower-case names, where the first of repeated
     names wins as in starlette's ``Headers``: admission and routing look up several names, and each
     ``Headers`` lookup scans and decodes the raw list again."""
-    found: dict[str, str] = {}
-    for name, value in reversed(request.scope["headers"]):
-        found[name.decode("latin-1").lower()] = value.decode("latin-1")
-    return found
+    return {
+        name.decode("latin-1").lower(): value.decode("latin-1") for name, value in header_dict(request.scope).items()
+    }
 
 
 def begin(request: Request, operation: str) -> RequestRecord:

@@ -15,6 +15,7 @@ import random
 import re
 import time
 from collections.abc import Collection, Sequence
+from itertools import chain
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -48,21 +49,24 @@ NO_KEY = "missing or invalid API key: send X-API-Key or Authorization: Bearer"
 QUERY_KEY = "API keys in the URL are refused (they leak into logs and history): send X-API-Key or Authorization: Bearer"
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value  # type: ignore[no-any-return]
-    return None
+def header_dict(scope: Scope) -> dict[bytes, bytes]:
+    """The request's headers by (lower-case) name, the first of repeated names winning; made once
+    per request by the front door and kept as ``scope["state"]["headers"]``."""
+    state = scope.setdefault("state", {})
+    found: dict[bytes, bytes] | None = state.get("headers")
+    if found is None:
+        found = state["headers"] = dict(reversed(scope["headers"]))
+    return found
 
 
-def presented_keys(scope: Scope) -> list[bytes]:
+def presented_keys(headers: dict[bytes, bytes]) -> list[bytes]:
     """Every credential the request carries: ``X-API-Key`` and/or ``Authorization`` (which must be
     ``Bearer <key>``; anything else there is malformed and comes back empty)."""
     found = []
-    given = _header(scope, b"x-api-key")
+    given = headers.get(b"x-api-key")
     if given is not None:
         found.append(given)
-    auth = _header(scope, b"authorization")
+    auth = headers.get(b"authorization")
     if auth is not None:
         found.append(auth[7:].strip() if auth[:7].lower() == b"bearer " else b"")
     return found
@@ -126,7 +130,7 @@ class FrontDoor:
         if scope["query_string"] and has_query_key(scope["query_string"]):
             return AuthenticationFailed(QUERY_KEY, code="api_key_in_query")
         # A malformed credential is refused outright; otherwise one valid key admits (its name is recorded).
-        presented = presented_keys(scope)
+        presented = presented_keys(state["headers"])
         if b"" in presented:
             return AuthenticationFailed(NO_KEY)
         names = [name for name in map(self.keys.match, presented) if name is not None]
@@ -139,11 +143,12 @@ class FrontDoor:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = _header(scope, b"x-request-id")
+        started = time.perf_counter()
+        rid = header_dict(scope).get(b"x-request-id")
         if rid is None or not _REQUEST_ID.match(rid):
             rid = b"%016x" % self._ids.getrandbits(64)
-        state = scope.setdefault("state", {})
-        state["started"] = time.perf_counter()
+        state = scope["state"]
+        state["started"] = started
         state["request_id"] = rid.decode()
         token = REQUEST_ID.set(state["request_id"])
         try:
@@ -156,9 +161,10 @@ class FrontDoor:
         for prefix, headers in self.prefix_headers:
             if scope["path"].startswith(prefix):
                 extra.extend(headers)
-        origin = _header(scope, b"origin") if self.cors is not None else None
+        headers = scope["state"]["headers"]
+        origin = headers.get(b"origin") if self.cors is not None else None
         if self.cors is not None:
-            preflight = scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method") is not None
+            preflight = scope["method"] == "OPTIONS" and headers.get(b"access-control-request-method") is not None
             if preflight and origin is not None:
                 await self._preflight(self.cors, origin, send, extra)
                 return
@@ -173,13 +179,13 @@ class FrontDoor:
             await send(message)
 
         refusal = self._refusal(scope)
-        if sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEADER_BYTES:
+        if sum(map(len, chain.from_iterable(scope["headers"]))) > MAX_HEADER_BYTES:
             refusal = HeadersTooLarge(f"request headers are larger than {MAX_HEADER_BYTES} bytes")
         if refusal is not None:
             await send_error(send_with_headers, refusal)
             return
         limit = self.max_request_bytes
-        length = _header(scope, b"content-length")
+        length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             await send_error(send_with_headers, PayloadTooLarge(f"request body is larger than {limit} bytes"))
             return
