@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import pytest
 
 from local_lattice.backends.openai_compat import OpenAIBackend
 from local_lattice.config import BackendConfig
-from local_lattice.errors import BackendUnavailable
+from local_lattice.errors import BackendUnavailable, UpstreamError
 from local_lattice.types import BackendRequest
 from tests.support.procs import PYTHON, RunningProcess, free_port
 from tests.support.servers import gateway_process
@@ -163,3 +164,33 @@ def test_public_bind_without_key_exits_2() -> None:
     )
     assert result.returncode == 2
     assert "MIDDLE_LAYER_API_KEY" in result.stderr
+
+
+def test_an_upstream_past_its_time_limit_is_502_and_the_gateway_goes_on(upstream: tuple[str, Recorder]) -> None:
+    url, _ = upstream
+    toml = f'[[backends]]\nname = "scripted"\nurl = "{url}"\ntimeout = 1\n'
+    with gateway_process(toml) as gw:
+        started = time.monotonic()
+        response = post(gw, "hang")
+        took = time.monotonic() - started
+        assert response.status_code == 502
+        assert response.json()["error"]["code"] == "upstream_timeout"
+        assert 0.9 <= took < 4.0  # the limit, checked once a second
+        assert post(gw, "ok-model").status_code == 200
+
+
+async def test_the_time_limit_is_not_confused_with_a_client_going_away(upstream: tuple[str, Recorder]) -> None:
+    url, _ = upstream
+    backend = OpenAIBackend(BackendConfig(name="scripted", url=url, timeout=0.5))
+    try:
+        request = BackendRequest("chat", "hang", {"model": "hang", "messages": MESSAGES})
+        with pytest.raises(UpstreamError) as timed_out:
+            await backend.complete(request)
+        assert timed_out.value.code == "upstream_timeout"
+        call = asyncio.ensure_future(backend.complete(request))
+        await asyncio.sleep(0.2)
+        call.cancel()  # what a client disconnect does to its request's task
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    finally:
+        await backend.aclose()

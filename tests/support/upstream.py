@@ -25,6 +25,7 @@ MODELS = [
     "slow-stream",
     "die-mid-stream",
     "rate-limited",
+    "hang",
 ]
 
 
@@ -63,6 +64,8 @@ def build_app(rec: Recorder, listed: list[str]) -> web.Application:
             return web.json_response({"error": {"message": "max_tokens is too large for me"}}, status=400)
         if model == "rate-limited":
             return web.json_response({"error": {"message": "slow down"}}, status=429)
+        if model == "hang":
+            await asyncio.sleep(5)  # longer than the time limits the tests set: theirs must end the call
         if model in ("slow-stream", "die-mid-stream") and body.get("stream"):
             resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await resp.prepare(request)

@@ -1,7 +1,7 @@
 """Backend for any OpenAI-compatible server: LM Studio, vLLM, llama.cpp's server, mlx_lm.server, SGLang …
 
 Owns one pooled aiohttp session per upstream, the model-list cache, SSE parsing of the upstream's
-stream and the mapping of aiohttp failures to ``local_lattice.errors`` (all in ``_map_errors``).
+stream and the mapping of aiohttp failures to ``local_lattice.errors`` (all in ``_failure``).
 It forwards only the backend's own key: client credentials never reach it.
 """
 
@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from local_lattice.backends.deadlines import Deadlines
 from local_lattice.config import BackendConfig
 from local_lattice.errors import (
     BackendUnavailable,
@@ -86,6 +87,7 @@ class OpenAIBackend:
         self._models: list[ModelInfo] = []
         self._models_at = -1e18
         self._models_lock = asyncio.Lock()
+        self._deadlines = Deadlines()
         self._lmstudio_api: bool | None = True if config.type == "lmstudio" else None
         headers = {"Content-Type": "application/json"}
         if config.api_key is not None:
@@ -110,23 +112,29 @@ class OpenAIBackend:
 
     @contextmanager
     def _map_errors(self) -> Iterator[None]:
-        """Translate aiohttp's exceptions into ours: the one place this backend does so."""
+        """Translate aiohttp's exceptions into ours (``_failure``) around a block."""
         try:
             yield
         except LatticeError:
             raise
-        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, ConnectionError) as exc:
-            raise BackendUnavailable(
-                f"backend {self.name!r} is unreachable: {type(exc).__name__}", backend=self.name
-            ) from None
-        except TimeoutError:
-            raise UpstreamError(
-                f"backend {self.name!r} timed out", backend=self.name, code="upstream_timeout"
-            ) from None
-        except aiohttp.ClientPayloadError as exc:
-            raise UpstreamError(f"backend {self.name!r} broke off its answer: {exc}", backend=self.name) from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"backend {self.name!r} failed: {type(exc).__name__}", backend=self.name) from None
+        except Exception as exc:
+            raise self._failure(exc) from None
+
+    def _failure(self, exc: Exception) -> Exception:
+        """The error of ours an aiohttp or socket failure becomes (others are returned as they are):
+        the one place this backend translates them."""
+        if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ServerDisconnectedError | ConnectionError):
+            return BackendUnavailable(f"backend {self.name!r} is unreachable: {type(exc).__name__}", backend=self.name)
+        if isinstance(exc, TimeoutError):
+            return self._timed_out()
+        if isinstance(exc, aiohttp.ClientPayloadError):
+            return UpstreamError(f"backend {self.name!r} broke off its answer: {exc}", backend=self.name)
+        if isinstance(exc, aiohttp.ClientError):
+            return UpstreamError(f"backend {self.name!r} failed: {type(exc).__name__}", backend=self.name)
+        return exc
+
+    def _timed_out(self) -> UpstreamError:
+        return UpstreamError(f"backend {self.name!r} timed out", backend=self.name, code="upstream_timeout")
 
     def _raise_for_status(self, status: int, body: bytes, retry_after: str | None = None) -> None:
         message = f"backend {self.name!r} answered {status}: {self._redactor.text(error_message(body))}"
@@ -161,11 +169,23 @@ class OpenAIBackend:
         body = self.prepare_body(request)
         body.pop("stream", None)
         url = self.base_url + _PATHS[request.endpoint]
-        with self._map_errors():
-            async with self.session().post(url, data=orjson.dumps(body), timeout=self._timeout(request)) as resp:
+        # The overall limit is kept by ``Deadlines`` (one timer for all calls), not a timer per call.
+        task = self._deadlines.start(request.timeout or self.config.timeout)
+        try:
+            async with self.session().post(url, data=orjson.dumps(body)) as resp:
                 content = await resp.read()
                 if resp.status >= 400:
                     self._raise_for_status(resp.status, content, resp.headers.get("Retry-After"))
+        except LatticeError:
+            raise
+        except asyncio.CancelledError:
+            if not self._deadlines.expired(task):
+                raise
+            raise self._timed_out() from None
+        except Exception as exc:
+            raise self._failure(exc) from None
+        finally:
+            self._deadlines.end(task)
         try:
             data = orjson.loads(content)
         except orjson.JSONDecodeError:
