@@ -1,11 +1,12 @@
 """The benchmark, in one command: every figure the gateway is held to.
 
-    python bench/run.py [--quick] [--soak] [--litellm PATH] [--json results.json] [--no-docs]
+    python bench/run.py [--quick] [--rounds 3] [--soak] [--litellm PATH] [--json results.json] [--no-docs]
 
 1. wrk: nginx direct vs the bare passthrough (``baseline_passthrough.py``) vs the gateway as a real
    process (``lattice serve``: API key on, the ledger in a temporary file, the timing log line on),
    and LiteLLM's proxy when ``--litellm`` names its command; non-streaming and streaming chat
-   completions at c=1, 16 and 64; then the time to first byte of streamed answers.
+   completions at c=1, 16 and 64, each the median of ``--rounds`` interleaved runs; then the time
+   to first byte of streamed answers.
 2. swarm fanout and first-success (``swarm_bench.py``), overload (``overload_bench.py``, short run
    against a real llama.cpp server), the footprint (``footprint.py``: import, ready, idle RSS,
    1,000 open streams), engine tokens/s (``engine_bench.py`` when present) and, with ``--soak``,
@@ -54,7 +55,15 @@ class Row:
     result: WrkResult
 
 
-def drive(urls: dict[str, dict[str, str]], seconds: float) -> list[Row]:
+def median_run(runs: list[WrkResult]) -> WrkResult:
+    """The run with the median req/s (its latencies with it); errors of all runs added up."""
+    middle = sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
+    return WrkResult(middle.requests, middle.seconds, middle.p50_ms, middle.p99_ms, sum(r.errors for r in runs))
+
+
+def drive(urls: dict[str, dict[str, str]], seconds: float, rounds: int) -> list[Row]:
+    """Every target at every concurrency, ``rounds`` times with the targets' order rotated each
+    round (a shared machine's drift hits them all alike); the median round counts."""
     rows: list[Row] = []
     for mode in MODES:
         body = request_body(mode)
@@ -62,14 +71,18 @@ def drive(urls: dict[str, dict[str, str]], seconds: float) -> list[Row]:
         for target in targets:  # warm-up, not counted: first connections, caches, lazy imports
             run_wrk(urls[mode][target], body, HEADERS, 16, 1)
         for connections in CONCURRENCY:
-            for target in targets:  # targets interleaved per concurrency so drift hits all alike
-                result = run_wrk(urls[mode][target], body, HEADERS, connections, seconds)
-                rows.append(Row(mode, connections, target, result))
-                print(
-                    f"  {mode:6} c={connections:<3} {target:8} {result.rps:8.0f} req/s  "
-                    f"p50 {result.p50_ms:.3f} ms  p99 {result.p99_ms:.3f} ms  errors {result.errors}",
-                    flush=True,
-                )
+            runs: dict[str, list[WrkResult]] = {target: [] for target in targets}
+            for round_no in range(rounds):
+                shift = round_no % len(targets)
+                for target in targets[shift:] + targets[:shift]:
+                    result = run_wrk(urls[mode][target], body, HEADERS, connections, seconds)
+                    runs[target].append(result)
+                    print(
+                        f"  {mode:6} c={connections:<3} {target:8} {result.rps:8.0f} req/s  "
+                        f"p50 {result.p50_ms:.3f} ms  p99 {result.p99_ms:.3f} ms  errors {result.errors}",
+                        flush=True,
+                    )
+            rows.extend(Row(mode, connections, target, median_run(runs[target])) for target in targets)
     return rows
 
 
@@ -166,8 +179,12 @@ def wrk_section(
             lite = stack.enter_context(scenarios.litellm_proxy(args.litellm, ng))
             for mode in MODES:
                 urls[mode]["litellm"] = lite.url + "/v1" + chat
-        print(f"\nwrk -t1, {seconds:g} s per run, auth on at the gateway (same request bytes everywhere)", flush=True)
-        rows = drive(urls, seconds)
+        print(
+            f"\nwrk -t1, {seconds:g} s per run, median of {args.rounds} rounds, auth on at the gateway "
+            "(same request bytes everywhere)",
+            flush=True,
+        )
+        rows = drive(urls, seconds, args.rounds)
         print(f"\nstreaming time to first byte, {rounds} requests per target, one connection each", flush=True)
         ttfb = measure_ttfb({k: urls["stream"][k] for k in ("nginx", "baseline", "gateway")},
                             request_body("stream"), HEADERS, rounds)  # fmt: skip
@@ -182,7 +199,8 @@ def main() -> None:
     use_this_checkout()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 s per wrk run, fewer rounds, 200 streams, no docs")
-    parser.add_argument("--seconds", type=float, default=None, help="seconds per wrk run (default 5, quick 2)")
+    parser.add_argument("--seconds", type=float, default=None, help="seconds per wrk run (default 3, quick 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="wrk rounds per target and concurrency (median counts)")
     parser.add_argument("--ttfb-rounds", type=int, default=None, help="streamed requests per target (default 300)")
     parser.add_argument("--litellm", default=None, help="LiteLLM's `litellm` command (from its own venv)")
     parser.add_argument("--soak", action="store_true", help="also the soak run")
@@ -192,7 +210,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args()
-    seconds = args.seconds or (2.0 if args.quick else 5.0)
+    seconds = args.seconds or (2.0 if args.quick else 3.0)
     rounds = args.ttfb_rounds or (60 if args.quick else 300)
     streams = args.streams or (200 if args.quick else 1000)
     overload_seconds = args.overload_seconds or (10.0 if args.quick else 20.0)
