@@ -194,3 +194,14 @@ async def test_the_time_limit_is_not_confused_with_a_client_going_away(upstream:
             await call
     finally:
         await backend.aclose()
+
+
+def test_cookies_an_upstream_sets_never_travel_with_later_calls(upstream: tuple[str, Recorder]) -> None:
+    url, recorder = upstream
+    # By name, not by address: cookie jars keep cookies from names and refuse them from bare IPs.
+    toml = f'[[backends]]\nname = "scripted"\nurl = "{url.replace("127.0.0.1", "localhost")}"\n'
+    with gateway_process(toml) as gw:
+        for _ in range(2):
+            assert post(gw, "ok-model").status_code == 200
+    seen = {k.lower(): v for k, v in recorder.headers[-1].items()}
+    assert "cookie" not in seen  # the first answer set one; the gateway keeps no cookie jar

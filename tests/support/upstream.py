@@ -92,7 +92,7 @@ def build_app(rec: Recorder, listed: list[str]) -> web.Application:
             return resp
         message = {"role": "assistant", "content": "ok"}
         usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
-        return web.json_response(
+        answer = web.json_response(
             {
                 "id": "x",
                 "object": "chat.completion",
@@ -101,6 +101,9 @@ def build_app(rec: Recorder, listed: list[str]) -> web.Application:
                 "usage": usage,
             }
         )
+        # Servers behind load balancers set cookies: a gateway must never carry them to later calls.
+        answer.set_cookie("upstream_session", "one-clients-session")
+        return answer
 
     async def completions(request: web.Request) -> web.Response:
         body = await request.json()

@@ -107,6 +107,9 @@ class OpenAIBackend:
                 timeout=aiohttp.ClientTimeout(total=None, connect=self.config.connect_timeout),
                 skip_auto_headers=("User-Agent",),
                 auto_decompress=True,
+                # One session serves every client: a cookie one answer sets must not ride along
+                # with the next client's call.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
