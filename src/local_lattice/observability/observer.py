@@ -29,6 +29,7 @@ from local_lattice.observability.tracing import Tracing
 
 FLUSH_DELAY = 0.05  # seconds a finished request may wait for its metrics, chart point and log line
 MAX_PENDING = 1024  # or this many requests, whichever comes first
+PASS_CHUNK = 16  # requests fed per loop turn in a scheduled pass
 
 
 class Observer:
@@ -109,14 +110,29 @@ class Observer:
             return
         if self._flush_on is not loop:
             self._flush_on = loop
-            loop.call_later(FLUSH_DELAY, self.flush)
+            loop.call_later(FLUSH_DELAY, self._pass, loop)
+
+    def _pass(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The scheduled pass, ``PASS_CHUNK`` requests per loop turn: a long backlog fed in one
+        callback would hold up the requests in flight for as long."""
+        if self._flush_on is not loop:
+            return  # a read flushed everything meanwhile; a later finish scheduled its own pass
+        self._feed(PASS_CHUNK)
+        if self._pending:
+            loop.call_soon(self._pass, loop)
+        else:
+            self._flush_on = None
 
     def flush(self) -> None:
-        """Feed the requests finished since the last flush to the metrics, the chart series and
-        the timing log (each line stamped with its request's own end)."""
+        """Feed every request finished so far (before a read, and at close)."""
         self._flush_on = None
-        pending, self._pending = self._pending, []
-        for rec in pending:
+        self._feed(len(self._pending))
+
+    def _feed(self, count: int) -> None:
+        """Feed the oldest ``count`` finished requests to the metrics, the chart series and the
+        timing log (each line stamped with its request's own end)."""
+        chunk, self._pending = self._pending[:count], self._pending[count:]
+        for rec in chunk:
             ended = rec.time + rec.latency
             self.metrics.observe(rec)
             self.series.add(rec, ended)

@@ -83,3 +83,25 @@ def test_timings_log_defaults_to_now() -> None:
     finally:
         log.removeHandler(handler)
     assert float(stream.getvalue().split("total_ms=")[1].split()[0]) >= 10
+
+
+def test_a_long_backlog_is_fed_a_chunk_per_loop_turn() -> None:
+    obs = Observer(make_config("off"))
+    total = observer_module.PASS_CHUNK * 3 + 1
+    fed: list[int] = []
+    feed = obs._feed
+
+    def counted(count: int) -> None:
+        fed.append(min(count, len(obs._pending)))
+        feed(count)
+
+    obs._feed = counted  # type: ignore[method-assign]
+
+    async def main() -> None:
+        for i in range(total):
+            finished(obs, f"r{i}", seconds_ago=0.0)
+        await asyncio.sleep(observer_module.FLUSH_DELAY * 3)
+
+    asyncio.run(main())
+    assert fed == [observer_module.PASS_CHUNK] * 3 + [1]  # one chunk a turn, oldest first
+    assert count(obs).endswith(f" {float(total)}")
