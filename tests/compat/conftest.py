@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.procs import RunningProcess
-from tests.support.servers import gateway_process
+from tests.support.servers import backends_toml, gateway_process
 
 KEY = "compat-key"
 EMBED_ID = "smollm2-embed"
@@ -17,19 +17,8 @@ EMBED_ID = "smollm2-embed"
 
 @pytest.fixture(scope="session")
 def gateway(smollm2_server: RunningProcess, embedding_upstream: RunningProcess) -> Iterator[RunningProcess]:
-    toml = f"""
-[server]
-api_keys = ["{KEY}"]
-
-[[backends]]
-name = "llama"
-url = "{smollm2_server.url}"
-
-[[backends]]
-name = "embedder"
-url = "{embedding_upstream.url}"
-"""
-    with gateway_process(toml) as proc:
+    backends = [("llama", smollm2_server.url), ("embedder", embedding_upstream.url)]
+    with gateway_process(backends_toml(backends, api_key=KEY)) as proc:
         yield proc
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.models import SMOLLM2_ID
 from tests.support.procs import RunningProcess
-from tests.support.servers import gateway_process
+from tests.support.servers import backends_toml, gateway_process
 
 pytestmark = pytest.mark.slow
 
@@ -27,19 +27,8 @@ SHORT = [{"role": "user", "content": "Say hi."}]
 
 @pytest.fixture(scope="module")
 def gateway(smollm2_server: RunningProcess) -> Iterator[RunningProcess]:
-    toml = f"""
-[server]
-api_keys = ["{KEY}"]
-
-[[backends]]
-name = "llama"
-url = "{smollm2_server.url}"
-
-[admission]
-per_model_inflight_cap = 1
-queue_max_per_model = 0
-"""
-    with gateway_process(toml) as proc:
+    admission = "\n[admission]\nper_model_inflight_cap = 1\nqueue_max_per_model = 0\n"
+    with gateway_process(backends_toml([("llama", smollm2_server.url)], api_key=KEY, extra=admission)) as proc:
         yield proc
 
 

@@ -19,7 +19,7 @@ import pytest
 from local_lattice.config import load
 from local_lattice.config_env import ENV_SETTINGS
 from tests.support.procs import PYTHON, RunningProcess
-from tests.support.servers import gateway_process
+from tests.support.servers import backends_toml, gateway_process
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "docs-key"
@@ -44,24 +44,9 @@ def cases() -> list[tuple[str, int, str]]:
 
 @pytest.fixture(scope="module")
 def gateway(smollm2_server: RunningProcess, embedding_upstream: RunningProcess) -> Iterator[RunningProcess]:
-    toml = f"""
-[server]
-api_keys = ["{KEY}"]
-
-[[backends]]
-name = "llama"
-url = "{smollm2_server.url}"
-
-[[backends]]
-name = "embedder"
-url = "{embedding_upstream.url}"
-
-[roles]
-fast = ["smollm2-135m-instruct"]
-coder = ["smollm2"]
-reasoner = ["smollm2-135m-instruct"]
-"""
-    with gateway_process(toml) as proc:
+    backends = [("llama", smollm2_server.url), ("embedder", embedding_upstream.url)]
+    roles = '\n[roles]\nfast = ["smollm2-135m-instruct"]\ncoder = ["smollm2"]\nreasoner = ["smollm2-135m-instruct"]\n'
+    with gateway_process(backends_toml(backends, api_key=KEY, extra=roles)) as proc:
         yield proc
 
 

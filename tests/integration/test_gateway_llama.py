@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.models import SMOLLM2_ID
 from tests.support.procs import RunningProcess
-from tests.support.servers import gateway_process
+from tests.support.servers import backends_toml, gateway_process
 
 pytestmark = pytest.mark.slow
 
@@ -22,16 +22,7 @@ QUESTION = [{"role": "user", "content": "What is the capital of France? Answer i
 
 @pytest.fixture(scope="module")
 def gateway(smollm2_server: RunningProcess) -> Iterator[RunningProcess]:
-    toml = f"""
-[server]
-api_keys = ["{KEY}"]
-
-[[backends]]
-name = "llama"
-type = "openai"
-url = "{smollm2_server.url}"
-"""
-    with gateway_process(toml) as gw:
+    with gateway_process(backends_toml([("llama", smollm2_server.url)], api_key=KEY)) as gw:
         yield gw
 
 

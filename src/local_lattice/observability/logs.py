@@ -3,13 +3,14 @@ JSON line format for log shippers. Configured once by the CLI; libraries only ge
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import logging
 import time
 from typing import TextIO
 
 import orjson
+
+from local_lattice.observability.later import Later
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("lattice_request_id", default="-")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
@@ -73,8 +74,7 @@ class BatchingHandler(logging.StreamHandler[TextIO]):
         self.delay = delay
         self.max_lines = max_lines
         self._waiting: list[str] = []
-        # The loop a flush is scheduled on: a loop that closed before its flush ran is replaced.
-        self._scheduled_on: asyncio.AbstractEventLoop | None = None
+        self._later = Later(lambda loop: self.flush(), delay)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -83,17 +83,8 @@ class BatchingHandler(logging.StreamHandler[TextIO]):
             self.handleError(record)
             return
         self._waiting.append(line)
-        if record.levelno >= logging.WARNING or len(self._waiting) >= self.max_lines:
+        if record.levelno >= logging.WARNING or len(self._waiting) >= self.max_lines or not self._later.ask():
             self._write()
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._write()
-            return
-        if self._scheduled_on is not loop:
-            self._scheduled_on = loop
-            loop.call_later(self.delay, self.flush)
 
     def _write(self) -> None:
         lines, self._waiting = self._waiting, []
@@ -104,7 +95,7 @@ class BatchingHandler(logging.StreamHandler[TextIO]):
     def flush(self) -> None:
         self.acquire()
         try:
-            self._scheduled_on = None
+            self._later.done()
             self._write()
         finally:
             self.release()

@@ -21,6 +21,7 @@ from typing import Any
 
 from local_lattice.config import Config
 from local_lattice.observability.events import EventsRing, Series
+from local_lattice.observability.later import Later
 from local_lattice.observability.ledger import Ledger, resolve_path
 from local_lattice.observability.metrics import Metrics
 from local_lattice.observability.record import RequestRecord, SwarmRun
@@ -51,7 +52,7 @@ class Observer:
         self.output_tokens = 0
         self.started_at = time.time()
         self._pending: list[RequestRecord] = []
-        self._flush_on: asyncio.AbstractEventLoop | None = None  # the loop a flush is scheduled on
+        self._later = Later(self._pass, FLUSH_DELAY)
 
     def begin(self, state: dict[str, Any], route: str, operation: str) -> RequestRecord:
         """Open the record of the request whose ASGI ``state`` is given (the front door filled it)."""
@@ -103,29 +104,23 @@ class Observer:
         if len(self._pending) >= MAX_PENDING:
             self.flush()
             return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+        if not self._later.ask():
             self.flush()
-            return
-        if self._flush_on is not loop:
-            self._flush_on = loop
-            loop.call_later(FLUSH_DELAY, self._pass, loop)
 
     def _pass(self, loop: asyncio.AbstractEventLoop) -> None:
         """The scheduled pass, ``PASS_CHUNK`` requests per loop turn: a long backlog fed in one
         callback would hold up the requests in flight for as long."""
-        if self._flush_on is not loop:
+        if not self._later.holds(loop):
             return  # a read flushed everything meanwhile; a later finish scheduled its own pass
         self._feed(PASS_CHUNK)
         if self._pending:
             loop.call_soon(self._pass, loop)
         else:
-            self._flush_on = None
+            self._later.done()
 
     def flush(self) -> None:
         """Feed every request finished so far (before a read, and at close)."""
-        self._flush_on = None
+        self._later.done()
         self._feed(len(self._pending))
 
     def _feed(self, count: int) -> None:
