@@ -112,3 +112,19 @@ def test_parse_window(text: str, seconds: float) -> None:
 def test_parse_window_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="window"):
         parse_window(text)
+
+
+@pytest.mark.parametrize("count", [1, 255, 256, 257, 600])
+def test_batches_of_any_size_keep_every_row_and_column(tmp_path: Path, count: int) -> None:
+    # Rows go in as multi-row statements of at most 256 rows: the chunk edges must not lose or
+    # shift a row.
+    from local_lattice.observability.ledger import connect, insert_rows
+
+    conn = connect(str(tmp_path / "l.sqlite3"))
+    rows = [
+        (float(i), f"r{i}", "k", "/v1/chat/completions", "auto", "m", "b", i, 2 * i, 1.5, None, 200, None, None)
+        for i in range(count)
+    ]
+    with conn:
+        insert_rows(conn, rows)
+    assert conn.execute("SELECT * FROM requests ORDER BY ts").fetchall() == rows
