@@ -5,7 +5,8 @@ parsed only to learn whether the client asked for a stream, and a streamed answe
 the byte pieces it arrives in. No auth, no routing, no headers of its own.
 
 The same app exists in variants so ``compare_stack.py`` can measure the choices the gateway made:
-the upstream client (``aiohttp`` or ``httpx``) and the framework (raw ASGI, Starlette, FastAPI).
+the upstream client (``aiohttp``, ``httpx`` or the gateway's own ``http1`` pool) and the framework
+(raw ASGI, Starlette, FastAPI).
 The baseline proper is ``--client aiohttp --framework raw`` under uvicorn with uvloop and httptools.
 
 Run: ``python bench/baseline_passthrough.py --upstream http://127.0.0.1:8080/v1 --port 9000``
@@ -23,9 +24,9 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-ClientName = Literal["aiohttp", "httpx"]
+ClientName = Literal["aiohttp", "httpx", "http1"]
 FrameworkName = Literal["raw", "starlette", "fastapi"]
-CLIENTS: tuple[ClientName, ...] = ("aiohttp", "httpx")
+CLIENTS: tuple[ClientName, ...] = ("aiohttp", "httpx", "http1")
 FRAMEWORKS: tuple[FrameworkName, ...] = ("raw", "starlette", "fastapi")
 PATH = "/v1/chat/completions"
 HEADERS = {"Content-Type": "application/json"}
@@ -89,9 +90,39 @@ class HttpxClient:
                 yield piece
 
 
+class Http1Client:
+    """The gateway's own upstream client (``local_lattice.backends.http1``)."""
+
+    def __init__(self, url: str) -> None:
+        from local_lattice.backends.http1 import Pool
+
+        self.pool = Pool(url, headers=HEADERS, limit=256)
+        self.path = self.pool.origin.path
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        await self.pool.aclose()
+
+    async def complete(self, body: bytes) -> tuple[int, bytes]:
+        resp = await self.pool.request("POST", "", body)
+        return resp.status, await resp.read()
+
+    async def stream(self, body: bytes) -> AsyncIterator[bytes]:
+        async with await self.pool.request("POST", "", body) as resp:
+            async for piece in resp.pieces():
+                yield piece
+
+
 def make_client(name: ClientName, upstream: str) -> UpstreamClient:
     url = upstream.rstrip("/") + "/chat/completions"
-    return AiohttpClient(url) if name == "aiohttp" else HttpxClient(url)
+    clients: dict[ClientName, Callable[[str], UpstreamClient]] = {
+        "aiohttp": AiohttpClient,
+        "httpx": HttpxClient,
+        "http1": Http1Client,
+    }
+    return clients[name](url)
 
 
 def wants_stream(body: bytes) -> bool:
@@ -202,7 +233,8 @@ def passthrough_server(
 ) -> Iterator[str]:
     """Run this module as a process on a free loopback port; yield its base URL (ending in /v1).
     The process id is appended to ``pids`` when given (to read its CPU time and memory)."""
-    from tests.support.nginx import free_port, stop, wait_for_port
+    from tests.support.nginx import stop, wait_for_port
+    from tests.support.procs import free_port
 
     port = free_port()
     command = [sys.executable, str(Path(__file__).resolve()), "--upstream", upstream, "--port", str(port)]

@@ -2,8 +2,9 @@
 
     python bench/compare_stack.py [--quick]
 
-Upstream HTTP client: aiohttp vs httpx (both under raw ASGI). Framework: raw ASGI vs Starlette vs
-FastAPI (FastAPI only when installed; it is a benchmark-only dependency). Each variant is the same
+Upstream HTTP client: aiohttp vs httpx vs the gateway's own ``http1`` pool (under raw ASGI).
+Framework: raw ASGI vs Starlette vs FastAPI (FastAPI only when installed; it is a benchmark-only
+dependency). Each variant is the same
 passthrough (``baseline_passthrough.py``) in its own uvicorn process (uvloop, httptools) in front
 of the same nginx, driven by ``wrk -t1`` at c=16 (non-streaming and streaming) and c=1.
 """
@@ -29,6 +30,7 @@ from bench.workload import HEADERS, request_body, use_this_checkout
 VARIANTS: tuple[tuple[ClientName, FrameworkName], ...] = (
     ("aiohttp", "raw"),
     ("httpx", "raw"),
+    ("http1", "raw"),
     ("aiohttp", "starlette"),
     ("httpx", "starlette"),
     ("aiohttp", "fastapi"),

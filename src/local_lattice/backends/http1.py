@@ -28,6 +28,7 @@ import ssl
 import zlib
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
+from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -45,7 +46,12 @@ class ConnectFailed(HTTPFailure):
 
 
 class Disconnected(HTTPFailure):
-    """The server closed the connection before its answer was complete."""
+    """The server closed the connection before its answer was complete; ``answering`` says whether
+    its status line and headers had arrived (it broke off) or not (it closed unanswered)."""
+
+    def __init__(self, message: str, *, answering: bool = False) -> None:
+        super().__init__(message)
+        self.answering = answering
 
 
 class ProtocolFailure(HTTPFailure):
@@ -137,8 +143,7 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not an asyncio.Transport subclass
 
     def data_received(self, data: bytes) -> None:
         self.received = True
@@ -160,7 +165,12 @@ class _Connection(asyncio.Protocol):
             self._wake_reader()
             return
         reason = f": {exc}" if exc else ""
-        self.fail(Disconnected(f"the upstream closed the connection before its answer was complete{reason}"))
+        answering = self.head is not None and self.head.done()
+        self.fail(
+            Disconnected(
+                f"the upstream closed the connection before its answer was complete{reason}", answering=answering
+            )
+        )
 
     def _ends_at_close(self) -> bool:
         names = {name.lower() for name, _ in self.raw_headers}

@@ -1,7 +1,8 @@
 """Backend for any OpenAI-compatible server: LM Studio, vLLM, llama.cpp's server, mlx_lm.server, SGLang …
 
-Owns one pooled aiohttp session per upstream, the model-list cache, SSE parsing of the upstream's
-stream and the mapping of aiohttp failures to ``local_lattice.errors`` (all in ``_failure``).
+Owns one connection pool per upstream (``http1.Pool``), the model-list cache, SSE parsing of the
+upstream's stream and the mapping of the client's failures to ``local_lattice.errors`` (all in
+``_failure``).
 It forwards only the backend's own key: client credentials never reach it.
 """
 
@@ -12,11 +13,12 @@ import time
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
 from local_lattice.backends.deadlines import Deadlines
+from local_lattice.backends.http1 import ConnectFailed, Disconnected, HTTPFailure, Pool
 from local_lattice.config import BackendConfig
 from local_lattice.errors import (
     BackendUnavailable,
@@ -83,7 +85,8 @@ class OpenAIBackend:
         self.name = config.name
         self.config = config
         self.base_url = config.url
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: Pool | None = None
+        self._paths: dict[str, str] = {}
         self._models: list[ModelInfo] = []
         self._models_at = -1e18
         self._models_lock = asyncio.Lock()
@@ -98,24 +101,30 @@ class OpenAIBackend:
 
     # -- plumbing ---------------------------------------------------------------------------------
 
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self.config.max_connections, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
+    def pool(self) -> Pool:
+        """Connections to the upstream's origin. It keeps no cookies: one pool serves every client,
+        and a cookie one answer sets must not ride along with the next client's call."""
+        if self._pool is None:
+            parts = urlsplit(self.config.url)
+            self._pool = Pool(
+                f"{parts.scheme}://{parts.netloc}",
                 headers=self._headers,
-                timeout=aiohttp.ClientTimeout(total=None, connect=self.config.connect_timeout),
-                skip_auto_headers=("User-Agent",),
-                auto_decompress=True,
-                # One session serves every client: a cookie one answer sets must not ride along
-                # with the next client's call.
-                cookie_jar=aiohttp.DummyCookieJar(),
+                limit=self.config.max_connections,
+                connect_timeout=self.config.connect_timeout,
             )
-        return self._session
+        return self._pool
+
+    def _path(self, url: str) -> str:
+        """The path (and query) of one of this backend's URLs, as sent to its pool's origin."""
+        path = self._paths.get(url)
+        if path is None:
+            parts = urlsplit(url)
+            path = self._paths[url] = parts.path + (f"?{parts.query}" if parts.query else "")
+        return path
 
     @contextmanager
     def _map_errors(self) -> Iterator[None]:
-        """Translate aiohttp's exceptions into ours (``_failure``) around a block."""
+        """Translate the connection's failures into ours (``_failure``) around a block."""
         try:
             yield
         except LatticeError:
@@ -124,16 +133,18 @@ class OpenAIBackend:
             raise self._failure(exc) from None
 
     def _failure(self, exc: Exception) -> Exception:
-        """The error of ours an aiohttp or socket failure becomes (others are returned as they are):
-        the one place this backend translates them."""
-        if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ServerDisconnectedError | ConnectionError):
-            return BackendUnavailable(f"backend {self.name!r} is unreachable: {type(exc).__name__}", backend=self.name)
+        """The error of ours a connection failure becomes (others are returned as they are): the one
+        place this backend translates them."""
+        if isinstance(exc, ConnectFailed | ConnectionError):
+            return BackendUnavailable(f"backend {self.name!r} is unreachable: {exc}", backend=self.name)
+        if isinstance(exc, Disconnected):
+            if exc.answering:
+                return UpstreamError(f"backend {self.name!r} broke off its answer", backend=self.name)
+            return BackendUnavailable(f"backend {self.name!r} closed the connection unanswered", backend=self.name)
         if isinstance(exc, TimeoutError):
             return self._timed_out()
-        if isinstance(exc, aiohttp.ClientPayloadError):
-            return UpstreamError(f"backend {self.name!r} broke off its answer: {exc}", backend=self.name)
-        if isinstance(exc, aiohttp.ClientError):
-            return UpstreamError(f"backend {self.name!r} failed: {type(exc).__name__}", backend=self.name)
+        if isinstance(exc, HTTPFailure):
+            return UpstreamError(f"backend {self.name!r} failed: {exc}", backend=self.name)
         return exc
 
     def _timed_out(self) -> UpstreamError:
@@ -147,9 +158,6 @@ class OpenAIBackend:
         if 400 <= status < 500:
             raise UpstreamStatusError(message, status=status, backend=self.name)
         raise UpstreamError(message, backend=self.name, code=f"upstream_{status}")
-
-    def _timeout(self, request: BackendRequest) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=request.timeout or self.config.timeout, connect=self.config.connect_timeout)
 
     def prepare_body(self, request: BackendRequest) -> dict[str, Any]:
         """The body sent upstream; subclasses add vendor fields.
@@ -171,14 +179,14 @@ class OpenAIBackend:
     async def complete(self, request: BackendRequest) -> BackendResponse:
         body = self.prepare_body(request)
         body.pop("stream", None)
-        url = self.base_url + _PATHS[request.endpoint]
+        path = self._path(self.base_url + _PATHS[request.endpoint])
         # The overall limit is kept by ``Deadlines`` (one timer for all calls), not a timer per call.
         task = self._deadlines.start(request.timeout or self.config.timeout)
         try:
-            async with self.session().post(url, data=orjson.dumps(body)) as resp:
-                content = await resp.read()
-                if resp.status >= 400:
-                    self._raise_for_status(resp.status, content, resp.headers.get("Retry-After"))
+            resp = await self.pool().request("POST", path, orjson.dumps(body))
+            content = await resp.read()
+            if resp.status >= 400:
+                self._raise_for_status(resp.status, content, resp.header("retry-after"))
         except LatticeError:
             raise
         except asyncio.CancelledError:
@@ -205,12 +213,14 @@ class OpenAIBackend:
     async def _stream(self, request: BackendRequest) -> AsyncGenerator[StreamChunk, None]:
         body = self.prepare_body(request)
         body["stream"] = True
-        url = self.base_url + _PATHS[request.endpoint]
+        path = self._path(self.base_url + _PATHS[request.endpoint])
+        within = request.timeout or self.config.timeout
         with self._map_errors():
-            async with self.session().post(url, data=orjson.dumps(body), timeout=self._timeout(request)) as resp:
+            resp = await self.pool().request("POST", path, orjson.dumps(body), within=within)
+            async with resp:
                 if resp.status >= 400:
-                    self._raise_for_status(resp.status, await resp.read(), resp.headers.get("Retry-After"))
-                async for line in resp.content:
+                    self._raise_for_status(resp.status, await resp.read(), resp.header("retry-after"))
+                async for line in resp.lines():
                     if not line.startswith(b"data:"):
                         continue
                     payload = line[5:].strip()
@@ -295,10 +305,10 @@ class OpenAIBackend:
 
     async def _get_json(self, url: str) -> Any:
         with self._map_errors():
-            async with self.session().get(url, timeout=aiohttp.ClientTimeout(total=10, connect=3)) as resp:
-                content = await resp.read()
-                if resp.status >= 400:
-                    self._raise_for_status(resp.status, content)
+            resp = await self.pool().request("GET", self._path(url), within=10.0)
+            content = await resp.read()
+            if resp.status >= 400:
+                self._raise_for_status(resp.status, content)
         try:
             return orjson.loads(content)
         except orjson.JSONDecodeError:
@@ -314,6 +324,6 @@ class OpenAIBackend:
         return BackendHealth(ok=True, detail=f"{len(models)} models", extra={"models": len(models)})
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None

@@ -2,8 +2,8 @@
 
 Each backend class is imported only when configured: the in-process engines and the residency
 manager they all share, so the gateway runs without their extras and a gateway of HTTP backends
-never loads them; the HTTP backends because aiohttp is the largest part of importing the app, and
-a gateway of in-process models alone never needs it.
+never loads them; the HTTP backends too, so a gateway of in-process models alone never builds their
+connection machinery.
 """
 
 from __future__ import annotations
