@@ -124,3 +124,13 @@ async def test_unreachable_and_keyless() -> None:
     assert not health.ok
     assert [m.id for m in await keyless.models()] == ["claude-a", "claude-b"]
     await b.aclose()
+
+
+async def test_cookies_the_cloud_sets_never_travel_with_later_calls(upstream: tuple[str, Recorder]) -> None:
+    url, rec = upstream
+    # By name, not by address: cookie jars keep cookies from names and refuse them from bare IPs.
+    b = backend(url.replace("127.0.0.1", "localhost"))
+    await b.complete(chat("claude-a"))
+    await b.complete(chat("claude-b"))
+    assert "cookie" not in rec.headers[-1]  # the first answer set one; the client's jar takes none
+    await b.aclose()

@@ -90,7 +90,10 @@ def build_app(rec: Recorder) -> web.Application:
             tool = body["tools"][0]["name"]
             use = {"type": "tool_use", "id": "toolu_scripted", "name": tool, "input": {"location": "Paris"}}
             return web.json_response(_message(model, [use], "tool_use"))
-        return web.json_response(_message(model, [{"type": "text", "text": "Hello there"}], "end_turn"))
+        answer = web.json_response(_message(model, [{"type": "text", "text": "Hello there"}], "end_turn"))
+        # Cloud APIs sit behind load balancers that set cookies: a gateway must never carry them on.
+        answer.set_cookie("upstream_session", "one-callers-session")
+        return answer
 
     app = web.Application()
     app.router.add_post("/v1/messages", messages)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -78,6 +79,11 @@ class AnthropicBackend:
                 max_retries=self.config.max_retries,
                 timeout=anthropic.Timeout(self.config.timeout, connect=self.config.connect_timeout),
                 default_headers=headers,
+                # One client serves every caller: a cookie one answer sets must not ride along with
+                # the next caller's request, so its jar accepts none.
+                http_client=anthropic.DefaultAsyncHttpxClient(
+                    cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+                ),
             )
         return self._client
 
