@@ -146,6 +146,8 @@ class _Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self.fail(ProtocolFailure(f"the upstream's answer is not valid HTTP/1.1: {exc}"))
+        except httptools.HttpParserUpgrade:  # 101 to a request that asked for no protocol switch
+            self.fail(ProtocolFailure("the upstream switched protocols, which this client does not speak"))
 
     def eof_received(self) -> bool | None:
         return False  # close our side too
@@ -172,6 +174,9 @@ class _Connection(asyncio.Protocol):
         self.raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self.parser.get_status_code() < 200:
+            self.raw_headers = []  # an interim answer (100 Continue, 103 Early Hints): the final one follows
+            return
         self.status = self.parser.get_status_code()
         if self.head is not None and not self.head.done():
             self.head.set_result(None)
@@ -185,6 +190,8 @@ class _Connection(asyncio.Protocol):
         self._wake_reader()
 
     def on_message_complete(self) -> None:
+        if self.parser.get_status_code() < 200:
+            return  # the end of an interim answer, not of the answer
         self.complete = True
         self.keep_alive = self.parser.should_keep_alive()
         self._wake_reader()
