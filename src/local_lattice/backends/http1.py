@@ -84,6 +84,7 @@ class _Connection(asyncio.Protocol):
         self.complete = False
         self.keep_alive = False
         self.received = False  # any byte of the current answer
+        self.head_only = False  # the answer to HEAD: no body, whatever its headers say
         self.error: BaseException | None = None
         self.closed = False
         self.counted = False  # one of the pool's ``limit`` connections
@@ -91,8 +92,9 @@ class _Connection(asyncio.Protocol):
 
     # -- the answer's lifecycle (called by Pool and Response) --------------------------------------
 
-    def begin(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+    def begin(self, loop: asyncio.AbstractEventLoop, head_only: bool = False) -> asyncio.Future[None]:
         self.head = head = loop.create_future()
+        self.head_only = head_only
         self.status = 0
         self.raw_headers = []
         self.complete = False
@@ -178,6 +180,8 @@ class _Connection(asyncio.Protocol):
             self.raw_headers = []  # an interim answer (100 Continue, 103 Early Hints): the final one follows
             return
         self.status = self.parser.get_status_code()
+        if self.head_only:  # the parser cannot be told there is no body: end here, do not reuse
+            self.complete = True
         if self.head is not None and not self.head.done():
             self.head.set_result(None)
 
@@ -344,7 +348,7 @@ class Pool:
         loop = asyncio.get_running_loop()
         timer = loop.call_later(within, conn.expire) if within is not None else None
         try:
-            head_arrived = conn.begin(loop)
+            head_arrived = conn.begin(loop, method == "HEAD")
             target = self.origin.path + path
             length = f"Content-Length: {len(body)}\r\n" if body or method not in {"GET", "HEAD"} else ""
             head = f"{method} {target} HTTP/1.1\r\n{length}".encode("latin-1")
