@@ -215,6 +215,7 @@ class Response:
         self._headers: dict[str, str] | None = None
         encoding = self.header("content-encoding")
         self._decoder = zlib.decompressobj(zlib.MAX_WBITS | 32) if encoding in {"gzip", "deflate", "x-gzip"} else None
+        self._compressed = False  # any compressed byte arrived
 
     @property
     def headers(self) -> dict[str, str]:
@@ -248,7 +249,7 @@ class Response:
             self.close()
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if self._decoder is not None:
-            body = self._decode(body) + self._decoder.flush()
+            body = self._decode(body) + self._rest()
         return body
 
     async def pieces(self) -> AsyncIterator[bytes]:
@@ -265,7 +266,7 @@ class Response:
                     if piece:
                         yield piece
                 elif conn.complete:
-                    if self._decoder is not None and (rest := self._decoder.flush()):
+                    if self._decoder is not None and (rest := self._rest()):
                         yield rest
                     break
                 elif conn.error is not None:
@@ -291,10 +292,19 @@ class Response:
 
     def _decode(self, piece: bytes) -> bytes:
         assert self._decoder is not None
+        self._compressed = self._compressed or bool(piece)
         try:
             return self._decoder.decompress(piece)
         except zlib.error as exc:
             raise ProtocolFailure(f"the upstream's compressed body does not decode: {exc}") from None
+
+    def _rest(self) -> bytes:
+        """The decoder's last bytes; zlib says nothing of a stream cut short, so check its end."""
+        assert self._decoder is not None
+        rest = self._decoder.flush()
+        if self._compressed and not self._decoder.eof:
+            raise ProtocolFailure("the upstream's compressed body ends before its compressed stream does")
+        return rest
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
