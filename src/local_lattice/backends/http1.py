@@ -90,6 +90,7 @@ class _Connection(asyncio.Protocol):
         self.complete = False
         self.keep_alive = False
         self.received = False  # any byte of the current answer
+        self.head_only = False  # the answer to HEAD: no body, whatever its headers say
         self.error: BaseException | None = None
         self.closed = False
         self.counted = False  # one of the pool's ``limit`` connections
@@ -97,8 +98,9 @@ class _Connection(asyncio.Protocol):
 
     # -- the answer's lifecycle (called by Pool and Response) --------------------------------------
 
-    def begin(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+    def begin(self, loop: asyncio.AbstractEventLoop, head_only: bool = False) -> asyncio.Future[None]:
         self.head = head = loop.create_future()
+        self.head_only = head_only
         self.status = 0
         self.raw_headers = []
         self.complete = False
@@ -151,6 +153,8 @@ class _Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self.fail(ProtocolFailure(f"the upstream's answer is not valid HTTP/1.1: {exc}"))
+        except httptools.HttpParserUpgrade:  # 101 to a request that asked for no protocol switch
+            self.fail(ProtocolFailure("the upstream switched protocols, which this client does not speak"))
 
     def eof_received(self) -> bool | None:
         return False  # close our side too
@@ -182,7 +186,12 @@ class _Connection(asyncio.Protocol):
         self.raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self.parser.get_status_code() < 200:
+            self.raw_headers = []  # an interim answer (100 Continue, 103 Early Hints): the final one follows
+            return
         self.status = self.parser.get_status_code()
+        if self.head_only:  # the parser cannot be told there is no body: end here, do not reuse
+            self.complete = True
         if self.head is not None and not self.head.done():
             self.head.set_result(None)
 
@@ -195,6 +204,8 @@ class _Connection(asyncio.Protocol):
         self._wake_reader()
 
     def on_message_complete(self) -> None:
+        if self.parser.get_status_code() < 200:
+            return  # the end of an interim answer, not of the answer
         self.complete = True
         self.keep_alive = self.parser.should_keep_alive()
         self._wake_reader()
@@ -214,6 +225,7 @@ class Response:
         self._headers: dict[str, str] | None = None
         encoding = self.header("content-encoding")
         self._decoder = zlib.decompressobj(zlib.MAX_WBITS | 32) if encoding in {"gzip", "deflate", "x-gzip"} else None
+        self._compressed = False  # any compressed byte arrived
 
     @property
     def headers(self) -> dict[str, str]:
@@ -247,7 +259,7 @@ class Response:
             self.close()
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if self._decoder is not None:
-            body = self._decode(body) + self._decoder.flush()
+            body = self._decode(body) + self._rest()
         return body
 
     async def pieces(self) -> AsyncIterator[bytes]:
@@ -264,7 +276,7 @@ class Response:
                     if piece:
                         yield piece
                 elif conn.complete:
-                    if self._decoder is not None and (rest := self._decoder.flush()):
+                    if self._decoder is not None and (rest := self._rest()):
                         yield rest
                     break
                 elif conn.error is not None:
@@ -290,10 +302,19 @@ class Response:
 
     def _decode(self, piece: bytes) -> bytes:
         assert self._decoder is not None
+        self._compressed = self._compressed or bool(piece)
         try:
             return self._decoder.decompress(piece)
         except zlib.error as exc:
             raise ProtocolFailure(f"the upstream's compressed body does not decode: {exc}") from None
+
+    def _rest(self) -> bytes:
+        """The decoder's last bytes; zlib says nothing of a stream cut short, so check its end."""
+        assert self._decoder is not None
+        rest = self._decoder.flush()
+        if self._compressed and not self._decoder.eof:
+            raise ProtocolFailure("the upstream's compressed body ends before its compressed stream does")
+        return rest
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -347,7 +368,7 @@ class Pool:
         loop = asyncio.get_running_loop()
         timer = loop.call_later(within, conn.expire) if within is not None else None
         try:
-            head_arrived = conn.begin(loop)
+            head_arrived = conn.begin(loop, method == "HEAD")
             target = self.origin.path + path
             length = f"Content-Length: {len(body)}\r\n" if body or method not in {"GET", "HEAD"} else ""
             head = f"{method} {target} HTTP/1.1\r\n{length}".encode("latin-1")
