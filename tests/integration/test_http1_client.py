@@ -125,15 +125,39 @@ async def test_a_server_closing_an_idle_connection_does_not_fail_the_next_reques
     assert server.connections == 2
 
 
-async def test_a_reused_connection_the_server_closes_unanswered_is_disconnected_then_replaced() -> None:
+async def test_a_reused_connection_the_server_closes_unanswered_is_retried_once_on_a_new_one() -> None:
     # The server closes right after its answer, so the next request is already on the wire when
-    # the close arrives. There is no retry: the call fails as Disconnected, the one after works.
+    # the close arrives: no byte of an answer came, the server dropped the connection as idle.
     script: list[Step] = [sized(b"one"), CLOSE]
-    async with RawServer(in_turn(script, [sized(b"three")])) as server, pool_at(server.url, limit=1) as pool:
+    async with RawServer(in_turn(script, [sized(b"two")])) as server, pool_at(server.url, limit=1) as pool:
+        assert await fetch(pool) == b"one"
+        assert await fetch(pool, within=1.0) == b"two"
+        assert pool._open == 1
+    assert server.connections == 2
+
+
+async def test_a_fresh_connection_closed_unanswered_is_not_retried() -> None:
+    # The retry is for connections dropped while idle; the retry's own connection is new, so a
+    # server that closes every connection unanswered costs one retry, not a loop.
+    scripts = in_turn([sized(b"one"), CLOSE], [CLOSE], [sized(b"three")])
+    async with RawServer(scripts) as server, pool_at(server.url, limit=1) as pool:
         assert await fetch(pool) == b"one"
         with pytest.raises(Disconnected):
             await fetch(pool, within=1.0)
         assert pool._open == 0
+        assert await fetch(pool) == b"three"
+    assert server.connections == 3
+
+
+async def test_a_reused_connection_that_began_an_answer_is_not_retried() -> None:
+    # Part of a head arrived: the server took the request, so sending it again could run it twice.
+    broken: list[Step] = [b"HTTP/1.1 200 OK\r\nContent-Le", CLOSE]
+    scripts = in_turn([sized(b"one")], broken, [sized(b"three")])
+    async with RawServer(scripts) as server, pool_at(server.url, limit=1) as pool:
+        assert await fetch(pool) == b"one"
+        with pytest.raises(Disconnected):
+            await fetch(pool, within=1.0)
+        assert server.connections == 1
         assert await fetch(pool) == b"three"
     assert server.connections == 2
 
@@ -212,6 +236,7 @@ FRAMINGS: dict[str, list[Step]] = {
     "gzip": [sized(gzipped(BODY), _gzip_header("gzip"))],
     "x-gzip chunked": [chunked(split(gzipped(BODY), 5), _gzip_header("x-gzip"))],
     "deflate": [sized(deflated(BODY), _gzip_header("deflate"))],
+    "GZIP, any case": [sized(gzipped(BODY), _gzip_header("GZip"))],
     "deflate chunked": [chunked(split(deflated(BODY), 3), _gzip_header("deflate"))],
     "tiny writes chunked": dribble(chunked(split(BODY, 3)), 3),
     "tiny writes content-length": dribble(sized(BODY), 2),

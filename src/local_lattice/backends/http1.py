@@ -9,9 +9,12 @@ client offers; this module is that part:
 - one origin (scheme, host, port) per ``Pool``; TLS for ``https`` with the system's trust store;
 - a request is written in one piece (the body is bytes, its length is known);
 - responses delimited by Content-Length, chunked, or the connection's close; gzip and deflate
-  bodies are decoded;
-- at most ``limit`` connections, waiters served in order; idle connections are reused newest
-  first, checked alive and dropped after ``idle_timeout``;
+  (zlib-wrapped, as HTTP defines it) bodies are decoded; 1xx interim answers are skipped;
+- at most ``limit`` connections; waiters are woken in order (a request arriving just as a
+  connection comes free may take it first, and the waiter waits on); idle connections are
+  reused newest first, checked alive and dropped after ``idle_timeout``;
+- a request whose reused connection closes before any byte of the answer is sent once more on
+  another connection (see ``Pool.request``);
 - a response not read to its end closes its connection (a cancelled call, a client gone);
 - a stream's pieces are buffered up to ``_HIGH_WATER`` before the socket stops being read.
 
@@ -90,6 +93,7 @@ class _Connection(asyncio.Protocol):
         self.complete = False
         self.keep_alive = False
         self.received = False  # any byte of the current answer
+        self.reused = False  # it has served an answer before
         self.head_only = False  # the answer to HEAD: no body, whatever its headers say
         self.error: BaseException | None = None
         self.closed = False
@@ -223,7 +227,7 @@ class Response:
         self.status = conn.status
         self._raw_headers = conn.raw_headers
         self._headers: dict[str, str] | None = None
-        encoding = self.header("content-encoding")
+        encoding = (self.header("content-encoding") or "").strip().lower()
         self._decoder = zlib.decompressobj(zlib.MAX_WBITS | 32) if encoding in {"gzip", "deflate", "x-gzip"} else None
         self._compressed = False  # any compressed byte arrived
 
@@ -363,17 +367,31 @@ class Pool:
     async def request(self, method: str, path: str, body: bytes = b"", *, within: float | None = None) -> Response:
         """Send a request for ``path`` under the base URL's path; return once the answer's status
         and headers are in. ``within`` (seconds) bounds the whole answer, body included: past it the
-        connection is closed and reading raises ``TimeoutError``."""
+        connection is closed and reading raises ``TimeoutError``.
+
+        A connection that has served answers before and closes before any byte of this one was
+        dropped by the server while idle, as the request went out (an upstream's keep-alive timeout
+        racing the request): the request is sent once more on another connection."""
+        length = f"Content-Length: {len(body)}\r\n" if body or method not in {"GET", "HEAD"} else ""
+        message = b"".join(
+            (f"{method} {self.origin.path}{path} HTTP/1.1\r\n{length}".encode("latin-1"), self._fixed, b"\r\n", body)
+        )
+        deadline = None if within is None else asyncio.get_running_loop().time() + within
         conn = await self._acquire()
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(within, conn.expire) if within is not None else None
         try:
-            head_arrived = conn.begin(loop, method == "HEAD")
-            target = self.origin.path + path
-            length = f"Content-Length: {len(body)}\r\n" if body or method not in {"GET", "HEAD"} else ""
-            head = f"{method} {target} HTTP/1.1\r\n{length}".encode("latin-1")
+            return await self._send(conn, message, deadline, method == "HEAD")
+        except Disconnected as exc:
+            if not conn.reused or conn.received or exc.answering:
+                raise
+        return await self._send(await self._acquire(), message, deadline, method == "HEAD")
+
+    async def _send(self, conn: _Connection, message: bytes, deadline: float | None, head_only: bool) -> Response:
+        loop = asyncio.get_running_loop()
+        timer = loop.call_at(deadline, conn.expire) if deadline is not None else None
+        try:
+            head_arrived = conn.begin(loop, head_only)
             assert conn.transport is not None
-            conn.transport.write(b"".join((head, self._fixed, b"\r\n", body)))
+            conn.transport.write(message)
             await head_arrived
         except BaseException:
             if timer is not None:
@@ -441,6 +459,7 @@ class Pool:
             self.discard(conn)
             return
         conn.idle_since = asyncio.get_running_loop().time()
+        conn.reused = True
         self._idle.append(conn)
         self._wake_next()
 
