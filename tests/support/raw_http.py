@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import ssl
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -87,8 +88,9 @@ Answer = Callable[[RawRequest], Sequence[Step]]
 class RawServer:
     """Scripted answers on ``127.0.0.1:<port>``; use ``async with RawServer(answer) as server``."""
 
-    def __init__(self, answer: Answer, port: int = 0) -> None:
+    def __init__(self, answer: Answer, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
         self.answer = answer
+        self.tls = tls
         self.requests: list[RawRequest] = []
         self.links: list[_Link] = []
         self.open_now = 0
@@ -107,10 +109,10 @@ class RawServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     async def __aenter__(self) -> RawServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self._port)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self._port, ssl=self.tls)
         self._port = int(self._server.sockets[0].getsockname()[1])
         return self
 
