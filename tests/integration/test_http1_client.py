@@ -404,6 +404,11 @@ BROKEN: dict[str, tuple[list[Step], type[Exception], str]] = {
     "garbage": ([b"SSH-2.0-OpenSSH_9.2\r\n", HANG], ProtocolFailure, "head"),
     "bad-header-line": ([b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", HANG], ProtocolFailure, "head"),
     "bad-chunk-size": ([_CHUNKED + b"zz\r\n", HANG], ProtocolFailure, "body"),
+    "headers-without-end": (
+        [b"HTTP/1.1 200 OK\r\n", *[b"X-Pad: " + b"a" * 1000 + b"\r\n"] * 100, HANG],
+        ProtocolFailure,
+        "head",
+    ),
     "not-gzip": ([sized(b"not gzip at all", _gzip_header("gzip"))], ProtocolFailure, "body"),
     "gzip-bad-checksum": ([sized(gzipped(BODY)[:-12] + b"\x00" * 12, _gzip_header("gzip"))], ProtocolFailure, "body"),
 }

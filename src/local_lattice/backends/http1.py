@@ -38,6 +38,7 @@ import httptools
 
 _HIGH_WATER = 1 << 16  # body bytes buffered before reading pauses
 _LOW_WATER = 1 << 14
+_MAX_HEAD = 1 << 16  # header bytes an answer may have (aiohttp allows 8 KiB a line)
 
 
 class HTTPFailure(Exception):
@@ -93,6 +94,7 @@ class _Connection(asyncio.Protocol):
         self.complete = False
         self.keep_alive = False
         self.received = False  # any byte of the current answer
+        self.head_bytes = 0
         self.reused = False  # it has served an answer before
         self.head_only = False  # the answer to HEAD: no body, whatever its headers say
         self.error: BaseException | None = None
@@ -107,6 +109,7 @@ class _Connection(asyncio.Protocol):
         self.head_only = head_only
         self.status = 0
         self.raw_headers = []
+        self.head_bytes = 0
         self.complete = False
         self.keep_alive = False
         self.received = False
@@ -187,11 +190,19 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks -----------------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_bytes += len(name) + len(value)
+        if self.head_bytes > _MAX_HEAD:
+            if self.error is None:
+                self.fail(ProtocolFailure(f"the upstream's headers exceed {_MAX_HEAD // 1024} KiB"))
+            return
         self.raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         if self.parser.get_status_code() < 200:
-            self.raw_headers = []  # an interim answer (100 Continue, 103 Early Hints): the final one follows
+            self.raw_headers, self.head_bytes = (
+                [],
+                0,
+            )  # an interim answer (100 Continue, 103 Early Hints): the final one follows
             return
         self.status = self.parser.get_status_code()
         if self.head_only:  # the parser cannot be told there is no body: end here, do not reuse
