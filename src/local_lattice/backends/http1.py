@@ -199,10 +199,9 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         if self.parser.get_status_code() < 200:
-            self.raw_headers, self.head_bytes = (
-                [],
-                0,
-            )  # an interim answer (100 Continue, 103 Early Hints): the final one follows
+            # An interim answer (100 Continue, 103 Early Hints): the final one follows.
+            self.raw_headers = []
+            self.head_bytes = 0
             return
         self.status = self.parser.get_status_code()
         if self.head_only:  # the parser cannot be told there is no body: end here, do not reuse
