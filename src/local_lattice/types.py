@@ -79,10 +79,15 @@ class BackendResponse:
 
 @dataclass(frozen=True, slots=True)
 class StreamChunk:
-    """One streamed event: a JSON-encoded OpenAI chunk object (never SSE framing)."""
+    """One streamed event: a JSON-encoded OpenAI chunk object (never SSE framing).
+
+    ``more`` says more of the stream (the next chunk, or its end) is already at hand: it arrived
+    with this one, so a writer may hold this chunk and write it with what follows at no cost in
+    time."""
 
     payload: bytes
     usage: Usage | None = None
+    more: bool = False
 
 
 ChunkStream = AsyncGenerator[StreamChunk, None]

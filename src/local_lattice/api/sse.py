@@ -40,21 +40,36 @@ def error_event(exc: LatticeError) -> bytes:
 
 
 async def sse_bytes(first: StreamChunk | None, rest: ChunkStream) -> AsyncIterator[bytes]:
-    """Frame a chunk stream as SSE. A failure after the first byte ends the stream with one error
-    event and ``[DONE]``; the chunk stream is always closed."""
+    """Frame a chunk stream as SSE. Chunks marked ``more`` are held and written with what follows
+    them (one write for the events that arrived together, not one each). A failure after the
+    first byte ends the stream with one error event and ``[DONE]``; the chunk stream is always
+    closed."""
+    held: list[bytes] = []
     try:
         if first is not None:
-            yield b"data: " + first.payload + b"\n\n"
+            if first.more:
+                held.append(b"data: " + first.payload + b"\n\n")
+            else:
+                yield b"data: " + first.payload + b"\n\n"
         async for chunk in rest:
-            yield b"data: " + chunk.payload + b"\n\n"
+            frame = b"data: " + chunk.payload + b"\n\n"
+            if chunk.more:
+                held.append(frame)
+            elif held:
+                held.append(frame)
+                yield b"".join(held)
+                held.clear()
+            else:
+                yield frame
     except LatticeError as exc:
-        yield error_event(exc)
+        held.append(error_event(exc))
     except Exception as exc:  # a bug or a foreign exception: never a traceback on the wire
         log.exception("stream failed")
-        yield error_event(LatticeError(f"stream failed: {type(exc).__name__}"))
+        held.append(error_event(LatticeError(f"stream failed: {type(exc).__name__}")))
     finally:
         await rest.aclose()
-    yield DONE
+    held.append(DONE)
+    yield b"".join(held)
 
 
 def named_event(kind: str, data: Any) -> bytes:

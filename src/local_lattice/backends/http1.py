@@ -302,17 +302,22 @@ class Response:
 
     async def lines(self) -> AsyncIterator[bytes]:
         """The body split after each ``\\n`` (the last line may lack one)."""
+        async for group in self.line_groups():
+            for line in group:
+                yield line
+
+    async def line_groups(self) -> AsyncIterator[list[bytes]]:
+        """The lines each arriving piece completes, together (a line split across pieces comes with
+        the piece that ends it). Lines that arrived together can be handled together."""
         rest = b""
         async for piece in self.pieces():
             if b"\n" not in piece:
                 rest += piece
                 continue
-            *whole, tail = (rest + piece).split(b"\n")
-            for line in whole:
-                yield line + b"\n"
-            rest = tail
+            *whole, rest = (rest + piece).split(b"\n")
+            yield [line + b"\n" for line in whole]
         if rest:
-            yield rest
+            yield [rest]
 
     def _decode(self, piece: bytes) -> bytes:
         assert self._decoder is not None

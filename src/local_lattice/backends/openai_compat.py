@@ -63,6 +63,20 @@ def usage_of(data: Any) -> Usage | None:
     )
 
 
+def data_payloads(lines: list[bytes]) -> tuple[list[bytes], bool]:
+    """The non-empty ``data:`` payloads of SSE lines, up to ``[DONE]``; and whether it came."""
+    payloads: list[bytes] = []
+    for line in lines:
+        if not line.startswith(b"data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == b"[DONE]":
+            return payloads, True
+        if payload:
+            payloads.append(payload)
+    return payloads, False
+
+
 def error_message(body: bytes) -> str:
     """The upstream's own error message, whatever shape it used."""
     try:
@@ -220,20 +234,20 @@ class OpenAIBackend:
             async with resp:
                 if resp.status >= 400:
                     self._raise_for_status(resp.status, await resp.read(), resp.header("retry-after"))
-                async for line in resp.lines():
-                    if not line.startswith(b"data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == b"[DONE]":
+                async for lines in resp.line_groups():
+                    payloads, done = data_payloads(lines)
+                    last = len(payloads) - 1
+                    for index, payload in enumerate(payloads):
+                        # Events that arrived together (with the end, when [DONE] came along) are
+                        # marked so they can be written together.
+                        yield self._chunk(payload, more=index < last or done)
+                    if done:
                         return
-                    if not payload:
-                        continue
-                    yield self._chunk(payload)
         # The upstream closed without [DONE]; what it sent is all there is.
 
-    def _chunk(self, payload: bytes) -> StreamChunk:
+    def _chunk(self, payload: bytes, more: bool = False) -> StreamChunk:
         if b'"usage"' not in payload and b'"error"' not in payload:
-            return StreamChunk(payload)
+            return StreamChunk(payload, more=more)
         try:
             data = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -243,7 +257,7 @@ class OpenAIBackend:
         if isinstance(data, dict) and isinstance(data.get("error"), dict | str):
             detail = self._redactor.text(error_message(payload))
             raise UpstreamError(f"backend {self.name!r} failed mid-stream: {detail}", backend=self.name)
-        return StreamChunk(payload, usage_of(data))
+        return StreamChunk(payload, usage_of(data), more)
 
     async def models(self) -> list[ModelInfo]:
         now = time.monotonic()
