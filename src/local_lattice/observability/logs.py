@@ -63,8 +63,9 @@ class BatchingHandler(logging.StreamHandler[TextIO]):
     """A stderr handler that writes the lines logged on an event loop in batches.
 
     Under load every request logs its timing line; one write and flush per line was a system call
-    per request. Lines logged from a running event loop are kept and written together at most
-    ``delay`` seconds later (or at once when ``max_lines`` are waiting); warnings and errors, and
+    per request. Records logged from a running event loop are kept, then formatted and written
+    together at most ``delay`` seconds later (or at once when ``max_lines`` are waiting): formatting
+    a batch in one go costs less than a line at a time between requests. Warnings and errors, and
     lines from threads without a loop, are written at once, after anything still waiting, so the
     order holds. ``flush`` (and so ``logging.shutdown`` at exit) writes what is waiting.
     """
@@ -73,21 +74,28 @@ class BatchingHandler(logging.StreamHandler[TextIO]):
         super().__init__()
         self.delay = delay
         self.max_lines = max_lines
-        self._waiting: list[str] = []
+        self._waiting: list[logging.LogRecord] = []
         self._later = Later(lambda loop: self.flush(), delay)
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
-            line = self.format(record) + self.terminator
-        except Exception:
-            self.handleError(record)
-            return
-        self._waiting.append(line)
+        if record.args:  # arguments may change before the batch is formatted: take their text now
+            try:
+                record.msg, record.args = record.getMessage(), None
+            except Exception:
+                self.handleError(record)
+                return
+        self._waiting.append(record)
         if record.levelno >= logging.WARNING or len(self._waiting) >= self.max_lines or not self._later.ask():
             self._write()
 
     def _write(self) -> None:
-        lines, self._waiting = self._waiting, []
+        records, self._waiting = self._waiting, []
+        lines = []
+        for record in records:
+            try:
+                lines.append(self.format(record) + self.terminator)
+            except Exception:
+                self.handleError(record)
         if lines:
             self.stream.write("".join(lines))
             self.stream.flush()

@@ -89,3 +89,32 @@ def test_a_loop_that_closed_before_its_flush_does_not_hold_later_lines() -> None
 
     asyncio.run(later())
     assert stream.getvalue() == "INFO one\nINFO two\n"
+
+
+def test_a_waiting_line_shows_its_arguments_as_they_were_when_logged() -> None:
+    # Lines are formatted when the batch is written; what they show is fixed when they are logged.
+    logger, _, stream = make_logger("batch.args")
+    state = {"step": "first"}
+
+    async def main() -> None:
+        logger.info("state %s", state)
+        state["step"] = "changed"
+        await asyncio.sleep(0.1)
+
+    asyncio.run(main())
+    assert stream.getvalue() == "INFO state {'step': 'first'}\n"
+
+
+def test_a_line_that_cannot_be_formatted_is_reported_and_the_rest_written() -> None:
+    logger, handler, stream = make_logger("batch.broken")
+    reported: list[logging.LogRecord] = []
+    handler.handleError = reported.append  # type: ignore[method-assign]
+
+    async def main() -> None:
+        logger.info("one %d", "not a number")
+        logger.info("two")
+        await asyncio.sleep(0.1)
+
+    asyncio.run(main())
+    assert stream.getvalue() == "INFO two\n"
+    assert [r.msg for r in reported] == ["one %d"]
