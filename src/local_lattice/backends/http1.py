@@ -95,6 +95,7 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = False
         self.received = False  # any byte of the current answer
         self.head_bytes = 0
+        self.encoding = ""  # the answer's Content-Encoding
         self.reused = False  # it has served an answer before
         self.head_only = False  # the answer to HEAD: no body, whatever its headers say
         self.error: BaseException | None = None
@@ -110,6 +111,7 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.raw_headers = []
         self.head_bytes = 0
+        self.encoding = ""
         self.complete = False
         self.keep_alive = False
         self.received = False
@@ -196,12 +198,15 @@ class _Connection(asyncio.Protocol):
                 self.fail(ProtocolFailure(f"the upstream's headers exceed {_MAX_HEAD // 1024} KiB"))
             return
         self.raw_headers.append((name, value))
+        if len(name) == 16 and name.lower() == b"content-encoding" and not self.encoding:
+            self.encoding = value.decode("latin-1")  # aside: the headers become a dict only when asked for
 
     def on_headers_complete(self) -> None:
         if self.parser.get_status_code() < 200:
             # An interim answer (100 Continue, 103 Early Hints): the final one follows.
             self.raw_headers = []
             self.head_bytes = 0
+            self.encoding = ""
             return
         self.status = self.parser.get_status_code()
         if self.head_only:  # the parser cannot be told there is no body: end here, do not reuse
@@ -237,7 +242,7 @@ class Response:
         self.status = conn.status
         self._raw_headers = conn.raw_headers
         self._headers: dict[str, str] | None = None
-        encoding = (self.header("content-encoding") or "").strip().lower()
+        encoding = conn.encoding.strip().lower()
         self._decoder = zlib.decompressobj(zlib.MAX_WBITS | 32) if encoding in {"gzip", "deflate", "x-gzip"} else None
         self._compressed = False  # any compressed byte arrived
 
