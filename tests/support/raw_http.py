@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from local_lattice.backends.http1 import Pool
+from local_lattice.backends.http1 import Pool, Response
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,3 +281,10 @@ async def until(condition: Callable[[], bool], seconds: float = 1.0) -> None:
             return
         await asyncio.sleep(0.002)
     raise AssertionError("the condition did not come true in time")
+
+
+async def lines_of(response: Response) -> AsyncIterator[bytes]:
+    """The body line by line, from ``Response.line_groups``."""
+    async for group in response.line_groups():
+        for line in group:
+            yield line

@@ -232,7 +232,7 @@ class _Connection(asyncio.Protocol):
 
 class Response:
     """An answer whose status and headers have arrived; its body is read with ``read``,
-    ``pieces`` or ``lines``. Reading to the end gives the connection back to the pool; ``close``
+    ``pieces`` or ``line_groups``. Reading to the end gives the connection back to the pool; ``close``
     (or leaving ``async with``) before the end closes it."""
 
     def __init__(self, pool: Pool, conn: _Connection, timer: asyncio.TimerHandle | None) -> None:
@@ -304,12 +304,6 @@ class Response:
                     await conn.wait()
         finally:
             self.close()
-
-    async def lines(self) -> AsyncIterator[bytes]:
-        """The body split after each ``\\n`` (the last line may lack one)."""
-        async for group in self.line_groups():
-            for line in group:
-                yield line
 
     async def line_groups(self) -> AsyncIterator[list[bytes]]:
         """The lines each arriving piece completes, together (a line split across pieces comes with
