@@ -32,6 +32,7 @@ from tests.support.raw_http import (
     gzipped,
     head,
     in_turn,
+    lines_of,
     pool_at,
     sized,
     split,
@@ -136,30 +137,25 @@ async def test_a_reused_connection_the_server_closes_unanswered_is_retried_once_
     assert server.connections == 2
 
 
-async def test_a_fresh_connection_closed_unanswered_is_not_retried() -> None:
+NOT_RETRIED: dict[str, tuple[list[Step], list[Step], int]] = {
     # The retry is for connections dropped while idle; the retry's own connection is new, so a
     # server that closes every connection unanswered costs one retry, not a loop.
-    scripts = in_turn([sized(b"one"), CLOSE], [CLOSE], [sized(b"three")])
-    async with RawServer(scripts) as server, pool_at(server.url, limit=1) as pool:
+    "fresh connection closed unanswered": ([sized(b"one"), CLOSE], [CLOSE], 3),
+    # Part of a head arrived: the server took the request, so sending it again could run it twice.
+    "reused connection that began an answer": ([sized(b"one")], [b"HTTP/1.1 200 OK\r\nContent-Le", CLOSE], 2),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_RETRIED))
+async def test_a_failure_the_retry_does_not_cover_is_disconnected_and_the_pool_goes_on(case: str) -> None:
+    first, failing, connections = NOT_RETRIED[case]
+    async with RawServer(in_turn(first, failing, [sized(b"three")])) as server, pool_at(server.url, limit=1) as pool:
         assert await fetch(pool) == b"one"
         with pytest.raises(Disconnected):
             await fetch(pool, within=1.0)
         assert pool._open == 0
         assert await fetch(pool) == b"three"
-    assert server.connections == 3
-
-
-async def test_a_reused_connection_that_began_an_answer_is_not_retried() -> None:
-    # Part of a head arrived: the server took the request, so sending it again could run it twice.
-    broken: list[Step] = [b"HTTP/1.1 200 OK\r\nContent-Le", CLOSE]
-    scripts = in_turn([sized(b"one")], broken, [sized(b"three")])
-    async with RawServer(scripts) as server, pool_at(server.url, limit=1) as pool:
-        assert await fetch(pool) == b"one"
-        with pytest.raises(Disconnected):
-            await fetch(pool, within=1.0)
-        assert server.connections == 1
-        assert await fetch(pool) == b"three"
-    assert server.connections == 2
+    assert server.connections == connections
 
 
 # -- the limit --------------------------------------------------------------------------------------
@@ -250,7 +246,7 @@ async def _body(response: Response, how: str) -> Any:
         return await response.read()
     if how == "pieces":
         return b"".join([piece async for piece in response.pieces()])
-    return [line async for line in response.lines()]
+    return [line async for line in lines_of(response)]
 
 
 async def _request_and_body(pool: Pool, how: str, during: str) -> None:
@@ -264,7 +260,7 @@ async def _collect(response: Response, how: str, got: list[bytes]) -> None:
     if how == "read":
         got.append(await response.read())
         return
-    async for piece in response.pieces() if how == "pieces" else response.lines():
+    async for piece in response.pieces() if how == "pieces" else lines_of(response):
         got.append(piece)
 
 
@@ -288,7 +284,7 @@ async def test_lines_are_joined_across_pieces_and_the_last_needs_no_newline() ->
     steps.append(b"0\r\n\r\n")
     async with RawServer(always(*steps)) as server, pool_at(server.url) as pool:
         async with await pool.request("GET", "/sse") as response:
-            lines = [line async for line in response.lines()]
+            lines = [line async for line in lines_of(response)]
         assert lines == [b"data: 1\n", b"data: 2\n", b"\n", b"\n", b"data: 3\n", b"\n", b"end"]
         async with await pool.request("GET", "/sse") as response:
             pieces = [piece async for piece in response.pieces()]
@@ -532,7 +528,7 @@ async def test_leaving_a_response_before_its_end_closes_the_connection() -> None
 async def test_a_response_read_to_its_end_gives_the_connection_back() -> None:
     async with RawServer(always(sized(b"whole"))) as server, pool_at(server.url) as pool:
         async with await pool.request("GET", "/") as response:
-            assert [line async for line in response.lines()] == [b"whole"]
+            assert [line async for line in lines_of(response)] == [b"whole"]
         assert (pool._open, len(pool._idle)) == (1, 1)
         assert await fetch(pool) == b"whole"
         async with await pool.request("GET", "/"):
@@ -616,6 +612,6 @@ async def test_nginx_sse_stream_comes_through_lines(nginx: NginxUrls) -> None:
             async with await pool.request("POST", "/chat/completions", b'{"stream":true}', within=2.0) as response:
                 assert response.status == 200
                 assert response.header("content-type") == "text/event-stream"
-                lines = [line async for line in response.lines()]
+                lines = [line async for line in lines_of(response)]
             assert lines == stream_body().splitlines(keepends=True)
         assert (pool._open, len(pool._idle)) == (1, 1)
