@@ -65,6 +65,7 @@ def run_server(config: Config, banner: bool = True) -> None:
 
     from local_lattice import heap
     from local_lattice.api.app import create_app, redactor_for
+    from local_lattice.api.server_protocol import BatchingHttpProtocol
     from local_lattice.console.banner import print_banner
     from local_lattice.console.progress import LoadProgressDisplay
     from local_lattice.gateway import Gateway
@@ -86,7 +87,8 @@ def run_server(config: Config, banner: bool = True) -> None:
         host=config.server.host,
         port=config.server.port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
+        http=BatchingHttpProtocol,  # httptools with batched writes
+        ws="none",  # no WebSocket routes
         access_log=False,
         server_header=False,  # one header less to validate and send per response; names no version
         log_level="warning",
