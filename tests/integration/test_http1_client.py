@@ -38,6 +38,7 @@ from tests.support.raw_http import (
     split,
     until,
 )
+from tests.support.wire import record_socket_writes
 
 BODY = b"alpha\nbeta\n\ngamma"
 LINES = [b"alpha\n", b"beta\n", b"\n", b"gamma"]
@@ -615,3 +616,35 @@ async def test_nginx_sse_stream_comes_through_lines(nginx: NginxUrls) -> None:
                 lines = [line async for line in lines_of(response)]
             assert lines == stream_body().splitlines(keepends=True)
         assert (pool._open, len(pool._idle)) == (1, 1)
+
+
+# -- when a request goes out ------------------------------------------------------------------------
+
+
+async def test_a_request_goes_out_at_once_alone_and_at_the_turns_end_beside_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release = asyncio.Event()
+
+    def answer(request: RawRequest) -> Sequence[Step]:
+        return [Until(release), sized(b"held")] if request.target == "/held" else [sized(request.target.encode())]
+
+    async with RawServer(answer) as server, pool_at(server.url) as pool:
+        await asyncio.gather(fetch(pool, "/warm-1"), fetch(pool, "/warm-2"))  # two idle connections
+        writes = record_socket_writes(monkeypatch)
+
+        def sent(target: bytes) -> bool:
+            return any(w.startswith(b"GET " + target + b" ") for w in writes)
+
+        held = asyncio.create_task(fetch(pool, "/held"))
+        await asyncio.sleep(0)  # its first step takes an idle connection and writes: it is alone
+        assert sent(b"/held")
+        beside = asyncio.create_task(fetch(pool, "/beside"))
+        await asyncio.sleep(0)  # the same, with "/held" in flight: the write waits for the turn's end
+        assert not sent(b"/beside")
+        await asyncio.sleep(0)
+        assert sent(b"/beside")
+        assert await beside == b"/beside"
+        release.set()
+        assert await held == b"held"
+    assert server.connections == 2

@@ -13,6 +13,7 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from local_lattice.api.server_protocol import BatchingHttpProtocol
+from tests.support.wire import record_socket_writes
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -105,17 +106,7 @@ def get(path: str) -> bytes:
 
 @pytest.fixture
 def socket_writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every write that reaches a socket transport of the test's (asyncio) loop."""
-    writes: list[bytes] = []
-    transport_class = asyncio.selector_events._SelectorSocketTransport  # type: ignore[attr-defined]
-    write = transport_class.write
-
-    def recording(self: asyncio.Transport, data: bytes) -> None:
-        writes.append(bytes(data))
-        write(self, data)
-
-    monkeypatch.setattr(transport_class, "write", recording)
-    return writes
+    return record_socket_writes(monkeypatch)
 
 
 async def test_an_answer_sent_as_two_messages_is_one_write(served: tuple[App, int], socket_writes: list[bytes]) -> None:
