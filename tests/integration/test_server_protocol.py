@@ -218,6 +218,18 @@ def drain(sock: socket.socket, total: int) -> None:
         got += len(data)
 
 
+async def test_an_answer_to_head_is_its_head_alone_and_the_connection_goes_on(served: tuple[App, int]) -> None:
+    _, port = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"HEAD /one?h HTTP/1.1\r\nHost: test\r\n\r\n")  # uvicorn writes no body for HEAD
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert b"content-length: 8\r\n" in head  # "hello, h"
+    writer.write(get("/one?next"))
+    assert (await read_answer(reader))[1] == b"hello, next"
+    writer.close()
+
+
 async def test_a_websocket_upgrade_is_answered_as_plain_http(served: tuple[App, int]) -> None:
     _, port = served
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
