@@ -230,6 +230,16 @@ async def test_an_answer_to_head_is_its_head_alone_and_the_connection_goes_on(se
     writer.close()
 
 
+async def test_a_request_asking_to_close_gets_its_whole_answer_then_the_close(served: tuple[App, int]) -> None:
+    _, port = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /parts?4 HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+    received = await asyncio.wait_for(reader.read(), 5)  # to the end of the stream: the server closed
+    assert received.startswith(b"HTTP/1.1 200 OK")
+    assert received.endswith(b"7\r\npart 3;\r\n0\r\n\r\n")
+    writer.close()
+
+
 async def test_a_websocket_upgrade_is_answered_as_plain_http(served: tuple[App, int]) -> None:
     _, port = served
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
