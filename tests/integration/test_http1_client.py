@@ -485,17 +485,23 @@ async def test_a_slow_answer_inside_the_limit_arrives_whole() -> None:
 # -- cancellation and leaving early -----------------------------------------------------------------
 
 
+async def cancel_closes_the_connection(task: asyncio.Task[Any], server: RawServer, pool: Pool) -> None:
+    """Cancel ``task``: its connection (the server's first) closes at once, its slot is free, and
+    the next request (answered ``fine``) goes through."""
+    cancelled_at = asyncio.get_running_loop().time()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await server.client_closed(0) - cancelled_at < 0.1
+    assert pool._open == 0
+    assert await fetch(pool) == b"fine"
+
+
 async def test_cancelling_a_request_awaiting_its_head_closes_the_connection() -> None:
     async with RawServer(in_turn([HANG], [sized(b"fine")])) as server, pool_at(server.url, limit=1) as pool:
         task = asyncio.create_task(pool.request("GET", "/hang"))
         await until(lambda: len(server.requests) == 1)
-        cancelled_at = asyncio.get_running_loop().time()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        assert await server.client_closed(0) - cancelled_at < 0.1
-        assert pool._open == 0
-        assert await fetch(pool) == b"fine"
+        await cancel_closes_the_connection(task, server, pool)
 
 
 async def test_cancelling_a_read_mid_body_closes_the_connection() -> None:
@@ -504,13 +510,7 @@ async def test_cancelling_a_read_mid_body_closes_the_connection() -> None:
         response = await pool.request("GET", "/slow")
         task = asyncio.create_task(response.read())
         await asyncio.sleep(0.05)
-        cancelled_at = asyncio.get_running_loop().time()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        assert await server.client_closed(0) - cancelled_at < 0.1
-        assert pool._open == 0
-        assert await fetch(pool) == b"fine"
+        await cancel_closes_the_connection(task, server, pool)
 
 
 async def test_leaving_a_response_before_its_end_closes_the_connection() -> None:
