@@ -1,7 +1,7 @@
 """Model profiles: what each model can do and how to call it, and the generation defaults they imply.
 
 A profile is layered, later wins: built-in defaults → ``defaults`` (profiles file, then ``[profiles]``)
-→ facts the backend reports (context length, vision, tools) → every ``patterns`` entry whose substring
+→ facts the backend reports (context length, vision, tools, JSON mode) → every ``patterns`` entry whose substring
 is in the id, in order → the exact id's entry. The profiles file is the original's JSON
 (``{"defaults": {...}, "patterns": [{"substring", "profile"}], "aliases": {id: {...}}}``); in TOML,
 ``[profiles.defaults]``, ``[profiles."*coder*"]`` (a star makes a pattern) and ``[profiles."<id>"]``.
@@ -100,6 +100,7 @@ class ProfileBook:
             "context_window": model.context_length,
             "supports_vision": model.supports_vision,
             "supports_tools": model.supports_tools,
+            "supports_json_mode": model.supports_json_mode,
         }
         merged.update({k: v for k, v in facts.items() if v is not None})
         lowered = model.id.lower()
