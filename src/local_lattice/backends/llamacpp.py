@@ -52,9 +52,18 @@ class LlamaModel:
         self.formatter = formatter
 
 
-_GRAMMARS_KEPT = 64
 # A call's envelope writes its name before its arguments, so a stream can name the call early.
 _PROPERTY_ORDER = ["name", "arguments"]
+_GRAMMARS_KEPT = 64
+# llama-cpp-python's copy of the converter lets a JSON string hold raw control characters (a raw
+# newline inside a string is no JSON); llama.cpp's own converter excludes them, and so do we.
+_LOOSE_CHAR = 'char ::= [^"\\\\] |'
+_JSON_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
+
+
+def schema_grammar(schema_json: str) -> str:
+    """The GBNF grammar of a JSON schema (a call's envelope writes ``name`` before ``arguments``)."""
+    return json_schema_to_gbnf(schema_json, _PROPERTY_ORDER).replace(_LOOSE_CHAR, _JSON_CHAR)
 
 
 class LlamaCppBackend(EngineBackend[LlamaModel], SchemaDecoding):
@@ -75,7 +84,7 @@ class LlamaCppBackend(EngineBackend[LlamaModel], SchemaDecoding):
         if grammar is not None:
             return grammar
         try:
-            grammar = LlamaGrammar.from_string(json_schema_to_gbnf(key, _PROPERTY_ORDER))
+            grammar = LlamaGrammar.from_string(schema_grammar(key))
         except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError, RecursionError) as exc:
             raise InvalidRequest(f"the JSON schema cannot be used to constrain decoding: {exc}", param=param) from None
         with self._grammars_lock:
