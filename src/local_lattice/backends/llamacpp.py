@@ -63,7 +63,8 @@ _JSON_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
 
 def schema_grammar(schema_json: str) -> str:
     """The GBNF grammar of a JSON schema (a call's envelope writes ``name`` before ``arguments``)."""
-    return json_schema_to_gbnf(schema_json, _PROPERTY_ORDER).replace(_LOOSE_CHAR, _JSON_CHAR)
+    grammar: str = json_schema_to_gbnf(schema_json, _PROPERTY_ORDER)
+    return grammar.replace(_LOOSE_CHAR, _JSON_CHAR)
 
 
 class LlamaCppBackend(EngineBackend[LlamaModel], SchemaDecoding):
