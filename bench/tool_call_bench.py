@@ -10,7 +10,8 @@ its text the way a lenient client would (``<tool_call>`` tags and code fences st
 JSON object taken). A try *parses* when that is JSON with the function's name and an arguments
 object; it is *valid* when the arguments also validate against the function's parameter schema.
 Tries cycle through four functions and questions. Figures are counts of ``--tries``; times are
-medians per try, measured on a shared machine (compare the two columns, not absolute times).
+medians per try and tokens/s is all tokens over all time (prompt included), measured on a shared
+machine: compare the two rows of one run, not absolute times.
 """
 
 from __future__ import annotations
@@ -120,22 +121,26 @@ def lenient_json(text: str) -> Any:
     return value
 
 
-async def with_grammar(backend: EngineBackend[Any], index: int, temperature: float) -> tuple[bool, bool, float]:
+Try = tuple[bool, bool, float, int]  # parses, valid, seconds, tokens generated
+
+
+async def with_grammar(backend: EngineBackend[Any], index: int, temperature: float) -> Try:
     started = time.perf_counter()
     answer = json.loads((await backend.complete(request(index, temperature))).content)
     elapsed = time.perf_counter() - started
+    tokens = answer["usage"]["completion_tokens"]
     calls = answer["choices"][0]["message"].get("tool_calls") or []
     if not calls:
-        return False, False, elapsed
+        return False, False, elapsed, tokens
     function = calls[0]["function"]
     try:
         arguments = json.loads(function["arguments"])
     except ValueError:
-        return False, False, elapsed
-    return (*judge(index, {"name": function["name"], "arguments": arguments}), elapsed)
+        return False, False, elapsed, tokens
+    return (*judge(index, {"name": function["name"], "arguments": arguments}), elapsed, tokens)
 
 
-async def prompting_only(backend: EngineBackend[Any], index: int, temperature: float) -> tuple[bool, bool, float]:
+async def prompting_only(backend: EngineBackend[Any], index: int, temperature: float) -> Try:
     req = request(index, temperature)
     shape = shape_of(req.body)
     assert shape is not None
@@ -143,7 +148,7 @@ async def prompting_only(backend: EngineBackend[Any], index: int, temperature: f
     lease = await backend.manager.acquire(backend.spec(await backend.local_model(SMOLLM2_ID)))
     loaded = lease.handle
 
-    def run() -> str:
+    def run() -> list[str]:
         with loaded.lock:
             tokens = backend.encode_chat(loaded, chat_turns(req.body["messages"], text_of, shape.note()))
             pieces = []
@@ -151,18 +156,18 @@ async def prompting_only(backend: EngineBackend[Any], index: int, temperature: f
                 if piece is None or count > sampling.max_tokens:
                     break
                 pieces.append(piece)
-            return "".join(pieces)
+            return pieces
 
     started = time.perf_counter()
     try:
-        text = await asyncio.to_thread(run)
+        pieces = await asyncio.to_thread(run)
     finally:
         lease.release()
-    return (*judge(index, lenient_json(text)), time.perf_counter() - started)
+    return (*judge(index, lenient_json("".join(pieces))), time.perf_counter() - started, len(pieces))
 
 
-async def measure(tries: int, temperature: float) -> dict[str, list[tuple[bool, bool, float]]]:
-    results: dict[str, list[tuple[bool, bool, float]]] = {"grammar": [], "prompt": []}
+async def measure(tries: int, temperature: float) -> dict[str, list[Try]]:
+    results: dict[str, list[Try]] = {"grammar": [], "prompt": []}
     with tempfile.TemporaryDirectory() as home:
         spec = {"name": "local", "type": "llamacpp", "n_ctx": 2048, "model_files": {SMOLLM2_ID: str(smollm2_path())}}
         async with engine_backends(Path(home), [spec]) as backends:
@@ -190,9 +195,13 @@ def main() -> None:
         got = results[key]
         parsed, valid = sum(r[0] for r in got), sum(r[1] for r in got)
         median_ms = statistics.median(r[2] for r in got) * 1000
-        rows.append([label, f"{parsed}/{len(got)}", f"{valid}/{len(got)}", f"{median_ms:.0f}"])
+        rate = sum(r[3] for r in got) / sum(r[2] for r in got)
+        tokens = statistics.median(r[3] for r in got)
+        rows.append(
+            [label, f"{parsed}/{len(got)}", f"{valid}/{len(got)}", f"{median_ms:.0f}", f"{tokens:.0f}", f"{rate:.1f}"]
+        )
     print()
-    print(table(["decoding", "parse", "valid", "median ms/try"], rows))
+    print(table(["decoding", "parse", "valid", "median ms/try", "median tokens", "tokens/s"], rows))
 
 
 if __name__ == "__main__":

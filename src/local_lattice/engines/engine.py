@@ -303,8 +303,8 @@ class EngineBackend(ABC, Generic[H]):
         shape = shape_of(request.body)
         if shape is None:
             return None
-        field = asked_field(request.body)
         if not isinstance(self, SchemaDecoding):
+            field = asked_field(request.body)
             raise InvalidRequest(
                 f"backend {self.name!r} ({self.engine}) cannot constrain decoding, so it cannot honour "
                 f"{field}; send it to a GGUF (llama.cpp) model",

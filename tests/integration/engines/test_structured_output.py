@@ -9,6 +9,8 @@ to a schema: it must refuse, never answer as if the field had not been sent.
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import openai
 import pytest
 
 from tests.support.models import GEMMA_ID, SMOLLM2_ID, smollm2_path
-from tests.support.procs import RunningProcess
+from tests.support.procs import PYTHON, RunningProcess, free_port, run_process
 from tests.support.servers import gateway_process
 
 pytestmark = pytest.mark.slow
@@ -395,3 +397,39 @@ def test_schema_grammars_keep_raw_control_characters_out_of_strings() -> None:
     grammar = schema_grammar(json.dumps({"type": "object", "properties": {"s": {"type": "string"}}}))
     char = next(line for line in grammar.splitlines() if line.startswith("char ::="))
     assert char.startswith(r'char ::= [^"\\\x7F\x00-\x1F] |')
+
+
+def guide_blocks(path: Path, section: str) -> list[str]:
+    """The Python blocks of one ``## section`` of a guide."""
+    text = path.read_text()
+    body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^```python\n(.*?)^```", body, flags=re.S | re.M)
+
+
+def test_the_guides_tool_and_json_examples_run_on_the_default_embedded_model(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[3]
+    examples = [
+        *guide_blocks(root / "docs/integrations/openai-sdk.md", "Tools and JSON mode"),
+        *guide_blocks(root / "docs/integrations/anthropic-sdk.md", "Tools and structured outputs"),
+    ]
+    assert len(examples) == 4
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {"HOME": str(tmp_path), "LATTICE_CONFIG": "", "LATTICE_DISCOVER_SERVERS": "", "MIDDLE_LAYER_API_KEY": ""}
+    argv = [PYTHON, "-m", "local_lattice", "serve", "--port", str(port)]
+    outputs = []
+    with run_process(argv, ready_url=base + "/healthz", base_url=base, env=env, timeout=120):
+        for source in examples:
+            done = subprocess.run(
+                [PYTHON, "-c", source.replace("http://127.0.0.1:5001", base)],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+            outputs.append(done.stdout)
+    assert outputs[0].startswith("tool_calls get_weather {'city': ")
+    assert outputs[1].startswith("calling get_time\n{'timezone': ")
+    assert "'capital': " in outputs[0]
+    assert outputs[2].startswith("get_weather {'city': ")
+    assert "'capital': " in outputs[3]
