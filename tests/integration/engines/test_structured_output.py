@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -433,3 +434,34 @@ def test_the_guides_tool_and_json_examples_run_on_the_default_embedded_model(tmp
     assert "'capital': " in outputs[0]
     assert outputs[2].startswith("get_weather {'city': ")
     assert "'capital': " in outputs[3]
+
+
+def test_a_client_that_leaves_mid_call_stops_the_grammar_held_generation(gateway: RunningProcess) -> None:
+    essay = {
+        "type": "function",
+        "function": {
+            "name": "write",
+            "parameters": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+        },
+    }
+    body = {
+        "model": SMOLLM2_ID,
+        "messages": [{"role": "user", "content": "Write a very long story."}],
+        "tools": [essay],
+        "tool_choice": "required",
+        "max_tokens": 2000,
+        "stream": True,
+    }
+    with httpx.Client(base_url=gateway.url, timeout=120) as http:
+        with http.stream("POST", "/v1/chat/completions", json=body) as response:
+            lines = response.iter_lines()
+            seen = [next(line for line in lines if '"arguments"' in line) for _ in range(4)]
+            assert all("tool_calls" in line for line in seen)
+            assert http.get("/healthz").json()["backends"]["local"]["in_flight"] == {SMOLLM2_ID: 1}
+        closed_at = time.monotonic()
+        while http.get("/healthz").json()["backends"]["local"]["in_flight"]:
+            assert time.monotonic() - closed_at < 5.0, "generation went on after the client left"
+            time.sleep(0.02)
+        after = http.post("/v1/chat/completions", json={**body, "stream": False, "max_tokens": 4})
+        assert after.status_code == 200
+        assert after.json()["choices"][0]["finish_reason"] == "length"
