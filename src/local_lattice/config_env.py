@@ -231,6 +231,12 @@ def interpolate(value: Any, env: Mapping[str, str], where: str) -> Any:
 
 def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
     env = with_renamed(env)  # the original's older names count as their current ones
+    lm_studio = env.get("LM_STUDIO_URL")
+    if lm_studio and not raw.get("backends"):
+        # Added first, so the backends.* variables (MODEL_LIST_TTL, GENERATION_TIMEOUT) reach it too.
+        url = lm_studio.rstrip("/")
+        name = env.get("LATTICE_LMSTUDIO_NAME", "").strip() or "lmstudio"
+        raw["backends"] = [{"name": name, "type": "lmstudio", "url": url if url.endswith("/v1") else url + "/v1"}]
     anthropic: dict[str, Any] = {}
     for setting in ENV_SETTINGS:
         text = env.get(setting.name)
@@ -255,10 +261,5 @@ def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
                 node[rest[0]].append(value)
         else:
             node[rest[-1]] = value
-    lm_studio = env.get("LM_STUDIO_URL")
-    if lm_studio and not raw.get("backends"):
-        url = lm_studio.rstrip("/")
-        name = env.get("LATTICE_LMSTUDIO_NAME", "").strip() or "lmstudio"
-        raw["backends"] = [{"name": name, "type": "lmstudio", "url": url if url.endswith("/v1") else url + "/v1"}]
     if anthropic:
         _apply_anthropic(raw, anthropic)
