@@ -166,7 +166,7 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("SWARM_MAX_PARALLEL", ("swarm", "max_parallel"), int, "Swarm agent calls run at once per request."),
     EnvSetting("SWARM_CHAT_ENABLED", ("swarm", "chat_enabled"), _bool, "0 turns the swarm chat meta-models off."),
     EnvSetting("SWARM_CHAT_DEFAULT_MODELS", ("swarm", "chat_default_models"), _csv, "Default swarm.models on chat."),
-    EnvSetting("SWARM_CHAT_DEFAULT_STRATEGY", ("swarm", "chat_default_strategy"), str, "Default swarm strategy."),
+    EnvSetting("SWARM_CHAT_DEFAULT_STRATEGY", ("swarm", "chat_default_strategy"), _lower, "Default swarm strategy."),
     EnvSetting("SWARM_CHAT_DEFAULT_JUDGE", ("swarm", "chat_default_judge"), str, "Default swarm judge on chat."),
     EnvSetting("SWARM_CHAT_AUTO_MAX", ("swarm", "chat_auto_max"), int, "Cap on models a sentinel adds on chat."),
     EnvSetting(

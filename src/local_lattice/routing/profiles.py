@@ -5,6 +5,8 @@ size token's latency tier and memory, see ``routing.sizes``) → ``defaults`` (p
 ``[profiles]``) → facts the backend reports (context length, vision, tools) → every ``patterns`` entry
 whose substring is in the id, in order → the exact id's entry. The configured layers sit above the
 built-in guesses: a file's ``defaults`` are never overridden by what the gateway guessed from a name.
+A pattern that is itself a size (``"8b"``) matches only that size token of an id, never the ``8b``
+inside ``8bit`` or the ``3b`` of ``a3b``.
 
 The profiles file is the original's JSON
 (``{"defaults": {...}, "patterns": [{"substring", "profile"}], "aliases": {id: {...}}}``); in TOML,
@@ -20,7 +22,7 @@ from typing import Any
 
 from local_lattice.config import Config, ConfigError
 from local_lattice.errors import ContextTooLong
-from local_lattice.routing.sizes import size_profile
+from local_lattice.routing.sizes import is_size_token, size_profile, size_tokens
 from local_lattice.types import Endpoint, JSONObject, ModelInfo
 
 _BOOL = ("supports_vision", "supports_tools", "supports_json_mode")
@@ -94,6 +96,7 @@ class ProfileBook:
         self.base = Profile(max_tokens_ceiling=ceiling)
         self.defaults = defaults or {}
         self.patterns = [(sub.lower(), layer) for sub, layer in patterns or [] if sub]
+        self._sizes = frozenset(sub for sub, _ in self.patterns if is_size_token(sub))
         self.aliases = {key.lower(): layer for key, layer in (aliases or {}).items()}
         self.ceiling = ceiling
         self._memo: dict[ModelInfo, Profile] = {}
@@ -113,8 +116,10 @@ class ProfileBook:
         }
         merged.update({k: v for k, v in facts.items() if v is not None})
         lowered = model.id.lower()
+        sizes = size_tokens(lowered) if self._sizes else frozenset()
         for substring, layer in self.patterns:
-            if substring in lowered:
+            matched = substring in sizes if substring in self._sizes else substring in lowered
+            if matched:
                 merged.update(layer)
         merged.update(self.aliases.get(lowered, {}))
         # The global ceiling bounds every profile; a profile may only lower it.

@@ -28,6 +28,16 @@ FAST_BELOW_B = 10.0
 SLOW_FROM_B = 30.0
 
 
+def is_size_token(text: str) -> bool:
+    """Whether ``text`` is itself a size token (``8b``, ``0.5b``, ``135m``, ``8x7b``)."""
+    return _SIZE.fullmatch(text.strip().lower()) is not None
+
+
+def size_tokens(model_id: str) -> frozenset[str]:
+    """The size tokens written in ``model_id``, lower-case (``qwen3-30b-a3b-8bit`` → ``{"30b"}``)."""
+    return frozenset(match.group(0) for match in _SIZE.finditer(model_id.lower()))
+
+
 def parameter_counts(model_id: str) -> list[float]:
     """Every size token in ``model_id``, in billions of parameters (``8x7b`` counts 56)."""
     counts = []

@@ -105,3 +105,30 @@ def test_a_model_marked_fast_comes_before_one_that_is_merely_small(tmp_path: Pat
     assert [m.id for m in fast.candidates] == ["quick", "compact"]  # roomy (12 GB, medium) is neither
     plain = resolve("auto", models, policy=policy)
     assert [m.id for m in plain.candidates] == ["compact", "roomy", "quick"]
+
+
+def test_a_size_pattern_of_the_originals_file_matches_only_that_size(tmp_path: Path) -> None:
+    """The original's model_profiles.json writes sizes as substrings ("8b", "3b", "120b"): read as sizes,
+    they no longer make an 80B model with an 8-bit suffix fast, nor a 30B mixture with 3B active."""
+    doc = {
+        "defaults": {"latency_tier": "medium", "memory_gb_estimate": 8.0},
+        "patterns": [
+            {"substring": "vl", "profile": {"supports_vision": True}},
+            {"substring": "120b", "profile": {"latency_tier": "slow", "memory_gb_estimate": 60.0}},
+            {"substring": "30b", "profile": {"latency_tier": "slow", "memory_gb_estimate": 30.0}},
+            {"substring": "8b", "profile": {"latency_tier": "fast", "memory_gb_estimate": 6.0}},
+            {"substring": "3b", "profile": {"latency_tier": "fast", "memory_gb_estimate": 3.0}},
+        ],
+    }
+    book = _book(tmp_path, doc)
+
+    def tier(model_id: str) -> tuple[str, float]:
+        profile = book.profile_for(ModelInfo(model_id, "a"))  # type: ignore[attr-defined]
+        return profile.latency_tier, profile.memory_gb_estimate
+
+    assert tier("lmstudio-community/Qwen3-Coder-Next-MLX-8bit") == ("medium", 8.0)
+    assert tier("mlx-community/granite-4.1-8b-6bit") == ("fast", 6.0)
+    assert tier("Qwen3-30B-A3B-Instruct") == ("slow", 30.0)
+    assert tier("gpt-oss-120b-mxfp4") == ("slow", 60.0)
+    assert tier("llama-3.2-3B") == ("fast", 3.0)
+    assert book.profile_for(ModelInfo("qwen2.5-vl-7b", "a")).supports_vision is True  # type: ignore[attr-defined]
