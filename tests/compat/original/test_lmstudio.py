@@ -165,6 +165,36 @@ def test_demo_script_flow(gateway: RunningProcess, studio: RunningProcess) -> No
     settled(gateway)
 
 
+def test_readme_pipeline_and_fanout(gateway: RunningProcess, studio: RunningProcess) -> None:
+    # README "Copy-paste examples" 3 (plan -> code -> review) and the /swarm/fanout route, over LM Studio.
+    steps = [
+        {
+            "name": "plan",
+            "model": "role:reasoner",
+            "system": "Outline the approach in bullet points.",
+            "max_tokens": 512,
+        },
+        {"name": "code", "model": "role:coder", "system": "Implement this plan:\n\n{{plan}}"},
+        {"name": "review", "model": "role:reasoner", "system": "Critique and suggest fixes:\n\n{{code}}"},
+    ]
+    body = {"messages": [{"role": "user", "content": "Build a CLI that counts words in a file."}], "steps": steps,
+            "max_tokens": 2000}  # fmt: skip
+    answer = httpx.post(gateway.url + "/swarm/pipeline", json=body, headers=AUTH, timeout=120)
+    assert answer.status_code == 200, answer.text
+    data = answer.json()
+    assert data["object"] == "chat.completion"
+    history = data["swarm"]["history"]
+    assert [h["name"] for h in history] == ["plan", "code", "review"]
+    # role:reasoner's first choice (the 70B) is not loaded: strict loading takes its next one, loaded.
+    assert [h["model"] for h in history] == [CODER, CODER, CODER]
+    fanout = {"models": "auto", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 2000}
+    answer = httpx.post(gateway.url + "/swarm/fanout", json=fanout, headers=AUTH, timeout=120)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["object"] == "swarm.fanout"
+    assert stats(studio)["jit_loads"] == []
+    settled(gateway)
+
+
 def test_swarm_council_through_the_chat_api(gateway: RunningProcess) -> None:
     # README "Copy-paste examples" 4: model swarmCouncil with extra_body swarm options.
     client = OpenAI(base_url=gateway.url + "/v1", api_key=KEY)
