@@ -346,7 +346,7 @@ class EngineBackend(ABC, Generic[H]):
             if stop.is_set():
                 return
         try:
-            tokens = self._prompt(loaded, request, plan)
+            tokens = self._prompt(loaded, request, sampling.max_tokens, plan)
 
             def decode(constraint: Any, call: bool) -> Iterator[Delta]:
                 return self._decode(loaded, tokens, sampling, constraint, call, stop)
@@ -400,11 +400,13 @@ class EngineBackend(ABC, Generic[H]):
 
     # -- prompts ----------------------------------------------------------------------------------
 
-    def _prompt(self, loaded: Loaded[H], request: BackendRequest, plan: Plan | None) -> list[int]:
+    def _prompt(self, loaded: Loaded[H], request: BackendRequest, answer_tokens: int, plan: Plan | None) -> list[int]:
         body = request.body
         limit = loaded.n_ctx - 1  # at least one token of room for the answer
         trim = self.settings.context_over_budget == "trim"
-        target = max(1, loaded.n_ctx - self.settings.context_trim_buffer)
+        # Trimming leaves room for the answer (at most half the context) and the buffer's slack.
+        room = min(answer_tokens, loaded.n_ctx // 2) + self.settings.context_trim_buffer
+        target = max(1, loaded.n_ctx - room)
         if request.endpoint == "chat":
             messages = chat_turns(body["messages"], text_of, plan.shape.note() if plan is not None else None)
             tokens = self.encode_chat(loaded, messages)
