@@ -12,6 +12,12 @@ client offers; this module is that part:
   that turn (fewer wake-ups of the upstream under load, as the server side does for answers);
 - responses delimited by Content-Length, chunked, or the connection's close; gzip and deflate
   (zlib-wrapped, as HTTP defines it) bodies are decoded; 1xx interim answers are skipped;
+- an answer is bounded: its head (64 KiB), its body as received (``max_answer_bytes``) and as
+  decoded (``max_decoded_bytes``, decoded a block at a time, so a compression bomb is refused
+  without ever being inflated whole); past a bound the call fails with ``AnswerTooLarge``;
+- each request's answer is read by a fresh parser, and bytes the server sends that belong to no
+  request (a second answer after the first, anything on an idle connection) close the connection:
+  they are never read as the start of the next request's answer;
 - at most ``limit`` connections; waiters are woken in order (a request arriving just as a
   connection comes free may take it first, and the waiter waits on); idle connections are
   reused newest first, checked alive and dropped after ``idle_timeout``;
@@ -31,7 +37,7 @@ import asyncio
 import collections
 import ssl
 import zlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from types import TracebackType
 from typing import cast
 from urllib.parse import urlsplit
@@ -41,6 +47,8 @@ import httptools
 _HIGH_WATER = 1 << 16  # body bytes buffered before reading pauses
 _LOW_WATER = 1 << 14
 _MAX_HEAD = 1 << 16  # header bytes an answer may have (aiohttp allows 8 KiB a line)
+_DECODE_BLOCK = 1 << 18  # compressed bodies are inflated at most this much at a time
+MAX_ANSWER_BYTES = 64 << 20  # the default bound of an answer's body, received and decoded
 
 
 class HTTPFailure(Exception):
@@ -64,6 +72,10 @@ class ProtocolFailure(HTTPFailure):
     """The server's bytes are not an HTTP/1.1 answer this client can read."""
 
 
+class AnswerTooLarge(ProtocolFailure):
+    """The answer's body, as received or as decoded, is larger than the pool allows."""
+
+
 class Origin:
     """Where a pool connects, split from a base URL: ``http://host:8080/v1`` → host, 8080, ``/v1``."""
 
@@ -83,9 +95,12 @@ class Origin:
 class _Connection(asyncio.Protocol):
     """One socket and the answer being read on it; httptools calls the ``on_*`` methods."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_body: int = MAX_ANSWER_BYTES) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
+        self.max_body = max_body
+        self.body_bytes = 0
+        self.active = False  # a request is being answered (else it is idle: nothing may arrive)
         self.head: asyncio.Future[None] | None = None
         self.wake: asyncio.Future[None] | None = None
         self.status = 0
@@ -108,11 +123,15 @@ class _Connection(asyncio.Protocol):
     # -- the answer's lifecycle (called by Pool and Response) --------------------------------------
 
     def begin(self, loop: asyncio.AbstractEventLoop, head_only: bool = False) -> asyncio.Future[None]:
+        if self.reused:  # nothing of an earlier answer's parse carries over
+            self.parser = httptools.HttpResponseParser(self)
+        self.active = True
         self.head = head = loop.create_future()
         self.head_only = head_only
         self.status = 0
         self.raw_headers = []
         self.head_bytes = 0
+        self.body_bytes = 0
         self.encoding = ""
         self.complete = False
         self.keep_alive = False
@@ -159,6 +178,13 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not an asyncio.Transport subclass
 
     def data_received(self, data: bytes) -> None:
+        if not self.active:
+            # Idle in the pool, nobody asked: whatever this is, it must not become the next
+            # request's answer. The pool drops a closed connection when it next looks at it.
+            self.closed = True
+            if self.transport is not None:
+                self.transport.abort()
+            return
         self.received = True
         try:
             self.parser.feed_data(data)
@@ -193,6 +219,12 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks -----------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self.complete:
+            # A second answer to one request (stray bytes after the first): it is never read, and
+            # the connection is closed once this answer is done with.
+            self.keep_alive = False
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.head_bytes += len(name) + len(value)
         if self.head_bytes > _MAX_HEAD:
@@ -204,6 +236,8 @@ class _Connection(asyncio.Protocol):
             self.encoding = value.decode("latin-1")  # aside: the headers become a dict only when asked for
 
     def on_headers_complete(self) -> None:
+        if self.complete:
+            return  # the head of a stray second answer
         if self.parser.get_status_code() < 200:
             # An interim answer (100 Continue, 103 Early Hints): the final one follows.
             self.raw_headers = []
@@ -217,6 +251,12 @@ class _Connection(asyncio.Protocol):
             self.head.set_result(None)
 
     def on_body(self, body: bytes) -> None:
+        if self.complete or self.error is not None:
+            return  # a stray second answer's body, a body after the head of an answer to HEAD, or after a failure
+        self.body_bytes += len(body)
+        if self.body_bytes > self.max_body:
+            self.fail(AnswerTooLarge(f"the upstream's answer is larger than {self.max_body} bytes"))
+            return
         self.pieces.append(body)
         self.buffered += len(body)
         if self.buffered > _HIGH_WATER and not self.paused and self.transport is not None:
@@ -225,8 +265,8 @@ class _Connection(asyncio.Protocol):
         self._wake_reader()
 
     def on_message_complete(self) -> None:
-        if self.parser.get_status_code() < 200:
-            return  # the end of an interim answer, not of the answer
+        if self.complete or self.error is not None or self.parser.get_status_code() < 200:
+            return  # the end of a stray second answer, of a refused one or of an interim answer
         self.complete = True
         self.keep_alive = self.parser.should_keep_alive()
         self._wake_reader()
@@ -247,6 +287,7 @@ class Response:
         encoding = conn.encoding.strip().lower()
         self._decoder = zlib.decompressobj(zlib.MAX_WBITS | 32) if encoding in {"gzip", "deflate", "x-gzip"} else None
         self._compressed = False  # any compressed byte arrived
+        self._decoded_bytes = 0
 
     @property
     def headers(self) -> dict[str, str]:
@@ -280,11 +321,12 @@ class Response:
             self.close()
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if self._decoder is not None:
-            body = self._decode(body) + self._rest()
+            body = b"".join([*self._decoded(body), self._rest()])
         return body
 
     async def pieces(self) -> AsyncIterator[bytes]:
-        """The body in the pieces it arrives in (decoded when compressed)."""
+        """The body in the pieces it arrives in (decoded when compressed: in blocks of at most
+        ``_DECODE_BLOCK`` bytes)."""
         conn = self._conn
         if conn is None:
             return
@@ -292,10 +334,11 @@ class Response:
             while True:
                 if conn.pieces:
                     piece = conn.take()
-                    if self._decoder is not None:
-                        piece = self._decode(piece)
-                    if piece:
+                    if self._decoder is None:
                         yield piece
+                        continue
+                    for block in self._decoded(piece):
+                        yield block
                 elif conn.complete:
                     if self._decoder is not None and (rest := self._rest()):
                         yield rest
@@ -320,13 +363,23 @@ class Response:
         if rest:
             yield [rest]
 
-    def _decode(self, piece: bytes) -> bytes:
-        assert self._decoder is not None
+    def _decoded(self, piece: bytes) -> Iterator[bytes]:
+        """``piece`` inflated, a block at a time; past ``max_decoded_bytes`` in all, ``AnswerTooLarge``."""
+        decoder = self._decoder
+        assert decoder is not None
         self._compressed = self._compressed or bool(piece)
-        try:
-            return self._decoder.decompress(piece)
-        except zlib.error as exc:
-            raise ProtocolFailure(f"the upstream's compressed body does not decode: {exc}") from None
+        limit = self._pool.max_decoded_bytes
+        while piece:
+            try:
+                block = decoder.decompress(piece, _DECODE_BLOCK)
+            except zlib.error as exc:
+                raise ProtocolFailure(f"the upstream's compressed body does not decode: {exc}") from None
+            self._decoded_bytes += len(block)
+            if self._decoded_bytes > limit:
+                raise AnswerTooLarge(f"the upstream's answer decompresses to more than {limit} bytes")
+            piece = decoder.unconsumed_tail
+            if block:
+                yield block
 
     def _rest(self) -> bytes:
         """The decoder's last bytes; zlib says nothing of a stream cut short, so check its end."""
@@ -334,6 +387,11 @@ class Response:
         rest = self._decoder.flush()
         if self._compressed and not self._decoder.eof:
             raise ProtocolFailure("the upstream's compressed body ends before its compressed stream does")
+        self._decoded_bytes += len(rest)
+        if self._decoded_bytes > self._pool.max_decoded_bytes:
+            raise AnswerTooLarge(
+                f"the upstream's answer decompresses to more than {self._pool.max_decoded_bytes} bytes"
+            )
         return rest
 
     def close(self) -> None:
@@ -372,9 +430,13 @@ class Pool:
         limit: int = 100,
         connect_timeout: float = 10.0,
         idle_timeout: float = 15.0,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
+        max_decoded_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self.origin = Origin(base_url)
         self.limit = max(1, limit)
+        self.max_answer_bytes = max_answer_bytes
+        self.max_decoded_bytes = max_decoded_bytes
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         fixed = {"Host": self.origin.authority, **(headers or {})}
@@ -468,7 +530,11 @@ class Pool:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, conn = await loop.create_connection(
-                    _Connection, origin.host, origin.port, ssl=context, server_hostname=origin.host if context else None
+                    lambda: _Connection(self.max_answer_bytes),
+                    origin.host,
+                    origin.port,
+                    ssl=context,
+                    server_hostname=origin.host if context else None,
                 )
         except TimeoutError:
             raise ConnectFailed(f"no connection to {origin.authority} within {self.connect_timeout:g} s") from None
@@ -484,6 +550,7 @@ class Pool:
             return
         conn.idle_since = asyncio.get_running_loop().time()
         conn.reused = True
+        conn.active = False
         self._idle.append(conn)
         self._wake_next()
 
