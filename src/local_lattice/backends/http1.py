@@ -352,16 +352,22 @@ class Response:
 
     async def line_groups(self) -> AsyncIterator[list[bytes]]:
         """The lines each arriving piece completes, together (a line split across pieces comes with
-        the piece that ends it). Lines that arrived together can be handled together."""
-        rest = b""
+        the piece that ends it). Lines that arrived together can be handled together. A line's
+        pieces are kept in a list until it ends (joined once: a long line costs no copying per
+        piece), bounded as the body is."""
+        rest: list[bytes] = []
         async for piece in self.pieces():
             if b"\n" not in piece:
-                rest += piece
+                rest.append(piece)
                 continue
-            *whole, rest = (rest + piece).split(b"\n")
+            if rest:
+                rest.append(piece)
+                piece = b"".join(rest)
+            *whole, last = piece.split(b"\n")
+            rest = [last] if last else []
             yield [line + b"\n" for line in whole]
         if rest:
-            yield [rest]
+            yield [b"".join(rest)]
 
     def _decoded(self, piece: bytes) -> Iterator[bytes]:
         """``piece`` inflated, a block at a time; past ``max_decoded_bytes`` in all, ``AnswerTooLarge``."""

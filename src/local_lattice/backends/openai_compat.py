@@ -1,8 +1,8 @@
 """Backend for any OpenAI-compatible server: LM Studio, vLLM, llama.cpp's server, mlx_lm.server, SGLang …
 
-Owns one connection pool per upstream (``http1.Pool``), the model-list cache, SSE parsing of the
-upstream's stream and the mapping of the client's failures to ``local_lattice.errors`` (all in
-``_failure``).
+Owns one connection pool per upstream (``http1.Pool``), the model-list cache, reading the
+upstream's stream (``event_stream.EventStream``) and the mapping of the client's failures to
+``local_lattice.errors`` (all in ``_failure``).
 It forwards only the backend's own key: client credentials never reach it.
 """
 
@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 import orjson
 
 from local_lattice.backends.deadlines import Deadlines
-from local_lattice.backends.http1 import ConnectFailed, Disconnected, HTTPFailure, Pool
+from local_lattice.backends.event_stream import EventStream, error_message, usage_of
+from local_lattice.backends.http1 import AnswerTooLarge, ConnectFailed, Disconnected, HTTPFailure, Pool
 from local_lattice.config import BackendConfig
 from local_lattice.errors import (
     BackendUnavailable,
@@ -36,7 +37,6 @@ from local_lattice.types import (
     ModelInfo,
     ModelKind,
     StreamChunk,
-    Usage,
 )
 
 _PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
@@ -46,50 +46,6 @@ _EMBED_WORDS = ("embed", "bge-", "e5-", "minilm", "nomic-embed", "gte-")
 def guess_kind(model_id: str) -> ModelKind:
     lowered = model_id.lower()
     return "embedding" if any(word in lowered for word in _EMBED_WORDS) else "chat"
-
-
-def usage_of(data: Any) -> Usage | None:
-    """Usage from an OpenAI response or chunk object, or None when it carries none."""
-    if not isinstance(data, dict):
-        return None
-    usage = data.get("usage")
-    if not isinstance(usage, dict):
-        return None
-    prompt = usage.get("prompt_tokens")
-    completion = usage.get("completion_tokens")
-    return Usage(
-        prompt_tokens=prompt if isinstance(prompt, int) else 0,
-        completion_tokens=completion if isinstance(completion, int) else 0,
-    )
-
-
-def data_payloads(lines: list[bytes]) -> tuple[list[bytes], bool]:
-    """The non-empty ``data:`` payloads of SSE lines, up to ``[DONE]``; and whether it came."""
-    payloads: list[bytes] = []
-    for line in lines:
-        if not line.startswith(b"data:"):
-            continue
-        payload = line[5:].strip()
-        if payload == b"[DONE]":
-            return payloads, True
-        if payload:
-            payloads.append(payload)
-    return payloads, False
-
-
-def error_message(body: bytes) -> str:
-    """The upstream's own error message, whatever shape it used."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body[:300].decode("utf-8", "replace").strip() or "no message"
-    if isinstance(data, dict):
-        err = data.get("error", data.get("detail", data.get("message")))
-        if isinstance(err, dict):
-            err = err.get("message", err)
-        if err is not None:
-            return str(err)[:1000]
-    return str(data)[:300]
 
 
 class OpenAIBackend:
@@ -125,6 +81,8 @@ class OpenAIBackend:
                 headers=self._headers,
                 limit=self.config.max_connections,
                 connect_timeout=self.config.connect_timeout,
+                max_answer_bytes=self.config.max_answer_bytes,
+                max_decoded_bytes=self.config.max_decoded_bytes,
             )
         return self._pool
 
@@ -157,6 +115,8 @@ class OpenAIBackend:
             return BackendUnavailable(f"backend {self.name!r} closed the connection unanswered", backend=self.name)
         if isinstance(exc, TimeoutError):
             return self._timed_out()
+        if isinstance(exc, AnswerTooLarge):
+            return UpstreamError(f"backend {self.name!r}: {exc}", backend=self.name, code="upstream_answer_too_large")
         if isinstance(exc, HTTPFailure):
             return UpstreamError(f"backend {self.name!r} failed: {exc}", backend=self.name)
         return exc
@@ -229,35 +189,22 @@ class OpenAIBackend:
         body["stream"] = True
         path = self._path(self.base_url + _PATHS[request.endpoint])
         within = request.timeout or self.config.timeout
+        options = body.get("stream_options")
+        events = EventStream(
+            self.name, self._redactor, isinstance(options, dict) and options.get("include_usage") is True
+        )
         with self._map_errors():
             resp = await self.pool().request("POST", path, orjson.dumps(body), within=within)
             async with resp:
                 if resp.status >= 400:
                     self._raise_for_status(resp.status, await resp.read(), resp.header("retry-after"))
                 async for lines in resp.line_groups():
-                    payloads, done = data_payloads(lines)
-                    last = len(payloads) - 1
-                    for index, payload in enumerate(payloads):
-                        # Events that arrived together (with the end, when [DONE] came along) are
-                        # marked so they can be written together.
-                        yield self._chunk(payload, more=index < last or done)
-                    if done:
-                        return
-        # The upstream closed without [DONE]; what it sent is all there is.
-
-    def _chunk(self, payload: bytes, more: bool = False) -> StreamChunk:
-        if b'"usage"' not in payload and b'"error"' not in payload:
-            return StreamChunk(payload, more=more)
-        try:
-            data = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(
-                f"backend {self.name!r} streamed something that is not JSON", backend=self.name
-            ) from None
-        if isinstance(data, dict) and isinstance(data.get("error"), dict | str):
-            detail = self._redactor.text(error_message(payload))
-            raise UpstreamError(f"backend {self.name!r} failed mid-stream: {detail}", backend=self.name)
-        return StreamChunk(payload, usage_of(data), more)
+                    for chunk in events.feed(lines):
+                        yield chunk
+                    if events.done:
+                        break
+            for chunk in events.end():
+                yield chunk
 
     async def models(self) -> list[ModelInfo]:
         now = time.monotonic()
