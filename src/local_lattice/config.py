@@ -161,6 +161,11 @@ class BackendConfig(_Section):
     connect_timeout: float = Field(5.0, gt=0, description="Seconds to open a connection.")
     model_list_ttl: float = Field(30.0, ge=0, description="Seconds a model list is reused (env MODEL_LIST_TTL).")
     max_connections: int = Field(256, ge=1, description="Pooled connections to this upstream.")
+    proxy: str | None = Field(
+        None,
+        description="HTTP proxy for this backend's calls, whatever the origin (e.g. http://proxy:3128); unset: "
+        "HTTPS_PROXY / HTTP_PROXY / ALL_PROXY minus NO_PROXY, for origins off this machine.",
+    )
     max_answer_bytes: int = Field(
         64 * 1024 * 1024,
         ge=1024,
@@ -199,6 +204,13 @@ class BackendConfig(_Section):
     )
     n_ctx: int = Field(4096, ge=64, description="llamacpp: context length in tokens (capped by the model's own).")
     n_threads: int | None = Field(None, ge=1, description="llamacpp: CPU threads (default: all cores but one).")
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, value: str | None) -> str | None:
+        if value and not re.match(r"^https?://[^/\s]+/?$", value):
+            raise ValueError("proxy must be an http:// or https:// URL of a proxy (no path)")
+        return value or None
 
     @field_validator("url")
     @classmethod

@@ -158,8 +158,8 @@ class EventStream:
     def _completion_chunks(self, body: bytes) -> list[StreamChunk]:
         try:
             data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise self._error("answered a stream request with something that is not JSON") from None
+        except orjson.JSONDecodeError as exc:
+            raise self._error("answered a stream request with something that is not JSON") from exc
         if isinstance(data, dict) and isinstance(data.get("error"), dict | str):
             self._fail(body)
         choices = data.get("choices") if isinstance(data, dict) else None

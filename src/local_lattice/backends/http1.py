@@ -277,17 +277,13 @@ class Response:
     ``pieces`` or ``line_groups``. Reading to the end gives the connection back to the pool; ``close``
     (or leaving ``async with``) before the end closes it."""
 
-    def __init__(self, pool: Pool, conn: _Connection, timer: asyncio.TimerHandle | None) -> None:
+    def __init__(self, pool: Pool, conn: _Connection) -> None:
         self._pool = pool
         self._conn: _Connection | None = conn
-        self._timer = timer
         self.status = conn.status
         self._raw_headers = conn.raw_headers
         self._headers: dict[str, str] | None = None
-        encoding = conn.encoding.strip().lower()
-        self._decoder = zlib.decompressobj(zlib.MAX_WBITS | 32) if encoding in {"gzip", "deflate", "x-gzip"} else None
-        self._compressed = False  # any compressed byte arrived
-        self._decoded_bytes = 0
+        self._decoder = ContentDecoder.for_coding(conn.encoding, pool.max_decoded_bytes)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -321,7 +317,7 @@ class Response:
             self.close()
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if self._decoder is not None:
-            body = b"".join([*self._decoded(body), self._rest()])
+            body = b"".join([*self._decoder.decode(body), self._decoder.rest()])
         return body
 
     async def pieces(self) -> AsyncIterator[bytes]:
@@ -337,10 +333,10 @@ class Response:
                     if self._decoder is None:
                         yield piece
                         continue
-                    for block in self._decoded(piece):
+                    for block in self._decoder.decode(piece):
                         yield block
                 elif conn.complete:
-                    if self._decoder is not None and (rest := self._rest()):
+                    if self._decoder is not None and (rest := self._decoder.rest()):
                         yield rest
                     break
                 elif conn.error is not None:
@@ -350,62 +346,15 @@ class Response:
         finally:
             self.close()
 
-    async def line_groups(self) -> AsyncIterator[list[bytes]]:
-        """The lines each arriving piece completes, together (a line split across pieces comes with
-        the piece that ends it). Lines that arrived together can be handled together. A line's
-        pieces are kept in a list until it ends (joined once: a long line costs no copying per
-        piece), bounded as the body is."""
-        rest: list[bytes] = []
-        async for piece in self.pieces():
-            if b"\n" not in piece:
-                rest.append(piece)
-                continue
-            if rest:
-                rest.append(piece)
-                piece = b"".join(rest)
-            *whole, last = piece.split(b"\n")
-            rest = [last] if last else []
-            yield [line + b"\n" for line in whole]
-        if rest:
-            yield [b"".join(rest)]
-
-    def _decoded(self, piece: bytes) -> Iterator[bytes]:
-        """``piece`` inflated, a block at a time; past ``max_decoded_bytes`` in all, ``AnswerTooLarge``."""
-        decoder = self._decoder
-        assert decoder is not None
-        self._compressed = self._compressed or bool(piece)
-        limit = self._pool.max_decoded_bytes
-        while piece:
-            try:
-                block = decoder.decompress(piece, _DECODE_BLOCK)
-            except zlib.error as exc:
-                raise ProtocolFailure(f"the upstream's compressed body does not decode: {exc}") from None
-            self._decoded_bytes += len(block)
-            if self._decoded_bytes > limit:
-                raise AnswerTooLarge(f"the upstream's answer decompresses to more than {limit} bytes")
-            piece = decoder.unconsumed_tail
-            if block:
-                yield block
-
-    def _rest(self) -> bytes:
-        """The decoder's last bytes; zlib says nothing of a stream cut short, so check its end."""
-        assert self._decoder is not None
-        rest = self._decoder.flush()
-        if self._compressed and not self._decoder.eof:
-            raise ProtocolFailure("the upstream's compressed body ends before its compressed stream does")
-        self._decoded_bytes += len(rest)
-        if self._decoded_bytes > self._pool.max_decoded_bytes:
-            raise AnswerTooLarge(
-                f"the upstream's answer decompresses to more than {self._pool.max_decoded_bytes} bytes"
-            )
-        return rest
+    def line_groups(self) -> AsyncIterator[list[bytes]]:
+        """The body's lines, grouped as they arrive (see ``line_groups``)."""
+        return line_groups(self.pieces())
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if self._timer is not None:
-            self._timer.cancel()
+        self._pool._due.pop(conn, None)
         if conn.complete and conn.keep_alive and not conn.pieces and conn.error is None and not conn.closed:
             self._pool.release(conn)
         else:
@@ -418,6 +367,68 @@ class Response:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+async def line_groups(pieces: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+    """The lines each arriving piece completes, together (a line split across pieces comes with
+    the piece that ends it). Lines that arrived together can be handled together. A line's pieces
+    are kept in a list until it ends (joined once: a long line costs no copying per piece); the
+    body's bound bounds it."""
+    rest: list[bytes] = []
+    async for piece in pieces:
+        if b"\n" not in piece:
+            rest.append(piece)
+            continue
+        if rest:
+            rest.append(piece)
+            piece = b"".join(rest)
+        *whole, last = piece.split(b"\n")
+        rest = [last] if last else []
+        yield [line + b"\n" for line in whole]
+    if rest:
+        yield [b"".join(rest)]
+
+
+class ContentDecoder:
+    """Undoes a gzip or deflate content coding a block of ``_DECODE_BLOCK`` bytes at a time, so
+    a compression bomb is refused (``AnswerTooLarge`` past ``limit`` decoded bytes) without being
+    inflated whole."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib-wrapped deflate
+        self._compressed = False  # any compressed byte arrived
+        self._decoded = 0
+
+    @classmethod
+    def for_coding(cls, coding: str, limit: int) -> ContentDecoder | None:
+        """A decoder for a Content-Encoding value, or None for an identity (or unknown) one."""
+        return cls(limit) if coding.strip().lower() in {"gzip", "deflate", "x-gzip"} else None
+
+    def decode(self, piece: bytes) -> Iterator[bytes]:
+        self._compressed = self._compressed or bool(piece)
+        while piece:
+            try:
+                block = self._zlib.decompress(piece, _DECODE_BLOCK)
+            except zlib.error as exc:
+                raise ProtocolFailure(f"the upstream's compressed body does not decode: {exc}") from exc
+            self._count(len(block))
+            piece = self._zlib.unconsumed_tail
+            if block:
+                yield block
+
+    def rest(self) -> bytes:
+        """The last bytes; zlib says nothing of a stream cut short, so its end is checked."""
+        rest = self._zlib.flush()
+        if self._compressed and not self._zlib.eof:
+            raise ProtocolFailure("the upstream's compressed body ends before its compressed stream does")
+        self._count(len(rest))
+        return rest
+
+    def _count(self, size: int) -> None:
+        self._decoded += size
+        if self._decoded > self.limit:
+            raise AnswerTooLarge(f"the upstream's answer decompresses to more than {self.limit} bytes")
 
 
 def _write_unless_closed(transport: asyncio.WriteTransport, message: bytes) -> None:
@@ -450,13 +461,17 @@ class Pool:
         self._idle: list[_Connection] = []
         self._open = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._due: dict[_Connection, float] = {}  # the calls with a time limit, and when it is up
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._ssl: ssl.SSLContext | None = None
         self._closed = False
 
     async def request(self, method: str, path: str, body: bytes = b"", *, within: float | None = None) -> Response:
         """Send a request for ``path`` under the base URL's path; return once the answer's status
-        and headers are in. ``within`` (seconds) bounds the whole answer, body included: past it the
-        connection is closed and reading raises ``TimeoutError``.
+        and headers are in. ``within`` (seconds) bounds the whole call, from here to the answer's
+        last byte (waiting for a connection, connecting and reading included): past it the
+        connection is closed and the call raises ``TimeoutError``.
 
         A connection that has served answers before and closes before any byte of this one was
         dropped by the server while idle, as the request went out (an upstream's keep-alive timeout
@@ -466,17 +481,18 @@ class Pool:
             (f"{method} {self.origin.path}{path} HTTP/1.1\r\n{length}".encode("latin-1"), self._fixed, b"\r\n", body)
         )
         deadline = None if within is None else asyncio.get_running_loop().time() + within
-        conn = await self._acquire()
+        conn = await self._acquire(deadline)
         try:
             return await self._send(conn, message, deadline, method == "HEAD")
         except Disconnected as exc:
             if not conn.reused or conn.received or exc.answering:
                 raise
-        return await self._send(await self._acquire(), message, deadline, method == "HEAD")
+        return await self._send(await self._acquire(deadline), message, deadline, method == "HEAD")
 
     async def _send(self, conn: _Connection, message: bytes, deadline: float | None, head_only: bool) -> Response:
         loop = asyncio.get_running_loop()
-        timer = loop.call_at(deadline, conn.expire) if deadline is not None else None
+        if deadline is not None:
+            self._watch(conn, deadline, loop)
         try:
             head_arrived = conn.begin(loop, head_only)
             assert conn.transport is not None
@@ -486,13 +502,39 @@ class Pool:
                 conn.transport.write(message)
             await head_arrived
         except BaseException:
-            if timer is not None:
-                timer.cancel()
+            self._due.pop(conn, None)
             self.discard(conn)
             raise
-        return Response(self, conn, timer)
+        return Response(self, conn)
 
-    async def _acquire(self) -> _Connection:
+    # -- time limits: one timer for the pool, at the nearest deadline --------------------------------
+
+    def _watch(self, conn: _Connection, deadline: float, loop: asyncio.AbstractEventLoop) -> None:
+        """Expire ``conn``'s answer at ``deadline``. Calls share one timer, armed for the nearest
+        deadline: a call made after another with the same limit arms nothing (a timer armed and
+        cancelled per call would cost as much as the rest of its setup)."""
+        self._due[conn] = deadline
+        if self._timer is None or deadline < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = loop.call_at(deadline, self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = loop.time()
+        nearest: float | None = None
+        for conn, due in list(self._due.items()):
+            if due <= now:
+                del self._due[conn]
+                conn.expire()
+            elif nearest is None or due < nearest:
+                nearest = due
+        if nearest is not None:
+            self._timer_at = nearest
+            self._timer = loop.call_at(nearest, self._expire, loop)
+
+    async def _acquire(self, deadline: float | None = None) -> _Connection:
         if self._closed:
             raise ConnectFailed("the pool is closed")
         loop = asyncio.get_running_loop()
@@ -505,7 +547,11 @@ class Pool:
             waiter = loop.create_future()
             self._waiters.append(waiter)
             try:
-                await waiter
+                if deadline is None:
+                    await waiter
+                else:  # only a call that must wait for a connection arms a timer of its own
+                    async with asyncio.timeout_at(deadline):
+                        await waiter
             except BaseException:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
@@ -542,10 +588,10 @@ class Pool:
                     ssl=context,
                     server_hostname=origin.host if context else None,
                 )
-        except TimeoutError:
-            raise ConnectFailed(f"no connection to {origin.authority} within {self.connect_timeout:g} s") from None
+        except TimeoutError as exc:
+            raise ConnectFailed(f"no connection to {origin.authority} within {self.connect_timeout:g} s") from exc
         except (OSError, ssl.SSLError) as exc:
-            raise ConnectFailed(f"cannot connect to {origin.authority}: {exc}") from None
+            raise ConnectFailed(f"cannot connect to {origin.authority}: {exc}") from exc
         conn.counted = True
         return conn
 
@@ -580,6 +626,9 @@ class Pool:
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for conn in list(self._idle):
             self.discard(conn)
         while self._waiters:
