@@ -18,6 +18,7 @@ client offers; this module is that part:
 - each request's answer is read by a fresh parser, and bytes the server sends that belong to no
   request (a second answer after the first, anything on an idle connection) close the connection:
   they are never read as the start of the next request's answer;
+- one time limit per call (``within``), kept by one timer per pool armed at the nearest deadline;
 - at most ``limit`` connections; waiters are woken in order (a request arriving just as a
   connection comes free may take it first, and the waiter waits on); idle connections are
   reused newest first, checked alive and dropped after ``idle_timeout``;
@@ -26,7 +27,8 @@ client offers; this module is that part:
 - a response not read to its end closes its connection (a cancelled call, a client gone);
 - a stream's pieces are buffered up to ``_HIGH_WATER`` before the socket stops being read.
 
-It does not follow redirects, keep cookies, use proxies or speak HTTP/2. Its failures are its own
+It does not follow redirects, keep cookies, use proxies or speak HTTP/2 (origins that need those
+get ``httpx_upstream.HttpxUpstream``; ``upstream.py`` chooses). Its failures are its own
 small family (``ConnectFailed``, ``Disconnected``, ``ProtocolFailure``, ``TimeoutError``); the
 backend translates them into ``local_lattice.errors`` in one place.
 """
