@@ -116,8 +116,8 @@ def main() -> None:
     parser.add_argument("--source", default="127.0.0.1", help="loopback address to connect from")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < args.count + 64 <= hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (args.count + 64, hard))
+    if soft < args.count + 256 <= hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (args.count + 256, hard))
     if args.mode == "idle":
         report = asyncio.run(idle(args.port, args.source, args.count, args.seconds))
     else:

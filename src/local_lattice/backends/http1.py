@@ -496,6 +496,8 @@ class Pool:
         if deadline is not None:
             self._watch(conn, deadline, loop)
         try:
+            if conn.closed:  # closed before its first request (a server that spoke first): never wait on it
+                raise Disconnected("the upstream closed the connection before the request went out")
             head_arrived = conn.begin(loop, head_only)
             assert conn.transport is not None
             if self._open - len(self._idle) > 1:  # others in flight: go out with the turn's other writes
