@@ -11,7 +11,7 @@ measures the before) with its default limits in front of a scripted raw upstream
    non-stream request whose upstream answers a gzip body of 500 MiB of zeros (~500 KB on the wire);
 2. 500 connections dribbling a head (one byte every 0.2 s): when the gateway closed them, and how
    many of the well-behaved requests sent meanwhile got a 200;
-3. 20,000 idle sockets (two processes, each from its own loopback address): the gateway's peak
+3. 20,000 idle sockets (flood processes, each from its own loopback address): the gateway's peak
    open files and the well-behaved requests' statuses meanwhile.
 
 Every socket is on loopback; every step ends by itself.
@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 import orjson
+from tests.support.floods import shares
 from tests.support.hostile import raw_upstream, rss_kib
 from tests.support.procs import PYTHON, RunningProcess
 from tests.support.raw_http import RawRequest, Step, sized
@@ -126,7 +127,7 @@ def floods(gateway: RunningProcess, port: int) -> None:
     proc = flood("dribble", port, 500, 20, "--interval", "0.2")
     statuses = served_meanwhile(gateway, proc)
     print(f"  500 dribblers: {proc.communicate(timeout=60)[0].strip()}; requests meanwhile {dict(statuses)}")
-    procs = [flood("idle", port, 10_000, 20, "--source", f"127.0.0.{n}") for n in (2, 3)]
+    procs = [flood("idle", port, n, 20, "--source", f"127.0.0.{i + 2}") for i, n in enumerate(shares(20_000))]
     peak = [0]
     done = threading.Event()
 

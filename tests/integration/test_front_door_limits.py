@@ -18,6 +18,7 @@ import httpx
 import orjson
 import pytest
 
+from tests.support.floods import shares
 from tests.support.hostile import assert_nothing_held, rss_kib
 from tests.support.procs import PYTHON, RunningProcess
 from tests.support.servers import gateway_process
@@ -179,8 +180,9 @@ def test_500_dribbling_connections_are_closed_while_others_are_served(gateway: R
 
 def test_20000_idle_sockets_leave_room_for_well_behaved_clients(gateway: RunningProcess) -> None:
     port = port_of(gateway)
-    # From two more loopback addresses: each has its own ephemeral ports (one holds ~28,000 in all).
-    floods = [flood("idle", port, 10_000, 20, "--source", f"127.0.0.{n}") for n in (2, 3)]
+    # From other loopback addresses: each has its own ephemeral ports (one holds ~28,000 in all).
+    counts = shares(20_000)
+    floods = [flood("idle", port, count, 20, "--source", f"127.0.0.{n + 2}") for n, count in enumerate(counts)]
     fds: list[int] = []
     sampling = threading.Event()
 

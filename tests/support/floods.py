@@ -106,6 +106,14 @@ async def dribble(port: int, source: str, count: int, seconds: float, interval: 
     }
 
 
+def shares(total: int) -> list[int]:
+    """``total`` sockets split among flood processes, each within the open-file limit it will
+    inherit from the caller (a hard limit it cannot raise: mlx_lm sets 4096 when imported)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    each = total if hard == resource.RLIM_INFINITY else max(1, min(10_000, hard - 256))
+    return [min(each, total - start) for start in range(0, total, each)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=("idle", "dribble"))
@@ -115,9 +123,15 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.5)
     parser.add_argument("--source", default="127.0.0.1", help="loopback address to connect from")
     args = parser.parse_args()
+    # The limit the flood inherits may have been lowered (mlx_lm sets 2048/4096 when imported):
+    # raise it, the hard one too where allowed (root), to fit the flood.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < args.count + 256 <= hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (args.count + 256, hard))
+    wanted = args.count + 256
+    if soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, max(hard, wanted)))
+        except (ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
     if args.mode == "idle":
         report = asyncio.run(idle(args.port, args.source, args.count, args.seconds))
     else:
