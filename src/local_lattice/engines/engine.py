@@ -357,7 +357,7 @@ class EngineBackend(ABC, Generic[H]):
         except Exception as exc:
             detail = str(exc) or type(exc).__name__
             hint = "; the model ran out of memory: lower n_ctx or MAX_CONCURRENT_MODELS" if is_oom(exc) else ""
-            raise UpstreamError(f"{self.engine} generation failed: {detail}{hint}", backend=self.name) from None
+            raise UpstreamError(f"{self.engine} generation failed: {detail}{hint}", backend=self.name) from exc
         finally:
             loaded.lock.release()
 
