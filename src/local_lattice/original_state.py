@@ -57,8 +57,16 @@ def fanout_budget(gateway: Gateway, agents: int = 3) -> float:
     """Seconds a fanout of ``agents`` may take: the overall swarm timeout, or the per-call timeout for
     each round of ``max_parallel`` calls, whichever ends first."""
     swarm = gateway.config.swarm
-    rounds = -(-max(1, agents) // swarm.max_parallel)
+    rounds = -(-max(1, agents) // max_parallel(gateway))
     return float(min(swarm.fanout_timeout, swarm.per_call_timeout * rounds))
+
+
+def max_parallel(gateway: Gateway) -> int:
+    """Agent calls one swarm runs at once: its own bound, or the global cap on model calls when lower
+    (the original's ``max_parallel`` was ``MAX_PARALLEL_MODEL_CALLS``, which sized its swarm pools)."""
+    config = gateway.config
+    cap = config.admission.max_parallel_model_calls
+    return min(config.swarm.max_parallel, cap) if cap else config.swarm.max_parallel
 
 
 def _cloud(gateway: Gateway) -> tuple[bool, str | None]:
@@ -94,7 +102,7 @@ def swarm_models_fields(gateway: Gateway) -> dict[str, Any]:
     config = gateway.config
     enabled, model = _cloud(gateway)
     return {
-        "max_parallel": config.swarm.max_parallel,
+        "max_parallel": max_parallel(gateway),
         "max_concurrent_models": config.engines.max_concurrent_models,
         "anthropic_available": enabled,
         "anthropic_model": model,
@@ -145,9 +153,10 @@ def health_state(
         "prefer_loaded_models": policy.prefer_loaded != "0",
         "strict_loaded_models": policy.prefer_loaded == "strict",
         "on_model_miss": policy.on_model_miss,
-        "max_parallel": swarm.max_parallel,
+        "max_parallel": max_parallel(gateway),
         "per_model_inflight_cap": config.admission.per_model_inflight_cap,
         "mlx_per_model_inflight_cap": config.admission.per_model_inflight_cap,
+        "mlx_per_model_admission_cap_legacy": None,  # its old cap variable now sets the in-flight cap
         "mlx_queue_max_per_model": config.admission.queue_max_per_model,
         "mlx_queue_max_total": config.admission.queue_max_total,
         "mlx_queue_wait_timeout_sec": config.admission.queue_wait_timeout_sec,
@@ -160,6 +169,8 @@ def health_state(
         "swarm_chat_default_models": swarm.chat_default_models,
         "swarm_chat_default_strategy": swarm.chat_default_strategy,
         "swarm_chat_auto_tokens": list(AUTO_TOKENS),
+        "swarm_chat_auto_tokens_loaded": list(AUTO_TOKENS),
+        "swarm_chat_auto_tokens_available": list(AUTO_TOKENS),
         "swarm_chat_canonical": "swarmCouncil",
         "swarm_chat_aliases": {
             name: {"intent": intent, "deprecated": old} for name, (intent, old) in sorted(swarm_aliases.items())

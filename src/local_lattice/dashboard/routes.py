@@ -23,6 +23,7 @@ from local_lattice.api.route_table import RouteSpec
 from local_lattice.backends.base import ModelLoader
 from local_lattice.dashboard import snapshot
 from local_lattice.errors import InvalidRequest
+from local_lattice.failover import ModelListCache
 from local_lattice.gateway import Gateway
 
 CSP = (
@@ -102,6 +103,7 @@ async def api_config(request: Request) -> Response:
         "preview_chars": dash.preview_chars,
         "max_events": dash.max_events,
         "capture_prompts": dash.capture_prompts,
+        "max_prompt_chars": dash.preview_chars,  # only the preview is ever kept
         "note": "Chain-of-thought is not exposed.",
     }
     return _json({**public, **summary, **ours, "admission": {**ours["admission"], **summary["admission"]}})
@@ -183,6 +185,9 @@ async def api_rescan(request: Request) -> Response:
     ``{ok, diff: {added, removed, unchanged}}`` against what the gateway knew before."""
     gateway = _gateway(request)
     before = set(gateway.inventory.last.ids())
+    for backend in gateway.backends.values():
+        if isinstance(backend, ModelListCache):
+            backend.forget_models()  # read again from the disk or server, not from a cache
     inventory = await gateway.inventory.snapshot(fresh=True)
     after = set(inventory.ids())
     diff = {"added": sorted(after - before), "removed": sorted(before - after), "unchanged": sorted(after & before)}

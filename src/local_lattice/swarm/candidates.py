@@ -67,6 +67,7 @@ class Candidate:
     def row(self) -> JSONObject:
         return {
             "agent_id": self.agent_id,
+            "spec": self.spec or self.model,
             "model": self.model,
             "routed_to": self.routed_to,
             "ok": self.ok,
