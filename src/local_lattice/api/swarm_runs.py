@@ -23,7 +23,7 @@ from local_lattice.api.sse import SSEResponse, sse_bytes
 from local_lattice.errors import InvalidRequest, LatticeError
 from local_lattice.gateway import Gateway
 from local_lattice.swarm.debate import DebatePlan, run_debate
-from local_lattice.swarm.outcome import SwarmOutcome
+from local_lattice.swarm.outcome import SwarmOutcome, header_list
 from local_lattice.swarm.pipeline import parse_steps, run_pipeline
 from local_lattice.swarm.runner import SwarmRunner, TextSink
 from local_lattice.swarm.specs import AgentSpec, CallContext, expand, parse_agents
@@ -183,7 +183,7 @@ async def fanout(request: Request) -> Response | SSEResponse:
 
     async def run(sink: TextSink | None) -> SwarmOutcome:
         outcome = await run_vote(runner, plan, ctx)
-        outcome.extra_headers["X-Swarm-Models"] = ",".join(c.model for c in outcome.candidates)
+        outcome.extra_headers["X-Swarm-Models"] = header_list(c.model for c in outcome.candidates)
         return outcome
 
     return await _respond(request, body, run, {}, SwarmOutcome.fanout)

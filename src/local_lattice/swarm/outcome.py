@@ -9,11 +9,23 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from local_lattice.observability.record import SwarmCandidate, SwarmRun
 from local_lattice.swarm.candidates import Candidate, error_kinds_header, total_usage
 from local_lattice.types import JSONObject, Usage
+
+# Printable ASCII but the list separator and the escape character.
+_ITEM_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in ",%")
+
+
+def header_list(items: Iterable[str]) -> str:
+    """A comma-separated header value (``X-Swarm-Steps``, ``X-Swarm-Models``): each item as it is
+    when printable ASCII, else percent-encoded as UTF-8, so a client's step name can neither break
+    the head nor be mistaken for two items."""
+    return ",".join(quote(item, safe=_ITEM_SAFE, errors="backslashreplace") for item in items)
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ from typing import Any
 from local_lattice.errors import InvalidRequest
 from local_lattice.swarm.candidates import all_failed
 from local_lattice.swarm.judge import question_of
-from local_lattice.swarm.outcome import SwarmOutcome
+from local_lattice.swarm.outcome import SwarmOutcome, header_list
 from local_lattice.swarm.runner import Job, SwarmRunner
 from local_lattice.swarm.specs import AgentSpec, CallContext, parse_agents
 from local_lattice.types import JSONObject
@@ -94,5 +94,5 @@ async def run_pipeline(
         calls,
         {"history": history},
         model_name=f"swarm/pipeline/{last.model}",
-        extra_headers={"X-Swarm-Steps": ",".join(step.name for step in steps)},
+        extra_headers={"X-Swarm-Steps": header_list(step.name for step in steps)},
     )

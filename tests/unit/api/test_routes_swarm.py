@@ -123,6 +123,15 @@ def test_pipeline(client: TestClient) -> None:
     assert resp.headers["X-Swarm-Steps"] == "a,b"
 
 
+def test_step_names_in_the_header_are_escaped(client: TestClient) -> None:
+    steps = [{"name": "plan, then\r\nX-Evil: 1", "model": "short"}, {"name": "résumé 100%", "model": "long"}]
+    resp = client.post("/swarm/pipeline", json={"steps": steps, "messages": MESSAGES})
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["X-Swarm-Steps"] == "plan%2C then%0D%0AX-Evil: 1,r%C3%A9sum%C3%A9 100%25"
+    assert "X-Evil" not in resp.headers
+    assert [h["name"] for h in resp.json()["swarm"]["history"]] == [s["name"] for s in steps]  # the body keeps them
+
+
 def test_pipeline_unnamed_steps_are_step_0_step_1(client: TestClient, fakes: dict[str, FakeBackend]) -> None:
     steps = [{"model": "short"}, {"model": "long", "user": "Improve: {{step_0}}"}]
     resp = client.post("/swarm/pipeline", json={"steps": steps, "messages": MESSAGES})
