@@ -2,8 +2,9 @@
 
 Read-only: it looks at the gateway (backends, inventory, observer, preferences, roles) and never
 changes it. Backend health checks run concurrently with a short timeout so a dead backend cannot
-stall the page. The original dashboard's fields (``events``, ``models_available`` …) come first,
-ours after, under their own names.
+stall the page. Error texts are cut to ``dashboard.max_error_chars`` (MLX_DASHBOARD_MAX_ERROR_CHARS).
+The original dashboard's fields (``events``, ``models_available`` …) come first, ours after, under
+their own names.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ async def _health(backend: Backend) -> dict[str, Any]:
 
 def _original(gateway: Gateway, inventory: InventorySnapshot, health: list[dict[str, Any]]) -> dict[str, Any]:
     """The original snapshot's fields (ours follow and keep their own names)."""
-    errors = {model: error for state in health for model, error in state.get("load_errors", {}).items()}
+    limit = gateway.config.dashboard.max_error_chars
+    errors = {m: _cut(error, limit) for state in health for m, error in state.get("load_errors", {}).items()}
     admission = original_state.admission_state(gateway)
     return {
         "dashboard_enabled": True,
@@ -52,7 +54,12 @@ def _original(gateway: Gateway, inventory: InventorySnapshot, health: list[dict[
     }
 
 
+def _cut(text: str | None, limit: int) -> str | None:
+    return text if text is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
 async def build(gateway: Gateway, recent_limit: int = 100) -> dict[str, Any]:
+    limit = gateway.config.dashboard.max_error_chars
     names = list(gateway.backends)
     health, inventory = await asyncio.gather(
         asyncio.gather(*(_health(gateway.backends[n]) for n in names)),
@@ -66,8 +73,9 @@ async def build(gateway: Gateway, recent_limit: int = 100) -> dict[str, Any]:
             "type": type(gateway.backends[name]).__name__,
             "can_load": isinstance(gateway.backends[name], ModelLoader),
             "models": sum(1 for m in inventory.models if m.backend == name),
-            "error": inventory.errors.get(name),
+            "error": _cut(inventory.errors.get(name), limit),
             **state,
+            "detail": _cut(state.get("detail"), limit),
         }
         for name, state in zip(names, health, strict=True)
     ]

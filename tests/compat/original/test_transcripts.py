@@ -3,9 +3,9 @@ their order against the real gateway over the in-process SmolLM2 engine, set up 
 
 Each test names its capture. The assertions are the original's statuses, headers and field names;
 where a capture recorded something we do differently on purpose, the test says so and asserts ours:
-``/healthz`` answers without a key (minimal), errors are OpenAI's envelope, and capture 15 (a model
-that failed to load on the recording machine) and 26 (a prompt far beyond the context, answered
-with garbage) show what we do instead. The tests run in file order: the captures were a sequence.
+``/healthz`` answers without a key (minimal), errors are OpenAI's envelope (the original's fields
+inside it), and capture 15 (a model that failed to load on the recording machine) and 26 (a prompt
+far beyond the context, answered with garbage) show what we do instead. The tests run in file order: the captures were a sequence.
 """
 
 from __future__ import annotations
@@ -299,7 +299,9 @@ def test_22_unload_of_a_model_not_resident_is_404(engine: httpx.Client) -> None:
     assert engine.delete(f"/v1/models/{MODEL}").status_code in (200, 202)
     response = engine.delete(f"/v1/models/{MODEL}")
     assert response.status_code == 404
-    assert "not loaded" in response.json()["error"]["message"]
+    error = response.json()["error"]
+    assert "not loaded" in error["message"]
+    assert (error["ok"], error["resident"]) == (False, [])  # the original's fields, inside the envelope
 
 
 def test_23_latency_tier_header(engine: httpx.Client) -> None:

@@ -248,3 +248,22 @@ def test_dashboard_can_be_turned_off(tmp_path: Path) -> None:
         assert client.get("/dashboard/", headers=AUTH).status_code == 404
         assert client.get("/dashboard/").status_code == 401  # no longer public: an unknown path, key first
         assert client.get("/dashboard/api/snapshot", headers=AUTH).status_code == 404
+
+
+class _Unlistable(FakeBackend):
+    async def models(self) -> list[ModelInfo]:
+        from local_lattice.errors import BackendUnavailable
+
+        raise BackendUnavailable("listing failed: " + "x" * 400, backend=self.name)
+
+
+def test_error_texts_are_cut_to_max_error_chars(tmp_path: Path) -> None:
+    config = load(
+        None, {"MIDDLE_LAYER_API_KEY": KEY, "LATTICE_LEDGER_PATH": "off", "MLX_DASHBOARD_MAX_ERROR_CHARS": "40"}
+    )
+    backends = {"remote": FakeBackend.with_models("remote", "m1"), "broken": _Unlistable("broken")}
+    with TestClient(create_app(config, backends)) as client:
+        snap = client.get("/dashboard/api/snapshot", headers=AUTH).json()
+    (broken,) = [b for b in snap["backends"] if b["name"] == "broken"]
+    assert broken["error"].startswith("listing failed: xx")
+    assert len(broken["error"]) == 40
