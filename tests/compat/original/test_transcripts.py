@@ -5,7 +5,8 @@ Each test names its capture. The assertions are the original's statuses, headers
 where a capture recorded something we do differently on purpose, the test says so and asserts ours:
 ``/healthz`` answers without a key (minimal), errors are OpenAI's envelope (the original's fields
 inside it), and capture 15 (a model that failed to load on the recording machine) and 26 (a prompt
-far beyond the context, answered with garbage) show what we do instead. The tests run in file order: the captures were a sequence.
+far beyond the context, answered with garbage) show what we do instead. The tests run in file order:
+the captures were a sequence.
 """
 
 from __future__ import annotations
