@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from local_lattice.admission import Admission
-from local_lattice.backends.base import Backend, LoadProgress, Startable
+from local_lattice.backends.base import Backend, Startable
 from local_lattice.backends.registry import build_backends
 from local_lattice.cloud.billing import Billing
 from local_lattice.cloud.cost import BudgetLedger, PriceBook
@@ -37,6 +37,7 @@ from local_lattice.types import (
     ChunkStream,
     Endpoint,
     JSONObject,
+    LoadProgress,
     ModelInfo,
     ModelKind,
     StreamChunk,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 Endpoint = Literal["chat", "completions", "embeddings"]
 ModelKind = Literal["chat", "embedding"]
@@ -102,3 +102,13 @@ class BackendHealth:
     ok: bool
     detail: str = ""
     extra: JSONObject = field(default_factory=dict)
+
+
+class LoadProgress(Protocol):
+    """Told about each model a backend or engine loads before serving (the CLI shows it as progress)."""
+
+    def loading(self, model: str) -> None: ...
+
+    def loaded(self, model: str, seconds: float) -> None: ...
+
+    def failed(self, model: str, message: str) -> None: ...

@@ -1,5 +1,5 @@
 """Model loading shown while the gateway starts: a spinner with the elapsed time per model on a
-terminal, one plain line per model elsewhere (logs, CI). Implements ``backends.base.LoadProgress``."""
+terminal, one plain line per model elsewhere (logs, CI). Implements ``types.LoadProgress``."""
 
 from __future__ import annotations
 

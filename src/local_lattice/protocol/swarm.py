@@ -1,4 +1,5 @@
-"""Wire models of the swarm routes' bodies, for validation of their shape and for /openapi.json.
+"""Wire models of the swarm routes' bodies, for validation of their shape and for /openapi.json, and
+the chat model names that mean a swarm.
 
 Unknown fields pass through to every agent (sampling fields, vendor fields); what a spec or
 sentinel means is the swarm layer's business.
@@ -13,6 +14,17 @@ from pydantic import ConfigDict, Field
 from local_lattice.protocol.openai import ChatMessage, OpenAIBaseModel
 
 AgentSpecs = str | list[str | dict[str, Any]]
+
+# Chat meta-model names (matched case-insensitively) -> (intent, canonical name).
+META_MODELS = {
+    "swarmcouncil": ("council", "swarmCouncil"),
+    "swarmvote": ("council", "swarmCouncil"),
+    "swarm/vote": ("council", "swarmCouncil"),
+    "swarmintelligence": ("council", "swarmCouncil"),
+    "swarm/fanout": ("fanout", "swarm/fanout"),
+    "swarm/pipeline": ("pipeline", "swarm/pipeline"),
+}
+DEPRECATED = {"swarmintelligence"}
 
 
 class _SwarmModel(OpenAIBaseModel):
