@@ -48,6 +48,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Routed:
+    """Where a request goes: the backend, the model chosen and the resolution that chose it."""
+
     backend: Backend
     model: ModelInfo
     resolution: Resolution
@@ -58,6 +60,12 @@ class Routed:
 
 
 class Gateway:
+    """The services one running gateway shares, built from its config: backends, inventory, routing
+    policy, failure tracker, observer, preferences, cloud escalation, billing and admission.
+
+    ``route`` resolves a request to candidates; ``complete`` and ``stream`` run it with failover
+    (and cloud fallback) and return the route that answered. The HTTP layer calls these."""
+
     def __init__(self, config: Config, backends: Mapping[str, Backend]) -> None:
         self.config = config
         self.backends = dict(backends)

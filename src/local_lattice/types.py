@@ -47,6 +47,8 @@ class ModelInfo:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Tokens of one answer (and its cost, when billed)."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float | None = None  # set by billing for priced backends
@@ -99,6 +101,8 @@ ChunkStream = AsyncGenerator[StreamChunk, None]
 
 @dataclass(frozen=True, slots=True)
 class BackendHealth:
+    """A backend's answer to ``health``: ok or not, why, and what else it reports."""
+
     ok: bool
     detail: str = ""
     extra: JSONObject = field(default_factory=dict)

@@ -8,6 +8,8 @@ from rich.status import Status
 
 
 class LoadProgressDisplay:
+    """Shows model loading on the terminal (a spinner) or as plain lines elsewhere (logs, CI)."""
+
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
         self._status: Status | None = None

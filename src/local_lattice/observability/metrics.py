@@ -122,6 +122,8 @@ class RequestCollector(Collector):
 
 
 class Metrics:
+    """The Prometheus series of one gateway, in a registry of its own (``/metrics`` renders it)."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
