@@ -21,6 +21,7 @@ from local_lattice.api.middleware import header_dict
 from local_lattice.api.sse import SSEResponse, queued
 from local_lattice.errors import LatticeError
 from local_lattice.gateway import Gateway, Routed
+from local_lattice.hedging import Seat
 from local_lattice.observability.record import RequestRecord
 from local_lattice.types import BackendResponse, ChunkStream, Endpoint, StreamChunk
 from local_lattice.usage import ensure_usage, wants_usage
@@ -96,11 +97,18 @@ def _admission_args(prepared: Prepared) -> tuple[str, str, QueueContext]:
     return prepared.routed.model.id, prepared.routed.model.backend, prepared.queue
 
 
+def _seat(prepared: Prepared, release: Callable[[], None]) -> Seat | None:
+    """The request's slot, for a hedge to free when it answers first (only when hedging is asked)."""
+    return Seat(prepared.queue, release) if prepared.routed.hedge_after > 0 else None
+
+
 async def complete(prepared: Prepared) -> BackendResponse:
-    async with prepared.gateway.admission.admit(*_admission_args(prepared)) as grant:
+    admitted = prepared.gateway.admission.admit(*_admission_args(prepared))
+    async with admitted as grant:
         prepared.record.timings.queue = grant.waited
         mark = time.perf_counter()
-        routed, answer = await prepared.gateway.complete(prepared.routed, prepared.endpoint, prepared.body)
+        seat = _seat(prepared, admitted.close)
+        routed, answer = await prepared.gateway.complete(prepared.routed, prepared.endpoint, prepared.body, seat)
         prepared.record.timings.upstream = time.perf_counter() - mark
     _after_call(prepared, routed)
     if answer.usage is not None:
@@ -131,14 +139,17 @@ async def _observed(stream: ChunkStream, record: RequestRecord) -> AsyncGenerato
         await stream.aclose()
 
 
-async def open_stream(prepared: Prepared) -> tuple[StreamChunk | None, ChunkStream]:
+async def open_stream(
+    prepared: Prepared, release: Callable[[], None] | None = None
+) -> tuple[StreamChunk | None, ChunkStream]:
     """Start the stream on the first candidate that yields a first chunk, so failures before the
-    first byte still get a plain error status."""
+    first byte still get a plain error status. ``release`` frees the request's admission slot."""
     record = prepared.record
     record.stream = True
     prepared.upstream_started = mark = time.perf_counter()
     body = prepared.body
-    routed, first, stream = await prepared.gateway.stream(prepared.routed, prepared.endpoint, body)
+    seat = None if release is None else _seat(prepared, release)
+    routed, first, stream = await prepared.gateway.stream(prepared.routed, prepared.endpoint, body, seat)
     if wants_usage(body):
         stream = ensure_usage(stream, body, routed.model.id, first)
     record.timings.upstream = time.perf_counter() - mark
@@ -164,7 +175,7 @@ async def stream_reply(prepared: Prepared, frame: Framer, fail: Callable[[Lattic
     waiter = prepared.gateway.admission.enter(*_admission_args(prepared))
     if waiter.granted:
         try:
-            first, stream = await open_stream(prepared)
+            first, stream = await open_stream(prepared, waiter.close)
         except BaseException:
             waiter.close()
             raise
@@ -172,7 +183,7 @@ async def stream_reply(prepared: Prepared, frame: Framer, fail: Callable[[Lattic
 
     async def start(grant: Grant) -> AsyncIterator[bytes]:
         prepared.record.timings.queue = grant.waited
-        first, stream = await open_stream(prepared)
+        first, stream = await open_stream(prepared, waiter.close)
         return frame(first, stream)
 
     prepared.headers["X-Model-Routed-To"] = prepared.routed.routed_to

@@ -32,7 +32,9 @@ async def resolve_dry_run(request: Request) -> Response:
     """What a request with this body would run on, in order, and why; runs nothing."""
     body = await read_json(request)
     endpoint = endpoint_of(body)
-    routed = await gateway_of(request).route(endpoint, body.get("model"), body=body, headers=request.headers)
+    routed = await gateway_of(request).route(
+        endpoint, body.get("model"), body=body, headers=request.headers, dry_run=True
+    )
     resolution = routed.resolution
     candidates = [{"id": m.id, "backend": m.backend, "loaded": m.loaded, "kind": m.kind} for m in resolution.candidates]
     headers = {"X-Model-Routed-To": routed.routed_to}

@@ -3,7 +3,9 @@
 Owns one connection pool per upstream (``http1.Pool``), the model-list cache, SSE parsing of the
 upstream's stream and the mapping of the client's failures to ``local_lattice.errors`` (all in
 ``_failure``).
-It forwards only the backend's own key: client credentials never reach it.
+It forwards only the backend's own key: client credentials never reach it. A call that belongs to
+a session (``BackendRequest.session``, set when several backends serve its model) is marked for the
+server's prompt cache: ``cache_prompt`` for llama.cpp's server, ``prompt_cache_key`` for OpenAI.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from local_lattice.types import (
 
 _PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
 _EMBED_WORDS = ("embed", "bge-", "e5-", "minilm", "nomic-embed", "gte-")
+_PROMPT_CACHE_KEY_HOSTS = ("api.openai.com",)  # servers known to take ``prompt_cache_key``
 
 
 def guess_kind(model_id: str) -> ModelKind:
@@ -112,6 +115,9 @@ class OpenAIBackend:
         self._headers = headers
         # An upstream may echo the key it was sent in an error body; that text reaches clients and logs.
         self._redactor = Redactor([config.api_key.get_secret_value()] if config.api_key is not None else [])
+        self._cache_field: str | None = None if config.prompt_cache in ("auto", "off") else config.prompt_cache
+        if config.prompt_cache == "auto" and urlsplit(config.url).hostname in _PROMPT_CACHE_KEY_HOSTS:
+            self._cache_field = "prompt_cache_key"
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -186,7 +192,16 @@ class OpenAIBackend:
                 {k: v for k, v in m.items() if v is not None} if isinstance(m, dict) else m for m in messages
             ]
         body["model"] = request.model
+        if request.session is not None and self._cache_field is not None:
+            self._mark_session(body, request.session)
         return body
+
+    def _mark_session(self, body: dict[str, Any], session: str) -> None:
+        """Tell the server which cached prompt this call continues (a field the client set wins)."""
+        if self._cache_field == "cache_prompt":
+            body.setdefault("cache_prompt", True)
+        else:
+            body.setdefault("prompt_cache_key", session)
 
     # -- the protocol -----------------------------------------------------------------------------
 
@@ -280,6 +295,10 @@ class OpenAIBackend:
                 return found
         data = await self._get_json(self.base_url + "/models")
         items = data.get("data", []) if isinstance(data, dict) else []
+        if self.config.prompt_cache == "auto" and any(
+            isinstance(item, dict) and item.get("owned_by") == "llamacpp" for item in items
+        ):
+            self._cache_field = "cache_prompt"  # llama.cpp's own server names itself so
         return [
             ModelInfo(id=str(item["id"]), backend=self.name, kind=guess_kind(str(item["id"])))
             for item in items

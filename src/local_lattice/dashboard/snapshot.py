@@ -14,6 +14,7 @@ from typing import Any
 from local_lattice import __version__
 from local_lattice.backends.base import Backend, ModelLoader
 from local_lattice.gateway import Gateway
+from local_lattice.types import FleetRow
 
 HEALTH_TIMEOUT = 2.0
 
@@ -28,6 +29,18 @@ async def _health(backend: Backend) -> dict[str, Any]:
     return {"ok": result.ok, "detail": result.detail}
 
 
+def _fleet(row: FleetRow) -> dict[str, Any]:
+    """A backend's share of a fleet (several backends serving one id)."""
+    return {
+        "outstanding": row.outstanding,
+        "latency_ms": None if row.latency is None else round(row.latency * 1000, 1),
+        "affinity": row.affinity,
+        "affinity_hits": row.affinity.get("hit", 0),
+        "hedges_started": row.hedges_started,
+        "hedges_won": row.hedges_won,
+    }
+
+
 async def build(gateway: Gateway, recent_limit: int = 100) -> dict[str, Any]:
     names = list(gateway.backends)
     health, inventory = await asyncio.gather(
@@ -36,6 +49,7 @@ async def build(gateway: Gateway, recent_limit: int = 100) -> dict[str, Any]:
     )
     observer = gateway.observer
     observer.flush()  # the charts include requests that finished a moment ago
+    fleet = {row.backend: row for row in gateway.fleet.rows(gateway.tracker.in_flight)}
     backends = [
         {
             "name": name,
@@ -43,6 +57,7 @@ async def build(gateway: Gateway, recent_limit: int = 100) -> dict[str, Any]:
             "can_load": isinstance(gateway.backends[name], ModelLoader),
             "models": sum(1 for m in inventory.models if m.backend == name),
             "error": inventory.errors.get(name),
+            "fleet": _fleet(fleet[name]) if name in fleet else None,
             **state,
         }
         for name, state in zip(names, health, strict=True)
