@@ -306,7 +306,7 @@ class RoutingConfig(_Section):
         "(0 = off; passive ejection stays on).",
     )
     hedge_after_ms: float = Field(
-        0,
+        0.0,
         ge=0,
         description="Start the next candidate when the chosen one has sent no byte in this time; the first "
         "byte wins (0 = off; per request X-Lattice-Hedge-Ms).",

@@ -1,0 +1,277 @@
+"""Fleet routing on real llama.cpp servers: round robin vs least-loaded vs affinity, in one run.
+
+    python bench/fleet.py [--servers 2] [--conversations 16] [--turns 6] [--threads 1]
+        [--max-tokens 16] [--tool-chars 600] [--rounds 1] [--json FILE] [--no-docs]
+
+Servers: llama-cpp-python's OpenAI-compatible server (``python -m llama_cpp.server``) with the real
+SmolLM2-135M-Instruct GGUF, prompt cache on (``--cache true``: a RAM cache of states keyed by their
+prompt, besides the reuse of the live context's prefix). That server keeps one sequence and runs one
+request at a time: it has no ``--parallel`` slots, so requests wait in its queue. Every mode gets
+fresh servers, each warmed with the shared system prompt (every mode starts with it cached on every
+server), and its own gateway (``lattice serve`` with ``[routing] balance = <mode>``).
+
+Workload, like coding agents: ``--conversations`` at once, each ``--turns`` turns in sequence — the
+shared system prompt (~1,200 tokens), its own task, then per turn the model's reply and a tool result
+of ``--tool-chars`` characters. Requests are streamed through the gateway with nothing but the
+conversation itself (no session header: affinity keys on the conversation's start). TTFT is measured
+at the client; prompt tokens re-processed are the servers' own figures from their logs (llama.cpp's
+``prompt eval time = … / N tokens`` per request, ``N prefix-match hit`` for what was reused).
+
+Figures are only comparable within one run: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+# Run as a script from any directory: the checkout (bench/, tests/support) and its src/ come first.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+import orjson
+from tests.support.models import SMOLLM2_ID
+from tests.support.procs import RunningProcess
+from tests.support.servers import gateway_process, llama_server
+
+from bench.report import machine_lines, table, write_section
+from bench.workload import use_this_checkout
+
+MODES = ("round_robin", "least_loaded", "affinity")
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+PROMPT_EVAL = re.compile(r"prompt eval time =\s*([\d.]+) ms /\s*(\d+) tokens")
+PREFIX_HIT = re.compile(r"(\d+) prefix-match hit")
+
+
+def system_prompt() -> str:
+    """About 1,200 tokens of an agent's standing instructions, the same for every conversation."""
+    rules = [
+        f"Rule {i}: when the task touches module {i % 7} read its tests first, keep functions under "
+        f"{40 + i} lines, name things for what they own, and report what you changed in step {i % 5}."
+        for i in range(1, 41)
+    ]
+    return "You are a careful coding agent working in a large repository.\n" + "\n".join(rules)
+
+
+def tool_result(conversation: int, turn: int, chars: int) -> str:
+    lines = []
+    i = 0
+    while sum(len(line) + 1 for line in lines) < chars:
+        lines.append(f"src/pkg{conversation}/mod{turn}_{i}.py:{10 + i}: def handler_{i}(request) -> Answer  # ok")
+        i += 1
+    return f"Tool output (step {turn}):\n" + "\n".join(lines)[:chars]
+
+
+@dataclass
+class ModeResult:
+    mode: str
+    ttft: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    errors: int = 0
+    routed: dict[str, int] = field(default_factory=dict)
+    evaluated: int = 0  # prompt tokens the servers processed
+    reused: int = 0  # prompt tokens the servers took from their caches
+    eval_seconds: float = 0.0  # the servers' own time in prompt processing
+
+    def p(self, q: float) -> float:
+        ordered = sorted(self.ttft)
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+def server_figures(logs: list[str]) -> tuple[int, int, float]:
+    evaluated = reused = 0
+    seconds = 0.0
+    for text in logs:
+        for ms, tokens in PROMPT_EVAL.findall(text):
+            evaluated += int(tokens)
+            seconds += float(ms) / 1000
+        reused += sum(int(n) for n in PREFIX_HIT.findall(text))
+    return evaluated, reused, seconds
+
+
+@contextlib.contextmanager
+def servers(count: int, threads: int) -> Iterator[list[RunningProcess]]:
+    args = ("--cache", "true", "--cache_type", "ram", "--interrupt_requests", "False", "--verbose", "True")
+    with contextlib.ExitStack() as stack:
+        yield [
+            stack.enter_context(llama_server(alias=SMOLLM2_ID, n_ctx=4096, n_threads=threads, extra_args=args))
+            for _ in range(count)
+        ]
+
+
+async def warm(members: list[RunningProcess], system: str) -> None:
+    body = {"model": SMOLLM2_ID, "max_tokens": 1, "messages": [{"role": "system", "content": system},
+                                                               {"role": "user", "content": "Ready?"}]}  # fmt: skip
+    async with httpx.AsyncClient(timeout=900) as http:
+        answers = await asyncio.gather(*(http.post(m.url + "/chat/completions", json=body) for m in members))
+    for answer in answers:
+        answer.raise_for_status()
+
+
+async def one_turn(
+    http: httpx.AsyncClient, url: str, messages: list[dict[str, str]], max_tokens: int
+) -> tuple[float, str, str]:
+    """(time to first content, the reply, X-Model-Routed-To)."""
+    body = {"model": SMOLLM2_ID, "messages": messages, "max_tokens": max_tokens, "stream": True,
+            "temperature": 0.0}  # fmt: skip
+    started = time.monotonic()
+    first = None
+    parts: list[str] = []
+    async with http.stream("POST", url + "/v1/chat/completions", json=body) as resp:
+        resp.raise_for_status()
+        routed = resp.headers.get("x-model-routed-to", "?")
+        async for line in resp.aiter_lines():
+            if not line.startswith("data:") or line.strip() == "data: [DONE]":
+                continue
+            chunk = orjson.loads(line[5:])
+            choices = chunk.get("choices") or [{}]
+            text = (choices[0].get("delta") or {}).get("content") or ""
+            if text and first is None:
+                first = time.monotonic() - started
+            parts.append(text)
+    return (first if first is not None else time.monotonic() - started), "".join(parts), routed
+
+
+async def conversation(
+    http: httpx.AsyncClient, url: str, system: str, index: int, args: argparse.Namespace, tag: str, out: ModeResult
+) -> None:
+    messages = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": f"[{tag}] Task {index}: fix the failing test in package pkg{index} and explain."},
+    ]
+    for turn in range(args.turns):
+        try:
+            ttft, reply, routed = await one_turn(http, url, messages, args.max_tokens)
+        except httpx.HTTPError:
+            out.errors += 1
+            return
+        out.ttft.append(ttft)
+        out.routed[routed] = out.routed.get(routed, 0) + 1
+        messages += [
+            {"role": "assistant", "content": reply or "(no output)"},
+            {"role": "user", "content": tool_result(index, turn, args.tool_chars)},
+        ]
+
+
+def gateway_toml(members: list[RunningProcess], mode: str) -> str:
+    parts = [
+        f'[[backends]]\nname = "llama-{i}"\ntype = "openai"\nurl = "{m.url}"\ntimeout = 900\n'
+        for i, m in enumerate(members)
+    ]
+    return "\n".join(parts) + f'\n[routing]\nbalance = "{mode}"\n'
+
+
+def run_mode(mode: str, args: argparse.Namespace, system: str, tag: str) -> ModeResult:
+    out = ModeResult(mode)
+    with servers(args.servers, args.threads) as members:
+        asyncio.run(warm(members, system))
+        offsets = [len(m.log()) for m in members]
+        env = {"LATTICE_LEDGER_PATH": "off", "LATTICE_LOG_TIMING": "0"}
+        with gateway_process(gateway_toml(members, mode), env=env) as gateway:
+
+            async def drive() -> None:
+                async with httpx.AsyncClient(timeout=900) as http:
+                    await asyncio.gather(
+                        *(conversation(http, gateway.url, system, i, args, tag, out) for i in range(args.conversations))
+                    )
+
+            started = time.monotonic()
+            asyncio.run(drive())
+            out.seconds = time.monotonic() - started
+        time.sleep(0.5)  # the servers' last log lines
+        out.evaluated, out.reused, out.eval_seconds = server_figures(
+            [m.log()[offset:] for m, offset in zip(members, offsets, strict=True)]
+        )
+    return out
+
+
+def merge(results: list[ModeResult]) -> ModeResult:
+    total = ModeResult(results[0].mode)
+    for r in results:
+        total.ttft += r.ttft
+        total.seconds += r.seconds
+        total.errors += r.errors
+        total.evaluated += r.evaluated
+        total.reused += r.reused
+        total.eval_seconds += r.eval_seconds
+        total.routed = dict(Counter(total.routed) + Counter(r.routed))
+    return total
+
+
+def report(results: dict[str, ModeResult], args: argparse.Namespace, machine: list[str]) -> list[str]:
+    rows = []
+    for mode in MODES:
+        r = results[mode]
+        spread = " ".join(f"{k.split('/')[0]}:{v}" for k, v in sorted(r.routed.items()))
+        rows.append([mode, f"{r.p(0.5):.2f}", f"{r.p(0.95):.2f}", f"{r.seconds:.1f}", str(r.evaluated), str(r.reused),
+                     f"{r.eval_seconds:.1f}", str(len(r.ttft)), str(r.errors), spread])  # fmt: skip
+    header = ["mode", "TTFT p50 s", "TTFT p95 s", "total s", "prompt tok re-processed", "prompt tok reused",
+              "server prompt s", "requests", "errors", "requests per server"]  # fmt: skip
+    least, aff = results["least_loaded"], results["affinity"]
+    gain = 1 - aff.p(0.5) / least.p(0.5) if least.p(0.5) else 0.0
+    fewer = 1 - aff.evaluated / least.evaluated if least.evaluated else 0.0
+    verdict = "met" if gain >= 0.30 else "MISSED"
+    return [
+        *machine,
+        f"workload: {args.servers} llama.cpp servers (llama-cpp-python, SmolLM2-135M Q4_1, {args.threads} thread(s), "
+        f"RAM prompt cache), {args.conversations} conversations x {args.turns} turns at once, ~1,200-token shared "
+        f"system prompt, tool results of {args.tool_chars} chars, max_tokens {args.max_tokens}, streamed, "
+        f"{args.rounds} round(s)",
+        "",
+        table(header, rows),
+        "",
+        f"affinity vs least-loaded: TTFT p50 {gain:+.0%} lower (goal >= 30 %: {verdict}); "
+        f"prompt tokens re-processed {fewer:+.0%} fewer; total time {aff.seconds:.1f} s vs {least.seconds:.1f} s",
+        f"affinity vs round-robin: TTFT p50 {1 - aff.p(0.5) / results['round_robin'].p(0.5):+.0%} lower",
+    ]
+
+
+def main() -> None:
+    use_this_checkout()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--servers", type=int, default=2)
+    parser.add_argument("--conversations", type=int, default=16)
+    parser.add_argument("--turns", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads per server")
+    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--tool-chars", type=int, default=600)
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of all modes, the order rotated each round")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--no-docs", action="store_true", help="do not write the figures into docs/benchmarks.md")
+    args = parser.parse_args()
+    machine = machine_lines()
+    print("\n".join(machine), flush=True)
+    system = system_prompt()
+    runs: dict[str, list[ModeResult]] = {mode: [] for mode in MODES}
+    for round_no in range(args.rounds):
+        shift = round_no % len(MODES)
+        for mode in MODES[shift:] + MODES[:shift]:
+            result = run_mode(mode, args, system, tag=f"r{round_no}-{mode}")
+            runs[mode].append(result)
+            print(
+                f"  {mode:12} TTFT p50 {result.p(0.5):.2f} s p95 {result.p(0.95):.2f} s total {result.seconds:.1f} s "
+                f"re-processed {result.evaluated} reused {result.reused} errors {result.errors}",
+                flush=True,
+            )
+    results = {mode: merge(found) for mode, found in runs.items()}
+    lines = report(results, args, machine)
+    print("\n" + "\n".join(lines[len(machine) :]))
+    if args.json is not None:
+        args.json.write_text(json.dumps({m: asdict(r) for m, r in results.items()}, indent=2), encoding="utf-8")
+    if not args.no_docs:
+        write_section(DOCS, "fleet", "```text\n" + "\n".join(lines) + "\n```")
+        print(f"figures written to {DOCS}")
+
+
+if __name__ == "__main__":
+    main()
