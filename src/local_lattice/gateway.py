@@ -82,7 +82,8 @@ class Gateway:
         self.admission = Admission.from_config(config)
         self.fleet = Fleet.of(routing)
         self.hedge_after = routing.hedge_after_ms / 1000
-        self.health_checks = HealthChecks(self.tracker, self.backends, self.fleet.members, routing.health_check_seconds)
+        every = routing.health_check_seconds  # a check never outlasts its interval
+        self.health_checks = HealthChecks(self.tracker, self.backends, self.fleet.members, every, min(5.0, every))
         self.observer.metrics.watch_fleet(lambda: self.fleet.rows(self.tracker.in_flight))
 
     @property

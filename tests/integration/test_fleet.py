@@ -27,12 +27,12 @@ NAMES = ["alpha", "beta"]
 SYSTEM = {"role": "system", "content": "You are a coding agent. Follow the plan."}
 
 
-def fleet_toml(alpha: RunningProcess, beta: RunningProcess, routing: str = "") -> str:
+def fleet_toml(alpha: RunningProcess, beta: RunningProcess, routing: str = "", checks: float = 0.5) -> str:
     backends = "".join(
         f'[[backends]]\nname = "{name}"\ntype = "openai"\nurl = "{member.url}"\nmodel_list_ttl = 0.5\n\n'
         for name, member in (("alpha", alpha), ("beta", beta))
     )
-    return backends + "[routing]\nhealth_check_seconds = 0.5\ncooldown_seconds = 1.0\n" + routing
+    return backends + f"[routing]\nhealth_check_seconds = {checks}\ncooldown_seconds = 1.0\n" + routing
 
 
 def client(gateway: RunningProcess) -> openai.OpenAI:
@@ -226,4 +226,28 @@ def test_the_request_header_turns_hedging_on_and_a_bad_value_is_a_400() -> None:
         started = time.monotonic()
         assert chat(api, conversation(session, 0), extra_headers={"X-Session-Id": session})[0] == "slow"
         assert time.monotonic() - started >= 1.5  # hedging is off without the header
+        assert_nothing_held(gateway)
+
+
+def test_a_busy_server_that_lists_models_only_between_calls_is_not_ejected() -> None:
+    with (
+        fleet_upstream("busy", delay=2.0, busy_list=True) as busy,
+        fleet_upstream("other") as other,
+        gateway_process(fleet_toml(busy, other, checks=0.3)) as gateway,
+    ):
+        api = client(gateway)
+        [session] = sessions_homed_on("alpha", NAMES)
+        for turn in range(2):  # each call keeps the busy server's model list waiting for 2 s
+            who, _, why = chat(api, conversation(session, turn), extra_headers={"X-Session-Id": session})
+            assert who == "busy"
+            assert "failed over" not in why
+        assert "failed its health check" not in gateway.log()
+        # Idle and gone is another matter: the check ejects it.
+        busy.proc.kill()
+        busy.proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while "backend alpha failed its health check" not in gateway.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "backend alpha failed its health check" in gateway.log()
+        assert chat(api, conversation(session, 2), extra_headers={"X-Session-Id": session})[0] == "other"
         assert_nothing_held(gateway)

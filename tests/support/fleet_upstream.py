@@ -3,11 +3,12 @@ id: it answers with its own name, can be slow before its first byte, and records
 whether it finished or its client hung up first — so tests can prove that a gateway closed a call.
 
     python -m tests.support.fleet_upstream --port P --name NAME [--model ID] [--delay SECONDS]
-        [--owned-by llamacpp]
+        [--owned-by llamacpp] [--busy-list]
 
 ``GET /_calls`` returns the record: ``started``, ``finished``, ``hung_up`` and the bodies seen.
 Handlers are cancelled when their client hangs up (aiohttp's ``handler_cancellation``), which is what
-lets ``hung_up`` be counted at all.
+lets ``hung_up`` be counted at all. With ``--busy-list`` its model list waits until no call is running,
+as llama-cpp-python's server does (it lists models only between requests).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Calls:
     started: int = 0
     finished: int = 0
     hung_up: int = 0
+    running: int = 0
     bodies: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -47,16 +49,22 @@ def _chunk(name: str, model: str, text: str, finish: str | None = None) -> bytes
     return b"data: " + orjson.dumps(body) + b"\n\n"
 
 
-def build_app(name: str, model: str, delay: float, owned_by: str) -> web.Application:
+def build_app(name: str, model: str, delay: float, owned_by: str, busy_list: bool = False) -> web.Application:
     calls = Calls()
+    idle = asyncio.Event()
+    idle.set()
 
     async def models(request: web.Request) -> web.Response:
+        if busy_list:
+            await idle.wait()
         return web.json_response({"object": "list", "data": [{"id": model, "object": "model", "owned_by": owned_by}]})
 
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         calls.started += 1
         calls.bodies.append(body)
+        calls.running += 1
+        idle.clear()
         try:
             if body.get("stream"):
                 resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -70,6 +78,10 @@ def build_app(name: str, model: str, delay: float, owned_by: str) -> web.Applica
         except asyncio.CancelledError:
             calls.hung_up += 1
             raise
+        finally:
+            calls.running -= 1
+            if not calls.running:
+                idle.set()
         calls.finished += 1
         message = {"role": "assistant", "content": f"from {name}"}
         return web.json_response(
@@ -96,12 +108,12 @@ def build_app(name: str, model: str, delay: float, owned_by: str) -> web.Applica
 
 @contextlib.contextmanager
 def fleet_upstream(
-    name: str, *, delay: float = 0.0, port: int | None = None, owned_by: str = "scripted"
+    name: str, *, delay: float = 0.0, port: int | None = None, owned_by: str = "scripted", busy_list: bool = False
 ) -> Iterator[RunningProcess]:
     """One fleet member as a process; ``url`` is its ``/v1`` base."""
     port = port or free_port()
     argv = [PYTHON, "-m", "tests.support.fleet_upstream", "--port", str(port), "--name", name, "--delay", str(delay),
-            "--owned-by", owned_by]  # fmt: skip
+            "--owned-by", owned_by, *(["--busy-list"] if busy_list else [])]  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     with run_process(argv, ready_url=base + "/v1/models", base_url=base + "/v1", timeout=30) as proc:
         yield proc
@@ -120,8 +132,9 @@ def main() -> None:
     parser.add_argument("--model", default=FLEET_MODEL)
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--owned-by", default="scripted")
+    parser.add_argument("--busy-list", action="store_true")
     args = parser.parse_args()
-    app = build_app(args.name, args.model, args.delay, args.owned_by)
+    app = build_app(args.name, args.model, args.delay, args.owned_by, args.busy_list)
     web.run_app(app, host="127.0.0.1", port=args.port, handler_cancellation=True, print=None)
 
 

@@ -356,6 +356,16 @@ class OpenAIBackend:
             return BackendHealth(ok=False, detail=exc.message)
         return BackendHealth(ok=True, detail=f"{len(models)} models", extra={"models": len(models)})
 
+    async def probe(self) -> BackendHealth:
+        """The model list fetched now; a success refreshes the cache, a failure leaves it alone (the
+        calls in flight decide about those)."""
+        try:
+            models = await self.fetch_models()
+        except LatticeError as exc:
+            return BackendHealth(ok=False, detail=exc.message)
+        self._models, self._models_at = models, time.monotonic()
+        return BackendHealth(ok=True, detail=f"{len(models)} models", extra={"models": len(models)})
+
     async def aclose(self) -> None:
         if self._pool is not None:
             await self._pool.aclose()

@@ -16,7 +16,7 @@ from local_lattice.gateway import Gateway, Routed
 from local_lattice.probes import HealthChecks
 from local_lattice.routing.fleet_state import Fleet, Live
 from local_lattice.routing.resolver import Resolution
-from local_lattice.types import ModelInfo
+from local_lattice.types import BackendHealth, ModelInfo
 from tests.support.sessions import home_of, sessions_homed_on
 
 NAMES = ["a", "b"]
@@ -198,6 +198,27 @@ async def test_health_checks_eject_a_failing_member_and_re_admit_it_with_a_slow_
     assert not gw.tracker.cooling("a")
     assert gw.tracker.recovered_at == {"a": 1006.0}
     assert gw.tracker.failures == {}
+
+
+class StallingHealth(FakeBackend):
+    """A server that answers its health check only after a long while."""
+
+    async def health(self) -> BackendHealth:
+        await asyncio.sleep(10)
+        return BackendHealth(ok=True)
+
+
+async def test_a_slow_check_ejects_only_a_member_with_nothing_in_flight() -> None:
+    a = StallingHealth("a", [ModelInfo("m", "a")])
+    b = StallingHealth("b", [ModelInfo("m", "b")])
+    gw = fleet_gateway(a, b)
+    await ask(gw, "s1")
+    checks = HealthChecks(gw.tracker, gw.backends, gw.fleet.members, interval=1.0, timeout=0.05)
+    gw.tracker.begin("a")  # a is busy with a call: its silence proves nothing
+    await checks.check()
+    assert not gw.tracker.cooling("a")
+    assert gw.tracker.cooling("b")
+    gw.tracker.end("a")
 
 
 async def test_the_check_loop_runs_until_closed() -> None:

@@ -1,4 +1,5 @@
-"""How an OpenAI-compatible backend passes a session on to a server's prompt cache."""
+"""An OpenAI-compatible backend in a fleet: how it passes a session on to a server's prompt cache, and
+its fresh probe for active health checks."""
 
 from __future__ import annotations
 
@@ -42,3 +43,16 @@ def test_nothing_is_added_without_a_session_when_off_or_for_an_unknown_server() 
 def test_the_clients_own_values_win() -> None:
     assert body_sent("https://api.openai.com/v1", "auto", prompt_cache_key="mine")["prompt_cache_key"] == "mine"
     assert body_sent("http://x:1/v1", "cache_prompt", cache_prompt=False)["cache_prompt"] is False
+
+
+async def test_a_probe_looks_afresh_and_a_failed_one_keeps_the_cached_list() -> None:
+    from local_lattice.types import ModelInfo
+
+    backend = OpenAIBackend(BackendConfig.model_validate({"name": "up", "url": "http://127.0.0.1:9/v1"}))
+    cached = [ModelInfo("m", "up")]
+    backend._models, backend._models_at = cached, 1e18  # a list fetched a moment ago
+    health = await backend.probe()  # nothing listens on port 9
+    assert not health.ok
+    assert "unreachable" in health.detail
+    assert await backend.models() == cached
+    await backend.aclose()
