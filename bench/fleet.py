@@ -78,6 +78,7 @@ class ModeResult:
     ttft: list[float] = field(default_factory=list)
     seconds: float = 0.0
     errors: int = 0
+    failures: list[str] = field(default_factory=list)
     routed: dict[str, int] = field(default_factory=dict)
     evaluated: int = 0  # prompt tokens the servers processed
     reused: int = 0  # prompt tokens the servers took from their caches
@@ -152,8 +153,9 @@ async def conversation(
     for turn in range(args.turns):
         try:
             ttft, reply, routed = await one_turn(http, url, messages, args.max_tokens)
-        except httpx.HTTPError:
+        except httpx.HTTPError as exc:
             out.errors += 1
+            out.failures.append(f"conversation {index} turn {turn}: {type(exc).__name__}: {exc}")
             return
         out.ttft.append(ttft)
         out.routed[routed] = out.routed.get(routed, 0) + 1
@@ -201,6 +203,7 @@ def merge(results: list[ModeResult]) -> ModeResult:
         total.ttft += r.ttft
         total.seconds += r.seconds
         total.errors += r.errors
+        total.failures += r.failures
         total.evaluated += r.evaluated
         total.reused += r.reused
         total.eval_seconds += r.eval_seconds
@@ -261,6 +264,7 @@ def main() -> None:
             print(
                 f"  {mode:12} TTFT p50 {result.p(0.5):.2f} s p95 {result.p(0.95):.2f} s total {result.seconds:.1f} s "
                 f"re-processed {result.evaluated} reused {result.reused} errors {result.errors}",
+                *(f"\n    {failure}" for failure in result.failures[:5]),
                 flush=True,
             )
     results = {mode: merge(found) for mode, found in runs.items()}
