@@ -263,7 +263,7 @@ class Gateway:
     ) -> tuple[Attempt, Any, Release]:
         if routed.placement is not None:
             call = self._timed(call, routed.placement)
-        plan = self._hedge_plan(routed, seat)
+        plan = self._hedge_plan(routed, seat) if seat is not None else None
         if plan is not None:
             calls = Calls(
                 endpoint, body, self.backends, self.tracker, self.policy.profiles, prompt_chars(body),

@@ -15,7 +15,8 @@ from typing import Any
 
 from starlette.requests import Request
 
-from local_lattice.admission import QueueContext
+from local_lattice.admission import QueueContext, Waiter
+from local_lattice.admission.owner import Admitted
 from local_lattice.admission.tickets import Grant
 from local_lattice.api.middleware import header_dict
 from local_lattice.api.sse import SSEResponse, queued
@@ -97,9 +98,11 @@ def _admission_args(prepared: Prepared) -> tuple[str, str, QueueContext]:
     return prepared.routed.model.id, prepared.routed.model.backend, prepared.queue
 
 
-def _seat(prepared: Prepared, release: Callable[[], None]) -> Seat | None:
+def _seat(prepared: Prepared, slot: Admitted | Waiter | None) -> Seat | None:
     """The request's slot, for a hedge to free when it answers first (only when hedging is asked)."""
-    return Seat(prepared.queue, release) if prepared.routed.hedge_after > 0 else None
+    if slot is None or prepared.routed.hedge_after <= 0:
+        return None
+    return Seat(prepared.queue, slot.close)
 
 
 async def complete(prepared: Prepared) -> BackendResponse:
@@ -107,7 +110,7 @@ async def complete(prepared: Prepared) -> BackendResponse:
     async with admitted as grant:
         prepared.record.timings.queue = grant.waited
         mark = time.perf_counter()
-        seat = _seat(prepared, admitted.close)
+        seat = _seat(prepared, admitted)
         routed, answer = await prepared.gateway.complete(prepared.routed, prepared.endpoint, prepared.body, seat)
         prepared.record.timings.upstream = time.perf_counter() - mark
     _after_call(prepared, routed)
@@ -139,16 +142,14 @@ async def _observed(stream: ChunkStream, record: RequestRecord) -> AsyncGenerato
         await stream.aclose()
 
 
-async def open_stream(
-    prepared: Prepared, release: Callable[[], None] | None = None
-) -> tuple[StreamChunk | None, ChunkStream]:
+async def open_stream(prepared: Prepared, slot: Waiter | None = None) -> tuple[StreamChunk | None, ChunkStream]:
     """Start the stream on the first candidate that yields a first chunk, so failures before the
-    first byte still get a plain error status. ``release`` frees the request's admission slot."""
+    first byte still get a plain error status. ``slot`` is the request's admission ticket."""
     record = prepared.record
     record.stream = True
     prepared.upstream_started = mark = time.perf_counter()
     body = prepared.body
-    seat = None if release is None else _seat(prepared, release)
+    seat = _seat(prepared, slot)
     routed, first, stream = await prepared.gateway.stream(prepared.routed, prepared.endpoint, body, seat)
     if wants_usage(body):
         stream = ensure_usage(stream, body, routed.model.id, first)
@@ -175,7 +176,7 @@ async def stream_reply(prepared: Prepared, frame: Framer, fail: Callable[[Lattic
     waiter = prepared.gateway.admission.enter(*_admission_args(prepared))
     if waiter.granted:
         try:
-            first, stream = await open_stream(prepared, waiter.close)
+            first, stream = await open_stream(prepared, waiter)
         except BaseException:
             waiter.close()
             raise
@@ -183,7 +184,7 @@ async def stream_reply(prepared: Prepared, frame: Framer, fail: Callable[[Lattic
 
     async def start(grant: Grant) -> AsyncIterator[bytes]:
         prepared.record.timings.queue = grant.waited
-        first, stream = await open_stream(prepared, waiter.close)
+        first, stream = await open_stream(prepared, waiter)
         return frame(first, stream)
 
     prepared.headers["X-Model-Routed-To"] = prepared.routed.routed_to
