@@ -166,8 +166,11 @@ async def conversation(
 
 
 def gateway_toml(members: list[RunningProcess], mode: str) -> str:
+    # A fixed fleet's model lists need no refetching (the health checks still probe every 10 s): a
+    # busy llama-cpp-python server lists its models only between requests, and a refetch would hold
+    # up routing while it waits.
     parts = [
-        f'[[backends]]\nname = "llama-{i}"\ntype = "openai"\nurl = "{m.url}"\ntimeout = 900\n'
+        f'[[backends]]\nname = "llama-{i}"\ntype = "openai"\nurl = "{m.url}"\ntimeout = 900\nmodel_list_ttl = 3600\n'
         for i, m in enumerate(members)
     ]
     return "\n".join(parts) + f'\n[routing]\nbalance = "{mode}"\n'

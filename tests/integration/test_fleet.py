@@ -8,6 +8,7 @@ slow one, leaving no admission slot or in-flight count behind."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -254,3 +255,39 @@ def test_a_busy_server_that_lists_models_only_between_calls_is_not_ejected() -> 
         assert "backend alpha failed its health check" in gateway.log()
         assert chat(api, conversation(session, 2), extra_headers={"X-Session-Id": session})[0] == "other"
         assert_nothing_held(gateway)
+
+
+async def test_a_busy_servers_late_model_list_keeps_it_listed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from local_lattice.backends import openai_compat
+    from local_lattice.backends.openai_compat import OpenAIBackend
+    from local_lattice.config import BackendConfig
+    from local_lattice.errors import UpstreamError
+    from local_lattice.types import BackendRequest
+
+    monkeypatch.setattr(openai_compat, "LIST_TIMEOUT", 0.3)
+    with fleet_upstream("busy", delay=2.0, busy_list=True) as busy:
+        backend = OpenAIBackend(BackendConfig.model_validate({"name": "b", "url": busy.url, "model_list_ttl": 0}))
+        try:
+            listed = await backend.models()
+            assert [m.id for m in listed] == [FLEET_MODEL]
+            body = {"messages": [{"role": "user", "content": "hi"}]}
+            call = asyncio.ensure_future(backend.complete(BackendRequest("chat", FLEET_MODEL, body)))
+            await asyncio.sleep(0.3)
+            started = time.monotonic()
+            assert await backend.models() == listed  # the list is late while the call runs: kept
+            assert time.monotonic() - started >= 0.25
+            assert b"from busy" in (await call).content
+            assert await backend.models() == listed  # answered again once idle
+            await backend.aclose()
+            # A server that does not answer while this gateway has no call on it is another matter.
+            stalled = OpenAIBackend(BackendConfig.model_validate({"name": "s", "url": busy.url, "model_list_ttl": 0}))
+            await stalled.models()
+            other = asyncio.ensure_future(backend.complete(BackendRequest("chat", FLEET_MODEL, body)))
+            await asyncio.sleep(0.3)
+            with pytest.raises(UpstreamError) as caught:
+                await stalled.models()
+            assert caught.value.code == "upstream_timeout"
+            await other
+            await stalled.aclose()
+        finally:
+            await backend.aclose()

@@ -44,6 +44,7 @@ from local_lattice.types import (
 _PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
 _EMBED_WORDS = ("embed", "bge-", "e5-", "minilm", "nomic-embed", "gte-")
 _PROMPT_CACHE_KEY_HOSTS = ("api.openai.com",)  # servers known to take ``prompt_cache_key``
+LIST_TIMEOUT = 10.0  # seconds for a model list
 
 
 def guess_kind(model_id: str) -> ModelKind:
@@ -106,6 +107,7 @@ class OpenAIBackend:
         self._paths: dict[str, str] = {}
         self._models: list[ModelInfo] = []
         self._models_at = -1e18
+        self._listed = False  # a model list has been fetched once
         self._models_lock = asyncio.Lock()
         self._deadlines = Deadlines()
         self._lmstudio_api: bool | None = True if config.type == "lmstudio" else None
@@ -281,7 +283,14 @@ class OpenAIBackend:
         async with self._models_lock:
             if time.monotonic() - self._models_at < self.config.model_list_ttl:
                 return self._models
-            self._models = await self.fetch_models()
+            try:
+                self._models = await self.fetch_models()
+            except UpstreamError as exc:
+                # A server busy answering this gateway's calls may list its models late (llama-cpp-
+                # python's lists them only between requests): busy is not gone, keep the last list.
+                if exc.code != "upstream_timeout" or not self._listed or not self.pool().in_use:
+                    raise
+            self._listed = True
             self._models_at = time.monotonic()
             return self._models
 
@@ -338,7 +347,7 @@ class OpenAIBackend:
 
     async def _get_json(self, url: str) -> Any:
         with self._map_errors():
-            resp = await self.pool().request("GET", self._path(url), within=10.0)
+            resp = await self.pool().request("GET", self._path(url), within=LIST_TIMEOUT)
             content = await resp.read()
             if resp.status >= 400:
                 self._raise_for_status(resp.status, content)
@@ -363,7 +372,7 @@ class OpenAIBackend:
             models = await self.fetch_models()
         except LatticeError as exc:
             return BackendHealth(ok=False, detail=exc.message)
-        self._models, self._models_at = models, time.monotonic()
+        self._models, self._models_at, self._listed = models, time.monotonic(), True
         return BackendHealth(ok=True, detail=f"{len(models)} models", extra={"models": len(models)})
 
     async def aclose(self) -> None:
