@@ -196,7 +196,8 @@ class _Race(Generic[T]):
                 self._failed(lane, exc, answered=winner is not None)
                 continue
             lane.seat()
-            raise exc
+            if winner is None:  # the request's own fault (a 400): no other candidate would do better
+                raise exc
         return winner
 
     async def _close_others(self) -> None:
