@@ -1,18 +1,21 @@
 """Fleet routing on real llama.cpp servers: round robin vs least-loaded vs affinity, in one run.
 
     python bench/fleet.py [--servers 2] [--conversations 16] [--turns 6] [--threads 1]
-        [--max-tokens 16] [--tool-chars 600] [--rounds 1] [--json FILE] [--no-docs]
+        [--max-tokens 16] [--tool-chars 600] [--think 2.0] [--json FILE] [--no-docs]
 
 Servers: llama-cpp-python's OpenAI-compatible server (``python -m llama_cpp.server``) with the real
 SmolLM2-135M-Instruct GGUF, prompt cache on (``--cache true``: a RAM cache of states keyed by their
 prompt, besides the reuse of the live context's prefix). That server keeps one sequence and runs one
-request at a time: it has no ``--parallel`` slots, so requests wait in its queue. Every mode gets
-fresh servers, each warmed with the shared system prompt (every mode starts with it cached on every
-server), and its own gateway (``lattice serve`` with ``[routing] balance = <mode>``).
+request at a time: it has no ``--parallel`` slots, so requests wait in its queue. Every mode has
+servers of its own, each warmed with the shared system prompt (every mode starts with it cached on
+every server), and its own gateway (``lattice serve`` with ``[routing] balance = <mode>``). The three
+modes run at the same time: on a shared machine whose load drifts, the drift then hits all alike
+(a mode that finishes first leaves its CPU to the others).
 
 Workload, like coding agents: ``--conversations`` at once, each ``--turns`` turns in sequence — the
-shared system prompt (~1,200 tokens), its own task, then per turn the model's reply and a tool result
-of ``--tool-chars`` characters. Requests are streamed through the gateway with nothing but the
+shared system prompt (~1,700 tokens), its own task, then per turn the model's reply and a tool result
+of ``--tool-chars`` characters after the tool ran for up to ``--think`` seconds (drawn from a fixed
+seed, the same in every mode). Requests are streamed through the gateway with nothing but the
 conversation itself (no session header: affinity keys on the conversation's start). TTFT is measured
 at the client; prompt tokens re-processed are the servers' own figures from their logs (llama.cpp's
 ``prompt eval time = … / N tokens`` per request, ``N prefix-match hit`` for what was reused).
@@ -26,10 +29,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import random
 import re
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,7 +57,7 @@ PREFIX_HIT = re.compile(r"(\d+) prefix-match hit")
 
 
 def system_prompt() -> str:
-    """About 1,200 tokens of an agent's standing instructions, the same for every conversation."""
+    """About 1,700 tokens of an agent's standing instructions, the same for every conversation."""
     rules = [
         f"Rule {i}: when the task touches module {i % 7} read its tests first, keep functions under "
         f"{40 + i} lines, name things for what they own, and report what you changed in step {i % 5}."
@@ -146,6 +149,7 @@ async def one_turn(
 async def conversation(
     http: httpx.AsyncClient, url: str, system: str, index: int, args: argparse.Namespace, tag: str, out: ModeResult
 ) -> None:
+    think = random.Random(index)  # the same tool times for this conversation in every mode
     messages = [
         {"role": "system", "content": system},
         {"role": "user", "content": f"[{tag}] Task {index}: fix the failing test in package pkg{index} and explain."},
@@ -159,6 +163,7 @@ async def conversation(
             return
         out.ttft.append(ttft)
         out.routed[routed] = out.routed.get(routed, 0) + 1
+        await asyncio.sleep(think.uniform(0, args.think))  # the tool runs
         messages += [
             {"role": "assistant", "content": reply or "(no output)"},
             {"role": "user", "content": tool_result(index, turn, args.tool_chars)},
@@ -176,42 +181,37 @@ def gateway_toml(members: list[RunningProcess], mode: str) -> str:
     return "\n".join(parts) + f'\n[routing]\nbalance = "{mode}"\n'
 
 
-def run_mode(mode: str, args: argparse.Namespace, system: str, tag: str) -> ModeResult:
+async def drive(mode: str, url: str, system: str, args: argparse.Namespace) -> ModeResult:
     out = ModeResult(mode)
-    with servers(args.servers, args.threads) as members:
-        asyncio.run(warm(members, system))
-        offsets = [len(m.log()) for m in members]
-        env = {"LATTICE_LEDGER_PATH": "off", "LATTICE_LOG_TIMING": "0"}
-        with gateway_process(gateway_toml(members, mode), env=env) as gateway:
-
-            async def drive() -> None:
-                async with httpx.AsyncClient(timeout=900) as http:
-                    await asyncio.gather(
-                        *(conversation(http, gateway.url, system, i, args, tag, out) for i in range(args.conversations))
-                    )
-
-            started = time.monotonic()
-            asyncio.run(drive())
-            out.seconds = time.monotonic() - started
-        time.sleep(0.5)  # the servers' last log lines
-        out.evaluated, out.reused, out.eval_seconds = server_figures(
-            [m.log()[offset:] for m, offset in zip(members, offsets, strict=True)]
-        )
+    async with httpx.AsyncClient(timeout=1800) as http:
+        started = time.monotonic()
+        await asyncio.gather(*(conversation(http, url, system, i, args, mode, out) for i in range(args.conversations)))
+        out.seconds = time.monotonic() - started
     return out
 
 
-def merge(results: list[ModeResult]) -> ModeResult:
-    total = ModeResult(results[0].mode)
-    for r in results:
-        total.ttft += r.ttft
-        total.seconds += r.seconds
-        total.errors += r.errors
-        total.failures += r.failures
-        total.evaluated += r.evaluated
-        total.reused += r.reused
-        total.eval_seconds += r.eval_seconds
-        total.routed = dict(Counter(total.routed) + Counter(r.routed))
-    return total
+def run_all(args: argparse.Namespace, system: str) -> dict[str, ModeResult]:
+    """Every mode on servers of its own, all at the same time."""
+    with contextlib.ExitStack() as stack:
+        fleets = {mode: stack.enter_context(servers(args.servers, args.threads)) for mode in MODES}
+        everyone = [m for members in fleets.values() for m in members]
+        asyncio.run(warm(everyone, system))
+        offsets = {id(m): len(m.log()) for m in everyone}
+        env = {"LATTICE_LEDGER_PATH": "off", "LATTICE_LOG_TIMING": "0"}
+        gateways = {
+            mode: stack.enter_context(gateway_process(gateway_toml(members, mode), env=env))
+            for mode, members in fleets.items()
+        }
+
+        async def together() -> list[ModeResult]:
+            return await asyncio.gather(*(drive(mode, gateways[mode].url, system, args) for mode in MODES))
+
+        results = dict(zip(MODES, asyncio.run(together()), strict=True))
+        time.sleep(0.5)  # the servers' last log lines
+        for mode, members in fleets.items():
+            r = results[mode]
+            r.evaluated, r.reused, r.eval_seconds = server_figures([m.log()[offsets[id(m)] :] for m in members])
+    return results
 
 
 def report(results: dict[str, ModeResult], args: argparse.Namespace, machine: list[str]) -> list[str]:
@@ -220,9 +220,10 @@ def report(results: dict[str, ModeResult], args: argparse.Namespace, machine: li
         r = results[mode]
         spread = " ".join(f"{k.split('/')[0]}:{v}" for k, v in sorted(r.routed.items()))
         rows.append([mode, f"{r.p(0.5):.2f}", f"{r.p(0.95):.2f}", f"{r.seconds:.1f}", str(r.evaluated), str(r.reused),
-                     f"{r.eval_seconds:.1f}", str(len(r.ttft)), str(r.errors), spread])  # fmt: skip
+                     f"{r.eval_seconds:.1f}", f"{1000 * r.eval_seconds / max(r.evaluated, 1):.0f}", str(len(r.ttft)),
+                     str(r.errors), spread])  # fmt: skip
     header = ["mode", "TTFT p50 s", "TTFT p95 s", "total s", "prompt tok re-processed", "prompt tok reused",
-              "server prompt s", "requests", "errors", "requests per server"]  # fmt: skip
+              "server prompt s", "ms/token", "requests", "errors", "requests per server"]  # fmt: skip
     least, aff = results["least_loaded"], results["affinity"]
     gain = 1 - aff.p(0.5) / least.p(0.5) if least.p(0.5) else 0.0
     fewer = 1 - aff.evaluated / least.evaluated if least.evaluated else 0.0
@@ -230,15 +231,15 @@ def report(results: dict[str, ModeResult], args: argparse.Namespace, machine: li
     return [
         *machine,
         f"workload: {args.servers} llama.cpp servers (llama-cpp-python, SmolLM2-135M Q4_1, {args.threads} thread(s), "
-        f"RAM prompt cache), {args.conversations} conversations x {args.turns} turns at once, ~1,200-token shared "
-        f"system prompt, tool results of {args.tool_chars} chars, max_tokens {args.max_tokens}, streamed, "
-        f"{args.rounds} round(s)",
+        f"RAM prompt cache), {args.conversations} conversations x {args.turns} turns at once, ~1,700-token shared "
+        f"system prompt, tool results of {args.tool_chars} chars after up to {args.think:g} s of tool time, "
+        f"max_tokens {args.max_tokens}, streamed; the three modes at the same time on servers of their own",
         "",
         table(header, rows),
         "",
-        f"affinity vs least-loaded: TTFT p50 {gain:+.0%} lower (goal >= 30 %: {verdict}); "
-        f"prompt tokens re-processed {fewer:+.0%} fewer; total time {aff.seconds:.1f} s vs {least.seconds:.1f} s",
-        f"affinity vs round-robin: TTFT p50 {1 - aff.p(0.5) / results['round_robin'].p(0.5):+.0%} lower",
+        f"affinity vs least-loaded: TTFT p50 {gain:.0%} lower (goal >= 30 %: {verdict}); "
+        f"prompt tokens re-processed {fewer:.0%} fewer; total time {aff.seconds:.1f} s vs {least.seconds:.1f} s",
+        f"affinity vs round-robin: TTFT p50 {1 - aff.p(0.5) / results['round_robin'].p(0.5):.0%} lower",
     ]
 
 
@@ -251,26 +252,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads per server")
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--tool-chars", type=int, default=600)
-    parser.add_argument("--rounds", type=int, default=1, help="rounds of all modes, the order rotated each round")
+    parser.add_argument("--think", type=float, default=2.0, help="longest tool time between turns, seconds")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--no-docs", action="store_true", help="do not write the figures into docs/benchmarks.md")
     args = parser.parse_args()
     machine = machine_lines()
     print("\n".join(machine), flush=True)
     system = system_prompt()
-    runs: dict[str, list[ModeResult]] = {mode: [] for mode in MODES}
-    for round_no in range(args.rounds):
-        shift = round_no % len(MODES)
-        for mode in MODES[shift:] + MODES[:shift]:
-            result = run_mode(mode, args, system, tag=f"r{round_no}-{mode}")
-            runs[mode].append(result)
-            print(
-                f"  {mode:12} TTFT p50 {result.p(0.5):.2f} s p95 {result.p(0.95):.2f} s total {result.seconds:.1f} s "
-                f"re-processed {result.evaluated} reused {result.reused} errors {result.errors}",
-                *(f"\n    {failure}" for failure in result.failures[:5]),
-                flush=True,
-            )
-    results = {mode: merge(found) for mode, found in runs.items()}
+    results = run_all(args, system)
+    for r in results.values():
+        for failure in r.failures[:5]:
+            print(f"  {r.mode}: {failure}", flush=True)
     lines = report(results, args, machine)
     print("\n" + "\n".join(lines[len(machine) :]))
     if args.json is not None:
