@@ -104,8 +104,12 @@ def server_figures(logs: list[str]) -> tuple[int, int, float]:
 
 
 @contextlib.contextmanager
-def servers(count: int, threads: int) -> Iterator[list[RunningProcess]]:
-    args = ("--cache", "true", "--cache_type", "ram", "--interrupt_requests", "False", "--verbose", "True")
+def servers(count: int, threads: int, cache_mb: int) -> Iterator[list[RunningProcess]]:
+    # Each cached state also keeps a copy of the logits buffer (n_batch x vocabulary floats) that the
+    # cache's size does not count: 100 MB a state at the default n_batch of 512 with SmolLM2's 49k
+    # vocabulary, so a 2 GiB cache grew a server past 8 GB. A smaller batch and cache keep it in bounds.
+    args = ("--cache", "true", "--cache_type", "ram", "--cache_size", str(cache_mb << 20), "--n_batch", "128",
+            "--interrupt_requests", "False", "--verbose", "True")  # fmt: skip
     with contextlib.ExitStack() as stack:
         yield [
             stack.enter_context(llama_server(alias=SMOLLM2_ID, n_ctx=4096, n_threads=threads, extra_args=args))
@@ -181,6 +185,25 @@ def gateway_toml(members: list[RunningProcess], mode: str) -> str:
     return "\n".join(parts) + f'\n[routing]\nbalance = "{mode}"\n'
 
 
+def rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8") as status:
+            line = next((ln for ln in status if ln.startswith("VmRSS:")), "VmRSS: 0 kB")
+    except OSError:
+        return 0.0
+    return int(line.split()[1]) / 1024
+
+
+async def watch(members: list[RunningProcess], limit_mb: float) -> None:
+    """Stop the run before a server's memory hurts the shared machine."""
+    while True:
+        for member in members:
+            used = rss_mb(member.proc.pid)
+            if used > limit_mb:
+                raise RuntimeError(f"a llama.cpp server uses {used:.0f} MB (limit {limit_mb:.0f}): run stopped")
+        await asyncio.sleep(2)
+
+
 async def drive(mode: str, url: str, system: str, args: argparse.Namespace) -> ModeResult:
     out = ModeResult(mode)
     async with httpx.AsyncClient(timeout=1800) as http:
@@ -193,7 +216,7 @@ async def drive(mode: str, url: str, system: str, args: argparse.Namespace) -> M
 def run_all(args: argparse.Namespace, system: str) -> dict[str, ModeResult]:
     """Every mode on servers of its own, all at the same time."""
     with contextlib.ExitStack() as stack:
-        fleets = {mode: stack.enter_context(servers(args.servers, args.threads)) for mode in MODES}
+        fleets = {mode: stack.enter_context(servers(args.servers, args.threads, args.cache_mb)) for mode in MODES}
         everyone = [m for members in fleets.values() for m in members]
         asyncio.run(warm(everyone, system))
         offsets = {id(m): len(m.log()) for m in everyone}
@@ -204,7 +227,16 @@ def run_all(args: argparse.Namespace, system: str) -> dict[str, ModeResult]:
         }
 
         async def together() -> list[ModeResult]:
-            return await asyncio.gather(*(drive(mode, gateways[mode].url, system, args) for mode in MODES))
+            drives = asyncio.gather(*(drive(mode, gateways[mode].url, system, args) for mode in MODES))
+            watcher = asyncio.ensure_future(watch(everyone, args.max_rss_mb))
+            try:
+                await asyncio.wait({drives, watcher}, return_when=asyncio.FIRST_COMPLETED)
+                if watcher.done():
+                    watcher.result()  # raises: a server outgrew its bound
+                return await drives
+            finally:
+                watcher.cancel()
+                drives.cancel()
 
         results = dict(zip(MODES, asyncio.run(together()), strict=True))
         time.sleep(0.5)  # the servers' last log lines
@@ -230,9 +262,10 @@ def report(results: dict[str, ModeResult], args: argparse.Namespace, machine: li
     verdict = "met" if gain >= 0.30 else "MISSED"
     return [
         *machine,
-        f"workload: {args.servers} llama.cpp servers (llama-cpp-python, SmolLM2-135M Q4_1, {args.threads} thread(s), "
-        f"RAM prompt cache), {args.conversations} conversations x {args.turns} turns at once, ~1,700-token shared "
-        f"system prompt, tool results of {args.tool_chars} chars after up to {args.think:g} s of tool time, "
+        f"workload: {args.servers} llama.cpp servers per mode (llama-cpp-python, SmolLM2-135M Q4_1, "
+        f"{args.threads} thread(s), RAM prompt cache of {args.cache_mb} MB, n_batch 128), {args.conversations} "
+        f"conversations x {args.turns} turns at once, ~1,700-token shared system prompt, "
+        f"tool results of {args.tool_chars} chars after up to {args.think:g} s of tool time, "
         f"max_tokens {args.max_tokens}, streamed; the three modes at the same time on servers of their own",
         "",
         table(header, rows),
@@ -253,6 +286,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--tool-chars", type=int, default=600)
     parser.add_argument("--think", type=float, default=2.0, help="longest tool time between turns, seconds")
+    parser.add_argument("--cache-mb", type=int, default=400, help="each server's prompt cache (--cache_size)")
+    parser.add_argument("--max-rss-mb", type=float, default=1800, help="stop when a server grows past this")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--no-docs", action="store_true", help="do not write the figures into docs/benchmarks.md")
     args = parser.parse_args()
