@@ -105,11 +105,11 @@ def server_figures(logs: list[str]) -> tuple[int, int, float]:
 
 @contextlib.contextmanager
 def servers(count: int, threads: int, cache_mb: int) -> Iterator[list[RunningProcess]]:
-    # Each cached state also keeps a copy of the logits buffer (n_batch x vocabulary floats) that the
-    # cache's size does not count: 100 MB a state at the default n_batch of 512 with SmolLM2's 49k
-    # vocabulary, so a 2 GiB cache grew a server past 8 GB. A smaller batch and cache keep it in bounds.
+    # The server keeps logits for every position by default (logits_all: n_ctx x vocabulary floats,
+    # 800 MB with SmolLM2's 49k vocabulary) and each cached state copies them: servers grew past 8 GB.
+    # Nothing here needs logits, so they are off; a smaller batch keeps the per-state copy small too.
     args = ("--cache", "true", "--cache_type", "ram", "--cache_size", str(cache_mb << 20), "--n_batch", "128",
-            "--interrupt_requests", "False", "--verbose", "True")  # fmt: skip
+            "--logits_all", "False", "--interrupt_requests", "False", "--verbose", "True")  # fmt: skip
     with contextlib.ExitStack() as stack:
         yield [
             stack.enter_context(llama_server(alias=SMOLLM2_ID, n_ctx=4096, n_threads=threads, extra_args=args))
