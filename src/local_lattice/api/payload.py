@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -18,6 +19,18 @@ JSON = "application/json"
 
 
 _JSON_TYPE = (b"content-type", b"application/json")
+# Everything printable in ASCII but the escape character itself.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+def header_value(text: str) -> bytes:
+    """``text`` as a response header value: printable ASCII as it is, anything else (control
+    characters, other scripts) percent-encoded as UTF-8. Header values carry text from clients
+    (a model spec in ``X-Model-Resolution``) and upstreams (model ids): none may split the head,
+    and none may make the server refuse to write it."""
+    if text.isascii() and text.isprintable():
+        return text.encode()
+    return quote(text, safe=_HEADER_SAFE).encode()
 
 
 class JSONBytes(Response):
@@ -30,7 +43,7 @@ class JSONBytes(Response):
         self.background = None
         raw = [_JSON_TYPE, (b"content-length", str(len(body)).encode())]
         if headers:
-            raw.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
+            raw.extend((k.lower().encode("latin-1"), header_value(v)) for k, v in headers.items())
         self.raw_headers = raw
 
 

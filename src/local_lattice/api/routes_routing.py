@@ -57,5 +57,5 @@ async def resolve_dry_run(request: Request) -> Response:
 
 ROUTES = (
     RouteSpec("/v1/resolve", resolve_dry_run, ("POST",), "Which model a request would get, and why (runs nothing)",
-              ChatCompletionRequest, errors=(404,), tags=("routing",)),
+              ChatCompletionRequest, errors=(404,), tags=("routing",), watched=True),
 )  # fmt: skip

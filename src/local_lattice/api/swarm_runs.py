@@ -17,11 +17,14 @@ from starlette.responses import Response
 
 from local_lattice.admission import QueueContext
 from local_lattice.api.dispatch import gateway_of
+from local_lattice.api.lifeline import Lifeline
 from local_lattice.api.payload import json_response, read_json
 from local_lattice.api.routes_swarm import DEPRECATED, META_MODELS
 from local_lattice.api.sse import SSEResponse, sse_bytes
 from local_lattice.errors import InvalidRequest
 from local_lattice.gateway import Gateway
+from local_lattice.observability.observer import Observer
+from local_lattice.observability.record import RequestRecord
 from local_lattice.swarm.debate import DebatePlan, run_debate
 from local_lattice.swarm.outcome import SwarmOutcome
 from local_lattice.swarm.pipeline import parse_steps, run_pipeline
@@ -97,9 +100,22 @@ def _ctx(gateway: Gateway, request: Request, body: JSONObject) -> CallContext:
     """Priority and deadline from the body's ``queue{}`` or the queue headers (validated as for any
     request), the deadline capped by the swarm's own overall timeout."""
     queue = gateway.admission.context(body.get("queue"), request.headers)
+    life = Lifeline.of(request.scope)
+    if life is not None and queue.deadline is not None:
+        life.bound(queue.deadline)  # the client's deadline bounds the whole swarm
     cap = time.monotonic() + gateway.config.swarm.fanout_timeout
     deadline = cap if queue.deadline is None else min(queue.deadline, cap)
     return CallContext(priority=queue.priority, deadline=deadline)
+
+
+def _record(observer: Observer, request: Request) -> RequestRecord:
+    """The request's record: the one the chat route opened for a meta-model, else a new one."""
+    state = request.scope["state"]
+    record = state.get("record")
+    if isinstance(record, RequestRecord) and not record.done:
+        record.operation = "swarm"
+        return record
+    return observer.begin(state, request.scope["path"], "swarm")
 
 
 async def _respond(
@@ -112,7 +128,7 @@ async def _respond(
     """JSON, or SSE when the body asks to stream; errors before the first chunk keep their status.
     The run is recorded like any request (metrics, ledger, dashboard) plus its swarm details."""
     observer = _gateway(request).observer
-    record = observer.begin(request.scope["state"], request.scope["path"], "swarm")
+    record = _record(observer, request)
     observer.requested(record, body)
     timings = record.timings
 
@@ -126,6 +142,9 @@ async def _respond(
 
     if not body.get("stream"):
         outcome = await observed(None)
+        life = Lifeline.of(request.scope)
+        if life is not None:
+            life.check()
         observer.finish(record, 200)
         return _json(render(outcome), headers={**headers, **outcome.headers(), **timings.headers()})
     maker = ChunkMaker()
@@ -142,8 +161,8 @@ async def _respond(
     winner = maker.model
     headers = {**headers, "X-Model-Routed-To": winner, "X-Swarm-Winner": winner.removeprefix("swarm/")}
 
-    def closed(disconnected: bool) -> None:
-        observer.finish(record, 499 if disconnected else 200, "client_disconnected" if disconnected else None)
+    def closed(status: int, error_kind: str | None) -> None:
+        observer.finish(record, status, error_kind)
 
     return SSEResponse(sse_bytes(first, stream), {**headers, **timings.headers()}, on_close=closed)
 
