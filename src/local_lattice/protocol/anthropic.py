@@ -162,7 +162,8 @@ def messages_to_openai(request: JSONObject) -> JSONObject:
         else:
             messages.append(_assistant_to_openai(message["content"]))
     body: JSONObject = {"model": request.get("model"), "messages": messages, "max_tokens": request["max_tokens"]}
-    for key in ("temperature", "top_p", "top_k", "stream"):
+    # ``queue`` is the gateway's own (priority, wait, deadline), read by admission as on every route.
+    for key in ("temperature", "top_p", "top_k", "stream", "queue"):
         if request.get(key) is not None:
             body[key] = request[key]
     if request.get("stop_sequences"):
