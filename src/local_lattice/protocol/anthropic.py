@@ -16,6 +16,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from local_lattice.errors import InvalidRequest
+from local_lattice.protocol.openai import ModelSpec
 from local_lattice.types import JSONObject
 
 DEFAULT_MAX_TOKENS = 1024
@@ -34,7 +35,7 @@ class MessageParam(AnthropicBaseModel):
 class MessagesRequest(AnthropicBaseModel):
     """``POST /v1/messages``; ``model`` is any spec the gateway understands."""
 
-    model: Any = None
+    model: ModelSpec = None
     messages: list[MessageParam] = Field(..., min_length=1)
     max_tokens: int = Field(..., ge=1)
     system: str | list[dict[str, Any]] | None = None

@@ -7,9 +7,10 @@ meaning of ``model`` is the routing layer's business, so ``model`` accepts any J
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 
 class OpenAIBaseModel(BaseModel):
@@ -29,6 +30,21 @@ Int = Annotated[int, Field(ge=-(2**63), le=2**63 - 1), BeforeValidator(_whole)]
 PositiveInt = Annotated[int, Field(ge=1, le=2**63 - 1), BeforeValidator(_whole)]
 
 Content = str | Annotated[list[dict[str, Any]], Field(min_length=1)]
+
+# Control characters (C0, DEL, C1): no model id has them, and a spec is echoed into headers.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*$"
+
+
+def _no_control_characters(value: Any) -> Any:
+    if isinstance(value, str) and _CONTROL.search(value):
+        raise ValueError("a model spec must not contain control characters")
+    return value
+
+
+# ``model``: any JSON value (its meaning is routing's), but a string without control characters.
+# (A JSON Schema ``pattern`` applies to strings only, so the document says just that.)
+ModelSpec = Annotated[Any, AfterValidator(_no_control_characters), Field(json_schema_extra={"pattern": _PRINTABLE})]
 
 
 class SystemMessage(OpenAIBaseModel):
@@ -84,7 +100,7 @@ class QueueOptions(OpenAIBaseModel):
 class SamplingFields(OpenAIBaseModel):
     """Fields chat and text completions share."""
 
-    model: Any = None
+    model: ModelSpec = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     max_tokens: PositiveInt | None = None
@@ -109,7 +125,20 @@ class CompletionRequest(SamplingFields):
 
 
 class EmbeddingRequest(OpenAIBaseModel):
-    model: Any = None
+    model: ModelSpec = None
     input: str | list[str] | list[Int] | list[list[Int]] = Field(...)
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: PositiveInt | None = None
+
+
+class ResolveRequest(SamplingFields):
+    """``POST /v1/resolve``: the body a chat, completions or embeddings request would send (its
+    shape tells which, or ``endpoint`` says so), validated as that request would be."""
+
+    endpoint: Literal["chat", "completions", "embeddings"] | None = None
+    messages: Annotated[list[ChatMessage], Field(min_length=1)] | None = None
+    prompt: str | list[str] | None = None
+    input: str | list[str] | list[Int] | list[list[Int]] | None = None
+    max_completion_tokens: PositiveInt | None = None
+    tools: list[dict[str, Any]] | None = None
+    response_format: dict[str, Any] | None = None

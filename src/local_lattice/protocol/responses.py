@@ -15,14 +15,14 @@ import orjson
 from pydantic import ConfigDict, Field
 
 from local_lattice.errors import InvalidRequest
-from local_lattice.protocol.openai import OpenAIBaseModel
+from local_lattice.protocol.openai import ModelSpec, OpenAIBaseModel
 
 
 class ResponsesRequest(OpenAIBaseModel):
     # The validator is built on the first Responses request, not when the app is imported.
     model_config = ConfigDict(defer_build=True)
 
-    model: Any = None
+    model: ModelSpec = None
     input: str | list[dict[str, Any]] = Field(...)
     instructions: str | None = None
     tools: list[dict[str, Any]] | None = None
