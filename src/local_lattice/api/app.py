@@ -180,8 +180,7 @@ def redactor_for(config: Config) -> Redactor:
 
 def _middleware(config: Config, specs: list[RouteSpec]) -> list[Middleware]:
     server, limits = config.server, config.limits
-    # "/dashboard" itself is public too: the router redirects it to the page.
-    public = public_paths(specs) | ({dashboard.PREFIX} if config.dashboard.enabled else set())
+    public = public_paths(specs)
     cors = CorsPolicy(server.cors_origins, server.cors_allow_credentials) if server.cors_origins else None
     limiter = Limiter(limits.per_key, limits.per_ip, limits.keys, limits.max_tracked_clients)
     page_headers = ((dashboard.PREFIX, ((b"content-security-policy", dashboard.CSP.encode()),)),)
@@ -251,6 +250,9 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    # No redirects to the slash-less or slashed twin of a path: Starlette builds them from the Host
+    # header the client sent, and the gateway never sends a client to a host it named itself.
+    app.router.redirect_slashes = False
     app.state.openapi = openapi.OpenAPIDocument(specs, config.limits)
     app.state.redactor = redactor_for(config)
     return app

@@ -38,6 +38,7 @@ class RouteSpec:
     errors: tuple[int, ...] = ()
     tags: tuple[str, ...] = ()
     media_type: str = "application/json"  # of the success answer (pages, scripts, metrics differ)
+    success_status: int = 200  # a redirect (3xx) answers with a Location and no body
     # The error body for this route (default: OpenAI's envelope; the Anthropic route renders its own).
     error_body: Callable[[Any], Any] | None = None
 
@@ -58,6 +59,10 @@ class RouteSpec:
             found.update(AUTH_ERRORS)
         if self.request_model is not None:
             found.update(BODY_ERRORS)
+        if self.lifeline:
+            found.add(503)  # still running when the server's drain time ran out
+        if self.generates:
+            found.add(504)  # past the request's deadline
         return tuple(sorted(found))
 
 

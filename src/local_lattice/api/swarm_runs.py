@@ -18,13 +18,14 @@ from starlette.responses import Response
 from local_lattice.admission import QueueContext
 from local_lattice.api.dispatch import gateway_of
 from local_lattice.api.lifeline import Lifeline
-from local_lattice.api.payload import json_response, read_json
+from local_lattice.api.payload import json_response, read_json, validate
 from local_lattice.api.routes_swarm import DEPRECATED, META_MODELS
 from local_lattice.api.sse import SSEResponse, sse_bytes
 from local_lattice.errors import InvalidRequest
 from local_lattice.gateway import Gateway
 from local_lattice.observability.observer import Observer
 from local_lattice.observability.record import RequestRecord
+from local_lattice.protocol.swarm import DebateRequest, PipelineRequest, SwarmRequest
 from local_lattice.swarm.debate import DebatePlan, run_debate
 from local_lattice.swarm.outcome import SwarmOutcome
 from local_lattice.swarm.pipeline import parse_steps, run_pipeline
@@ -70,10 +71,9 @@ def _max_parallel(raw: Any) -> int | None:
 def _judge(raw: Any, default: str | None) -> AgentSpec | None:
     if raw is None:
         raw = default
-    if raw is None or raw == "":
-        return None
-    (spec,) = parse_agents(raw if isinstance(raw, dict) else str(raw), "judge")[:1]
-    return spec
+    if raw is None or (isinstance(raw, str) and not raw.replace(",", "").strip()):
+        return None  # no judge named: the strategy's default
+    return parse_agents(raw if isinstance(raw, dict) else str(raw), "judge")[0]
 
 
 async def _agents(gateway: Gateway, raw: Any, cap: int = 0) -> list[AgentSpec]:
@@ -170,6 +170,7 @@ async def _respond(
 async def vote(request: Request) -> Response | SSEResponse:
     gateway = _gateway(request)
     body = await _body(request)
+    validate(SwarmRequest, body)
     plan = VotePlan(
         agents=await _agents(gateway, body.get("models")),
         messages=_messages(body),
@@ -188,6 +189,7 @@ async def vote(request: Request) -> Response | SSEResponse:
 async def fanout(request: Request) -> Response | SSEResponse:
     gateway = _gateway(request)
     body = await _body(request)
+    validate(SwarmRequest, body)
     plan = VotePlan(
         agents=await _agents(gateway, body.get("models")),
         messages=_messages(body),
@@ -203,6 +205,7 @@ async def fanout(request: Request) -> Response | SSEResponse:
 async def pipeline(request: Request) -> Response | SSEResponse:
     gateway = _gateway(request)
     body = await _body(request)
+    validate(PipelineRequest, body)
     steps = parse_steps(body.get("steps"))
     messages = _messages(body, allow_input=True)
     runner, ctx, params = _runner(gateway, request), _ctx(gateway, request, body), _params(body)
@@ -215,6 +218,7 @@ async def pipeline(request: Request) -> Response | SSEResponse:
 async def debate(request: Request) -> Response | SSEResponse:
     gateway = _gateway(request)
     body = await _body(request)
+    validate(DebateRequest, body)
     rounds = body.get("rounds", 2)
     if not isinstance(rounds, int) or isinstance(rounds, bool):
         raise InvalidRequest("'rounds' must be an integer", param="rounds")

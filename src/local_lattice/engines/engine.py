@@ -174,7 +174,7 @@ class EngineBackend(ABC, Generic[H]):
         async def close(loaded: Loaded[H]) -> None:
             await asyncio.get_running_loop().run_in_executor(loop_executor, self.close_model, loaded)
 
-        return LoadSpec(self.key(model.id), model.size_bytes, open_, close)
+        return LoadSpec(self.key(model.id), model.size_bytes, open_, close, model.path)
 
     # -- ModelLoader ------------------------------------------------------------------------------
 

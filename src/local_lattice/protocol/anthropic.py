@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,9 +27,51 @@ class AnthropicBaseModel(BaseModel):
     model_config = ConfigDict(extra="allow", allow_inf_nan=False, defer_build=True)
 
 
-class MessageParam(AnthropicBaseModel):
-    role: Literal["user", "assistant"]
-    content: str | list[dict[str, Any]]
+class TextBlock(AnthropicBaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ImageSource(AnthropicBaseModel):
+    type: Literal["base64", "url"]
+    media_type: str | None = None
+    data: str | None = None
+    url: str | None = None
+
+
+class ImageBlock(AnthropicBaseModel):
+    type: Literal["image"]
+    source: ImageSource
+
+
+class ToolResultBlock(AnthropicBaseModel):
+    type: Literal["tool_result"]
+    tool_use_id: str
+    content: str | list[dict[str, Any]] = ""
+    is_error: bool | None = None
+
+
+# The blocks a user turn may carry, told apart by ``type`` (what ``_user_to_openai`` translates).
+UserBlock = Annotated[TextBlock | ImageBlock | ToolResultBlock, Field(discriminator="type")]
+
+
+class AssistantBlock(AnthropicBaseModel):
+    """text and tool_use are carried over; other kinds (thinking …) carry nothing another model can use."""
+
+    type: str
+
+
+class UserParam(AnthropicBaseModel):
+    role: Literal["user"]
+    content: str | Annotated[list[UserBlock], Field(min_length=1)]
+
+
+class AssistantParam(AnthropicBaseModel):
+    role: Literal["assistant"]
+    content: str | list[AssistantBlock]
+
+
+MessageParam = Annotated[UserParam | AssistantParam, Field(discriminator="role")]
 
 
 class MessagesRequest(AnthropicBaseModel):

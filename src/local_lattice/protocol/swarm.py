@@ -6,18 +6,32 @@ sentinel means is the swarm layer's business.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from local_lattice.protocol.openai import ChatMessage, OpenAIBaseModel
 
-AgentSpecs = str | list[str | dict[str, Any]]
+# One spec: something besides blanks. A comma-separated list: at least one spec between the commas.
+Spec = Annotated[str, Field(pattern=r"\S")]
+SpecList = Annotated[str, Field(pattern=r"[^\s,]", description="Specs separated by commas, or a sentinel.")]
 
 
 class _SwarmModel(OpenAIBaseModel):
     # Validators are built on the first swarm request, not when the app is imported.
     model_config = ConfigDict(defer_build=True)
+
+
+class AgentObject(_SwarmModel):
+    """One member with its own overrides (``max_tokens``, ``temperature``, ``top_p`` …)."""
+
+    model: Spec
+    system: str | None = None
+    messages: list[dict[str, Any]] | None = None
+    timeout: float | None = None
+
+
+AgentSpecs = SpecList | Annotated[list[Spec | AgentObject], Field(min_length=1)] | AgentObject
 
 
 class SwarmRequest(_SwarmModel):
@@ -30,28 +44,49 @@ class SwarmRequest(_SwarmModel):
     strategy: str | None = Field(
         None, description="best-of-n | first-success | longest | fanout | majority | synthesize"
     )
-    judge: str | dict[str, Any] | None = None
+    judge: str | AgentObject | None = None
     judge_system: str | None = None
     max_parallel: int | None = Field(None, ge=1, le=64)
     stream: bool = False
 
 
 class PipelineStep(_SwarmModel):
-    name: str = Field(..., min_length=1)
-    model: str = Field(..., min_length=1)
+    name: str | None = Field(None, description="How later steps refer to it ({{name}}); default step<N>.")
+    model: Spec
     system: str | None = None
     user: str | None = None
 
 
-class PipelineRequest(_SwarmModel):
+Text = Annotated[str, Field(pattern=r"\S")]
+
+
+class _Conversation(_SwarmModel):
+    """``messages``, or (as the original took them) the text of one user turn in ``input`` or ``prompt``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"anyOf": [{"required": ["messages"]}, {"required": ["input"]}, {"required": ["prompt"]}]}
+    )
+
+    input: Text | None = None
+    prompt: Text | None = None
+    # Declared after the text fields, so its check sees them (and names ``messages`` when all are missing).
+    messages: Annotated[list[ChatMessage], Field(min_length=1)] | None = Field(None, validate_default=True)
+
+    @field_validator("messages")
+    @classmethod
+    def _has_a_turn(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.data.get("input") is None and info.data.get("prompt") is None:
+            raise ValueError("required: a non-empty list of message objects (or 'input' text)")
+        return value
+
+
+class PipelineRequest(_Conversation):
     steps: list[PipelineStep] = Field(..., min_length=1)
-    messages: list[ChatMessage] = Field(..., min_length=1)
     stream: bool = False
 
 
-class DebateRequest(_SwarmModel):
+class DebateRequest(_Conversation):
     models: AgentSpecs = Field(..., description="At least two debaters (or a sentinel that expands to two).")
-    messages: list[ChatMessage] = Field(..., min_length=1)
     rounds: int = Field(2, ge=1, le=8)
-    judge: str | dict[str, Any] | None = None
+    judge: str | AgentObject | None = None
     stream: bool = False
