@@ -9,14 +9,24 @@ nothing left held (``/healthz`` admission, ``/metrics`` in flight). Streams are 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.hostile_upstream import Event, HostileUpstream, hostile_upstream
-from tests.support.lifecycle import errors_of_kind, in_flight, leave_after, requests_with_status, until, wait_idle
+from tests.support.lifecycle import (
+    errors_of_kind,
+    in_flight,
+    leave_after,
+    requests_with_status,
+    until,
+    wait_idle,
+)
+from tests.support.models import smollm2_path
 from tests.support.procs import RunningProcess
 from tests.support.servers import backends_toml, gateway_process
 
@@ -173,3 +183,31 @@ async def test_a_dry_run_of_routing_ends_when_its_client_leaves() -> None:
         # No model call, so nothing in admission; the dry run is counted as a client that left.
         assert errors_of_kind(gateway.url, "/v1/resolve") == 1
         assert in_flight(gateway.url) == 0
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
+async def test_an_in_process_generation_stops_when_its_client_leaves(stream: bool) -> None:
+    """The real SmolLM2 in the gateway's own llama.cpp engine (one generation at a time): a long
+    answer is abandoned after 1 s: the engine lets the model go at once, and the next request runs."""
+    toml = f"""
+[[backends]]
+name = "local"
+type = "llamacpp"
+discover = false
+model_files = {{ smol = "{smollm2_path()}" }}
+"""
+    with gateway_process(toml) as gateway:
+        prompt = [{"role": "user", "content": "Count from 1 to 5000, separated by commas."}]
+        long = {"model": "smol", "messages": prompt, "max_tokens": 4000, "temperature": 0, "stream": stream}
+        await leave_after(gateway.url, "/v1/chat/completions", long, 1.0)
+
+        def engine_idle() -> bool:  # the engine pins a model for as long as its worker generates
+            health = httpx.get(gateway.url + "/healthz", timeout=10).json()
+            return bool(health["backends"]["local"]["loaded"]) and health["backends"]["local"]["in_flight"] == {}
+
+        await until(engine_idle, seconds=5)  # 4000 tokens at some 65 a second would take a minute
+        short = {"model": "smol", "messages": CHAT, "max_tokens": 4}
+        answer = await asyncio.to_thread(httpx.post, gateway.url + "/v1/chat/completions", json=short, timeout=60)
+        assert answer.status_code == 200
+        wait_idle(gateway.url)
+        assert requests_with_status(gateway.url, "/v1/chat/completions", 499) == 1

@@ -66,7 +66,8 @@ class Lifeline:
 
     @staticmethod
     def of(scope: Scope) -> Lifeline | None:
-        found: Lifeline | None = scope.get("state", {}).get(LIFE)
+        state = scope.get("state")
+        found: Lifeline | None = None if state is None else state.get(LIFE)
         return found
 
     def bound(self, deadline: float | None) -> None:

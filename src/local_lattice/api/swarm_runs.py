@@ -48,7 +48,7 @@ _body = read_json
 def _messages(body: JSONObject, *, allow_input: bool = False) -> list[JSONObject]:
     messages = body.get("messages")
     if messages is None and allow_input:
-        text = body.get("input", body.get("prompt"))
+        text = body.get("input") if body.get("input") is not None else body.get("prompt")
         if isinstance(text, str) and text.strip():
             return [{"role": "user", "content": text}]
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):

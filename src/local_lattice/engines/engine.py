@@ -48,11 +48,14 @@ Message = dict[str, str]
 
 @dataclass(eq=False)
 class Loaded(Generic[H]):
-    """A resident model: the engine's object, its context length and a lock (engines are not re-entrant)."""
+    """A resident model: the engine's object, its context length and a lock (engines are not re-entrant).
+    ``stop`` is the running generation's stop signal (set while the lock is held), for an engine that
+    can abort a step half-way (llama.cpp's abort callback: a long prompt is one long step)."""
 
     model: H
     n_ctx: int
     lock: threading.Lock
+    stop: threading.Event | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +263,7 @@ class EngineBackend(ABC, Generic[H]):
         while not loaded.lock.acquire(timeout=0.05):
             if stop.is_set():
                 return
+        loaded.stop = stop
         try:
             yield from self._run(loaded, request, sampling, stop)
         except LatticeError:
@@ -269,6 +273,7 @@ class EngineBackend(ABC, Generic[H]):
             hint = "; the model ran out of memory: lower n_ctx or MAX_CONCURRENT_MODELS" if is_oom(exc) else ""
             raise UpstreamError(f"{self.engine} generation failed: {detail}{hint}", backend=self.name) from None
         finally:
+            loaded.stop = None
             loaded.lock.release()
 
     def _run(

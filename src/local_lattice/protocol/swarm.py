@@ -6,11 +6,25 @@ sentinel means is the swarm layer's business.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from local_lattice.protocol.openai import ChatMessage, OpenAIBaseModel
+
+MAX_DEBATE_ROUNDS = 6
+# The swarm strategies and the aliases they are also known by (``swarm/strategies.py`` runs them).
+STRATEGY_ALIASES = {
+    "best_of_n": "best-of-n",
+    "judge": "best-of-n",
+    "first_success": "first-success",
+    "moa": "synthesize",
+}
+StrategyName = Literal[
+    "best-of-n", "first-success", "longest", "fanout", "majority", "synthesize",
+    "best_of_n", "judge", "first_success", "moa",
+]  # fmt: skip
+STRATEGIES = tuple(name for name in get_args(StrategyName) if name not in STRATEGY_ALIASES)
 
 # One spec: something besides blanks. A comma-separated list: at least one spec between the commas.
 Spec = Annotated[str, Field(pattern=r"\S")]
@@ -41,8 +55,8 @@ class SwarmRequest(_SwarmModel):
         ..., description="Specs (ids, role:…, wildcards, anthropic[:m]) or a sentinel: auto, loaded, *, all."
     )
     messages: list[ChatMessage] = Field(..., min_length=1)
-    strategy: str | None = Field(
-        None, description="best-of-n | first-success | longest | fanout | majority | synthesize"
+    strategy: StrategyName | None = Field(
+        None, description="best-of-n | first-success | longest | fanout | majority | synthesize (or an alias)"
     )
     judge: str | AgentObject | None = None
     judge_system: str | None = None
@@ -64,7 +78,13 @@ class _Conversation(_SwarmModel):
     """``messages``, or (as the original took them) the text of one user turn in ``input`` or ``prompt``."""
 
     model_config = ConfigDict(
-        json_schema_extra={"anyOf": [{"required": ["messages"]}, {"required": ["input"]}, {"required": ["prompt"]}]}
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["messages"], "properties": {"messages": {"type": "array"}}},
+                {"required": ["input"], "properties": {"input": {"type": "string"}}},
+                {"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
+            ]
+        }
     )
 
     input: Text | None = None
@@ -87,6 +107,6 @@ class PipelineRequest(_Conversation):
 
 class DebateRequest(_Conversation):
     models: AgentSpecs = Field(..., description="At least two debaters (or a sentinel that expands to two).")
-    rounds: int = Field(2, ge=1, le=8)
+    rounds: int = Field(2, ge=1, le=MAX_DEBATE_ROUNDS)
     judge: str | AgentObject | None = None
     stream: bool = False
