@@ -3,6 +3,7 @@ against a wire model (400 naming the field), render JSON answers."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -16,6 +17,7 @@ from local_lattice.errors import InvalidRequest
 from local_lattice.security.inputs import decode_json
 
 JSON = "application/json"
+_MEMBER = re.compile(r"[\[\]\-]|^[A-Z]")
 
 
 _JSON_TYPE = (b"content-type", b"application/json")
@@ -65,6 +67,8 @@ def validate(model: type[BaseModel], body: dict[str, Any]) -> None:
         model.model_validate(body)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
+        # A union's member shows in the path under its type's name (``constrained-str``, ``list[…]``,
+        # ``AgentObject``): the client named none of them.
+        where = ".".join(str(part) for part in first["loc"] if not _MEMBER.search(str(part))) or "body"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise InvalidRequest(f"{where}: {first['msg']}{more}", param=where, code="invalid_field") from None

@@ -21,16 +21,17 @@ from local_lattice.api.lifeline import Lifeline
 from local_lattice.api.payload import json_response, read_json, validate
 from local_lattice.api.routes_swarm import DEPRECATED, META_MODELS
 from local_lattice.api.sse import SSEResponse, sse_bytes
-from local_lattice.errors import InvalidRequest
+from local_lattice.errors import InvalidRequest, ModelNotFound
 from local_lattice.gateway import Gateway
 from local_lattice.observability.observer import Observer
 from local_lattice.observability.record import RequestRecord
+from local_lattice.protocol.openai import whole_number
 from local_lattice.protocol.swarm import DebateRequest, PipelineRequest, SwarmRequest
 from local_lattice.swarm.debate import DebatePlan, run_debate
 from local_lattice.swarm.outcome import SwarmOutcome
 from local_lattice.swarm.pipeline import parse_steps, run_pipeline
 from local_lattice.swarm.runner import SwarmRunner, TextSink
-from local_lattice.swarm.specs import AgentSpec, CallContext, expand, parse_agents
+from local_lattice.swarm.specs import SENTINELS, AgentSpec, CallContext, expand, parse_agents
 from local_lattice.swarm.strategies import VotePlan, run_vote, strategy_name
 from local_lattice.swarm.streaming import ChunkMaker, stream_swarm
 from local_lattice.types import JSONObject, ModelInfo, StreamChunk
@@ -63,9 +64,10 @@ def _params(body: JSONObject) -> JSONObject:
 def _max_parallel(raw: Any) -> int | None:
     if raw is None:
         return None
-    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 1:
+    number = whole_number(raw)
+    if number is None or number < 1:
         raise InvalidRequest("'max_parallel' must be a positive integer", param="max_parallel")
-    return raw
+    return number
 
 
 def _judge(raw: Any, default: str | None) -> AgentSpec | None:
@@ -219,10 +221,17 @@ async def debate(request: Request) -> Response | SSEResponse:
     gateway = _gateway(request)
     body = await _body(request)
     validate(DebateRequest, body)
-    rounds = body.get("rounds", 2)
-    if not isinstance(rounds, int) or isinstance(rounds, bool):
+    rounds = whole_number(body.get("rounds", 2))
+    if rounds is None:
         raise InvalidRequest("'rounds' must be an integer", param="rounds")
     agents = await _agents(gateway, body.get("models"))
+    if len(agents) < 2 and any(a.model.lower() in SENTINELS for a in parse_agents(body.get("models"))):
+        # The request asked for what is there; what is there is one model: the state's answer, not a 400.
+        raise ModelNotFound(
+            f"the sentinel in 'models' matched {len(agents)} chat model, a debate needs two",
+            param="models",
+            code="not_enough_models",
+        )
     plan = DebatePlan(
         agents=agents,
         messages=_messages(body, allow_input=True),

@@ -19,15 +19,25 @@ class OpenAIBaseModel(BaseModel):
 
 
 # OpenAI's spec: a list of content parts has at least one part.
-def _whole(value: Any) -> Any:
+def integral(value: Any) -> Any:
     """JSON's ``3.0`` is the integer 3 (JSON Schema agrees); other floats stay floats and fail."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 # Strict models refuse `true` for a number; this keeps integral floats acceptable as integers.
 # Bounded to 64 bits, as the document says: larger numbers are not ints any client means.
-Int = Annotated[int, Field(ge=-(2**63), le=2**63 - 1), BeforeValidator(_whole)]
-PositiveInt = Annotated[int, Field(ge=1, le=2**63 - 1), BeforeValidator(_whole)]
+Int = Annotated[int, Field(ge=-(2**63), le=2**63 - 1), BeforeValidator(integral)]
+PositiveInt = Annotated[int, Field(ge=1, le=2**63 - 1), BeforeValidator(integral)]
+
+
+def whole_number(value: Any) -> int | None:
+    """An integer as JSON may write it (``3`` or ``3.0``), else None: for code reading a raw body."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    return int(value) if isinstance(value, float) and value.is_integer() else None
+
 
 Content = str | Annotated[list[dict[str, Any]], Field(min_length=1)]
 
@@ -106,7 +116,7 @@ class SamplingFields(OpenAIBaseModel):
     max_tokens: PositiveInt | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    n: Annotated[int, Field(ge=1, le=16), BeforeValidator(_whole)] | None = None
+    n: Annotated[int, Field(ge=1, le=16), BeforeValidator(integral)] | None = None
     stop: str | list[str] | None = None
     seed: Int | None = None
     user: str | None = None

@@ -15,7 +15,7 @@ import orjson
 from pydantic import ConfigDict, Field, field_validator
 
 from local_lattice.errors import InvalidRequest
-from local_lattice.protocol.openai import ModelSpec, OpenAIBaseModel
+from local_lattice.protocol.openai import ModelSpec, OpenAIBaseModel, PositiveInt
 
 
 class _Item(OpenAIBaseModel):
@@ -74,7 +74,7 @@ class ResponsesRequest(OpenAIBaseModel):
     tools: list[FunctionTool] | None = None
     tool_choice: str | dict[str, Any] | None = None
     stream: bool = False
-    max_output_tokens: int | None = Field(None, ge=1)
+    max_output_tokens: PositiveInt | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     previous_response_id: None = Field(

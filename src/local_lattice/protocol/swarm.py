@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
-from local_lattice.protocol.openai import ChatMessage, OpenAIBaseModel
+from local_lattice.protocol.openai import ChatMessage, OpenAIBaseModel, integral
 
 MAX_DEBATE_ROUNDS = 6
 # The swarm strategies and the aliases they are also known by (``swarm/strategies.py`` runs them).
@@ -60,7 +60,7 @@ class SwarmRequest(_SwarmModel):
     )
     judge: str | AgentObject | None = None
     judge_system: str | None = None
-    max_parallel: int | None = Field(None, ge=1, le=64)
+    max_parallel: Annotated[int, Field(ge=1, le=64), BeforeValidator(integral)] | None = None
     stream: bool = False
 
 
@@ -105,8 +105,14 @@ class PipelineRequest(_Conversation):
     stream: bool = False
 
 
+# Debaters: a sentinel (it expands to the models there are), two or more specs separated by commas,
+# or a list of two or more. (JSON Schema patterns have no case-insensitive flag: sentinels in lower case.)
+DebateSpecList = Annotated[str, Field(pattern=r"^\s*(?:auto|loaded|\*|all|all-loaded)\s*$|[^\s,].*,.*[^\s,]")]
+DebateSpecs = DebateSpecList | Annotated[list[Spec | AgentObject], Field(min_length=2)]
+
+
 class DebateRequest(_Conversation):
-    models: AgentSpecs = Field(..., description="At least two debaters (or a sentinel that expands to two).")
-    rounds: int = Field(2, ge=1, le=MAX_DEBATE_ROUNDS)
+    models: DebateSpecs = Field(..., description="At least two debaters (or a sentinel that expands to two).")
+    rounds: Annotated[int, Field(ge=1, le=MAX_DEBATE_ROUNDS), BeforeValidator(integral)] = 2
     judge: str | AgentObject | None = None
     stream: bool = False
