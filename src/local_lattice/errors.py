@@ -14,6 +14,7 @@
     │   └── UpstreamStatusError        the upstream's own 4xx status and message
     ├── BackendUnavailable             503 backend_unavailable, with Retry-After
     ├── ServerShuttingDown             503 server_shutting_down, with Retry-After
+    ├── TooManyConnections             503 too_many_connections (the server's connection cap)
     ├── DeadlineExceeded               504 deadline_exceeded (the request's own deadline passed)
     └── NotImplementedRoute            501 not_implemented
 
@@ -156,6 +157,16 @@ class BackendUnavailable(LatticeError):
         super().__init__(message, **kw)
         self.backend = backend
         self.headers.setdefault("Retry-After", str(max(1, round(retry_after))))
+
+
+class TooManyConnections(LatticeError):
+    status = 503
+    type = "service_unavailable"
+    code = "too_many_connections"
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.headers.setdefault("Retry-After", "1")
 
 
 class NotImplementedRoute(LatticeError):

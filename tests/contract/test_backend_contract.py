@@ -17,6 +17,7 @@ from local_lattice.backends.base import Backend
 from local_lattice.backends.fake import FakeBackend
 from local_lattice.backends.openai_compat import OpenAIBackend
 from local_lattice.config import BackendConfig
+from local_lattice.errors import InvalidRequest
 from local_lattice.types import BackendRequest
 from tests.support.engines import engine_backends
 from tests.support.models import SMOLLM2_ID, smollm2_path
@@ -37,6 +38,20 @@ async def openai_upstream(request: pytest.FixtureRequest) -> AsyncIterator[tuple
         yield backend, SMOLLM2_ID
     finally:
         await backend.aclose()
+
+
+@contextlib.asynccontextmanager
+async def lmstudio_upstream(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Backend, str]]:
+    from local_lattice.backends.lmstudio import LMStudioBackend
+    from tests.support.lmstudio_server import lmstudio_server
+
+    models = [{"id": "qwen2.5-7b-instruct", "state": "not-loaded"}, {"id": "nomic-embed", "type": "embeddings"}]
+    with lmstudio_server(models) as server:
+        backend = LMStudioBackend(BackendConfig(name="lms", type="lmstudio", url=server.url + "/v1"))
+        try:
+            yield backend, "qwen2.5-7b-instruct"
+        finally:
+            await backend.aclose()
 
 
 @contextlib.asynccontextmanager
@@ -62,10 +77,11 @@ async def mlx_in_process(request: pytest.FixtureRequest) -> AsyncIterator[tuple[
 BACKENDS: dict[str, Factory] = {
     "fake": fake,
     "openai-llama.cpp": openai_upstream,
+    "lmstudio": lmstudio_upstream,
     "llamacpp": llamacpp_in_process,
     "mlx": mlx_in_process,
 }
-SLOW = {"openai-llama.cpp", "llamacpp", "mlx"}
+SLOW = {"openai-llama.cpp", "lmstudio", "llamacpp", "mlx"}
 
 
 def chat(model: str, **extra: Any) -> BackendRequest:
@@ -126,3 +142,40 @@ async def test_health_is_ok_and_aclose_is_idempotent(backend: tuple[Backend, str
     assert (await impl.health()).ok
     await impl.aclose()
     await impl.aclose()
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 24}},
+            "required": ["city"],
+        },
+    },
+}
+FORCED = {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}
+
+
+# Every backend that runs a real model takes this one (the fake and the scripted LM Studio only
+# replay text written for the layers above them).
+REAL_MODELS = ("llamacpp", "mlx", "openai-llama.cpp")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", REAL_MODELS)
+async def test_a_forced_call_is_honoured_or_refused_never_dropped(request: pytest.FixtureRequest, name: str) -> None:
+    async with BACKENDS[name](request) as (impl, model):
+        listed = {m.id: m for m in await impl.models()}
+        if listed[model].supports_tools is False:  # it says so to routing, and refuses
+            with pytest.raises(InvalidRequest) as refused:
+                await impl.complete(chat(model, max_tokens=64, temperature=0, **FORCED))
+            assert refused.value.param == "tool_choice"
+            return
+        answer = orjson.loads((await impl.complete(chat(model, max_tokens=64, temperature=0, **FORCED))).content)
+        choice = answer["choices"][0]
+        assert choice["finish_reason"] == "tool_calls"
+        call = choice["message"]["tool_calls"][0]
+        assert call["function"]["name"] == "get_weather"
+        assert isinstance(orjson.loads(call["function"]["arguments"])["city"], str)

@@ -62,7 +62,10 @@ def test_a_failed_load_names_the_model_not_its_files(gateway: RunningProcess, se
     assert "broken" in message
     assert str(secret_dir) not in message
     assert "home-of-alice" not in message
-    health = httpx.get(gateway.url + "/healthz", timeout=10)  # key-free
+    public = httpx.get(gateway.url + "/healthz", timeout=10)  # key-free: the status, nothing of the backends
+    assert "home-of-alice" not in public.text
+    assert "broken" not in public.text
+    health = httpx.get(gateway.url + "/healthz", headers=AUTH, timeout=10)
     errors = health.json()["backends"]["local"]["load_errors"]
     assert "broken" in errors
     assert "home-of-alice" not in health.text

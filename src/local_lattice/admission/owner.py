@@ -45,20 +45,21 @@ _MESSAGES = {
 
 def rejected(rejection: Rejection) -> RateLimited | DeadlineExceeded:
     """A rejection as the error the client sees: a 429 (a 504 when the request's own deadline ran
-    out: waiting longer cannot help it) with the original's ``retry{}`` and ``queue{}`` details and
-    headers, ``Retry-After`` estimated from the queue and the model's recent service time."""
+    out: waiting longer cannot help it) with the original's ``retry{}`` and ``queue{}`` details (our
+    field names and its own) and headers, ``Retry-After`` estimated from the queue and the model's
+    recent service time."""
     depths = rejection.depths
     message = _MESSAGES[rejection.kind].format(
         total=depths.total_waiting, model=depths.model, depth=depths.model_waiting, waited=rejection.waited
     )
     if rejection.kind == "deadline_exceeded":
-        return DeadlineExceeded(message, headers=_headers(rejection), extra=_details(rejection))
+        return DeadlineExceeded(message, headers=_headers(rejection), extra=_details(rejection, 504))
     return RateLimited(
         f"{message}; retry after {rejection.retry_after} s",
         retry_after=rejection.retry_after,
         kind=rejection.kind,
         headers=_headers(rejection),
-        extra=_details(rejection),
+        extra=_details(rejection, 429),
     )
 
 
@@ -70,10 +71,11 @@ def _headers(rejection: Rejection) -> dict[str, str]:
         "X-MLX-Queue-Depth": str(depths.model_waiting),
         "X-MLX-InFlight": str(depths.model_inflight),
         "X-Lattice-Queue-Ms": f"{rejection.waited * 1000:.3f}",
+        "X-MLX-Queue-Wait-Ms": str(round(rejection.waited * 1000)),
     }
 
 
-def _details(rejection: Rejection) -> dict[str, object]:
+def _details(rejection: Rejection, status: int) -> dict[str, object]:
     return {
         "retry": {
             "retry_after_sec": rejection.retry_after,
@@ -81,7 +83,8 @@ def _details(rejection: Rejection) -> dict[str, object]:
             "strategy": RETRY_STRATEGY,
             "estimated_wait_sec": round(rejection.estimate, 3),
         },
-        "queue": rejection.depths.as_dict(),
+        "queue": {**rejection.depths.as_dict(), **rejection.depths.original(rejection.waited)},
+        "status": status,
     }
 
 

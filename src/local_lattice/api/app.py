@@ -208,6 +208,8 @@ async def discovered(config: Config) -> Config:
     """With no backend configured: the in-process defaults plus the usual local servers that answer."""
     if any(b.type != "anthropic" for b in config.backends) or not config.routing.discover_servers:
         return config
+    if config.engines.grab_model:  # grab mode serves its one model and nothing else
+        return with_default_backends(config)
     from local_lattice.routing.init import discover_servers  # only a gateway with nothing configured probes
 
     servers = await discover_servers(config.routing.discover_servers)

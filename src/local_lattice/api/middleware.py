@@ -3,9 +3,10 @@
 ``FrontDoor`` stamps the start time and request id into the scope (and the request-id context
 variable the log filter reads), adds the hardening headers, ``X-Request-Id`` and any CORS headers
 to every response (errors included), answers CORS preflights, refuses keys in the query string,
-checks the API key (recording the key's *name* as ``scope["state"]["key_name"]``) and enforces the
-body cap. It is one layer on purpose: each ASGI layer costs a call per message on the hot path.
-It knows nothing of routes beyond the set of public paths it is given.
+checks the API key (recording the key's *name* as ``scope["state"]["key_name"]``; on public paths a
+valid key is recorded too, without refusing anyone) and enforces the body cap. It is one layer on
+purpose: each ASGI layer costs a call per message on the hot path. It knows nothing of routes
+beyond the set of public paths it is given.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import random
 import re
 import time
 from collections.abc import Collection, Sequence
-from itertools import chain
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,7 +23,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from local_lattice.api.payload import header_value
 from local_lattice.errors import (
     AuthenticationFailed,
-    HeadersTooLarge,
     InvalidRequest,
     LatticeError,
     PayloadTooLarge,
@@ -43,8 +42,6 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})
 # Query parameters that look like credentials: refused so keys never sit in URLs, proxies' logs or history.
-# The HTTP parser refuses far larger header blocks (with a bare 400); below its bound this answers first.
-MAX_HEADER_BYTES = 32 * 1024
 QUERY_KEY_NAMES = frozenset({b"api_key", b"api-key", b"apikey", b"key", b"access_token", b"token", b"x-api-key"})
 NO_KEY = "missing or invalid API key: send X-API-Key or Authorization: Bearer"
 QUERY_KEY = "API keys in the URL are refused (they leak into logs and history): send X-API-Key or Authorization: Bearer"
@@ -123,10 +120,17 @@ class FrontDoor:
         )
 
     def _refusal(self, scope: Scope) -> LatticeError | None:
-        """Why this request may not pass, or None; records the key's name when it may."""
+        """Why this request may not pass, or None; records the key's name when it may, and whether
+        the caller proved a key (``authenticated``: a public route may show such a caller more)."""
         state = scope["state"]
-        if not self.keys or self._is_public(scope["path"]):
-            state["key_name"] = ANONYMOUS
+        if not self.keys:
+            state["key_name"], state["authenticated"] = ANONYMOUS, True
+            return None
+        if self._is_public(scope["path"]):
+            presented = presented_keys(state["headers"])
+            names = [name for name in map(self.keys.match, presented) if name is not None]
+            valid = bool(names) and b"" not in presented
+            state["key_name"], state["authenticated"] = (names[0] if valid else ANONYMOUS), valid
             return None
         if scope["query_string"] and has_query_key(scope["query_string"]):
             return AuthenticationFailed(QUERY_KEY, code="api_key_in_query")
@@ -137,7 +141,7 @@ class FrontDoor:
         names = [name for name in map(self.keys.match, presented) if name is not None]
         if not names:
             return AuthenticationFailed(NO_KEY)
-        state["key_name"] = names[0]
+        state["key_name"], state["authenticated"] = names[0], True
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -179,9 +183,8 @@ class FrontDoor:
                 message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
+        # The head's size is capped by the server protocol (``connection_guard``) before it is buffered.
         refusal = self._refusal(scope)
-        if sum(map(len, chain.from_iterable(scope["headers"]))) > MAX_HEADER_BYTES:
-            refusal = HeadersTooLarge(f"request headers are larger than {MAX_HEADER_BYTES} bytes")
         if refusal is not None:
             await send_error(send_with_headers, refusal)
             return

@@ -44,14 +44,17 @@ class GatewayServer(uvicorn.Server):
                 connection.end_request(ending)
 
 
-def run(app: Any, host: str, port: int, drain_seconds: float) -> None:
-    """Run ``app`` until told to stop, then drain as above."""
+def run(
+    app: Any, host: str, port: int, drain_seconds: float, protocol: type[BatchingHttpProtocol] = BatchingHttpProtocol
+) -> None:
+    """Run ``app`` with connections of ``protocol`` (the gateway's own, or one under a connection
+    guard: ``api/connection_guard.py``) until told to stop, then drain as above."""
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http=BatchingHttpProtocol,  # httptools with batched writes and lifelines
+        http=protocol,  # httptools with batched writes and lifelines
         ws="none",  # no WebSocket routes
         access_log=False,
         server_header=False,  # one header less to validate and send per response; names no version

@@ -135,7 +135,7 @@ class ModelManager:
                 kind, message = describe_load_failure(spec.key, exc, spec.source)
                 self.load_errors[spec.key] = message
                 log.warning("load of %s from %s failed: %s", spec.key, spec.source, exc)
-                raise BackendUnavailable(message, code=kind, retry_after=30) from None
+                raise BackendUnavailable(message, code=kind, retry_after=30) from exc
             self.load_errors.pop(spec.key, None)
             self._entries[spec.key] = _Entry(spec, handle)
             log.info("loaded %s in %.2fs", spec.key, time.perf_counter() - started)

@@ -112,7 +112,11 @@ DebateSpecs = DebateSpecList | Annotated[list[Spec | AgentObject], Field(min_len
 
 
 class DebateRequest(_Conversation):
-    models: DebateSpecs = Field(..., description="At least two debaters (or a sentinel that expands to two).")
+    models: DebateSpecs | None = Field(
+        None,
+        description="At least two debaters (or a sentinel that expands to two); "
+        "without them role:reasoner, role:fast and role:coder.",
+    )
     rounds: Annotated[int, Field(ge=1, le=MAX_DEBATE_ROUNDS), BeforeValidator(integral)] = 2
     judge: str | AgentObject | None = None
     stream: bool = False
