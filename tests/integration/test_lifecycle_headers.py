@@ -1,5 +1,5 @@
 """Client and upstream text that ends up in response headers can neither break the answer nor
-leak an admission slot.
+leak an admission slot (swarm specs and step names in X-Swarm-* too).
 
 The real gateway, one call per model at a time, in front of the upstream process. A ``model``
 with a control character is refused with a 400 naming ``model`` on every route, streamed or not;
@@ -98,3 +98,28 @@ def test_an_upstream_model_id_outside_latin1_cannot_break_the_answer(gateway: Ru
     assert answer.status_code == 200, answer.text
     assert unquote(answer.headers["x-model-routed-to"]) == f"hostile/{WIDE}"
     next_call_is_admitted(gateway, WIDE)
+
+
+SWARMS = [
+    pytest.param("/swarm/fanout", {"models": ["ok-a\x00", "ok-a"]}, "x-swarm-models", id="fanout-models"),
+    pytest.param(
+        "/swarm/pipeline", {"steps": [{"name": "a\r\nX-Injected: 1", "model": "ok-a"}]}, "x-swarm-steps", id="steps"
+    ),
+    pytest.param("/swarm/pipeline", {"steps": [{"name": "ü\x85", "model": "ok-a"}]}, "x-swarm-steps", id="steps-c1"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "header"), SWARMS)
+def test_swarm_headers_escape_what_the_client_named(
+    gateway: RunningProcess, path: str, body: dict[str, Any], header: str
+) -> None:
+    """A swarm echoes the client's specs and step names into ``X-Swarm-*``: escaped, they can neither
+    break the answer's head nor add a header of their own."""
+    answer = httpx.post(gateway.url + path, json={**body, "messages": CHAT}, timeout=20)
+    assert answer.status_code == 200, answer.text
+    assert "x-injected" not in answer.headers
+    echoed = answer.headers[header]
+    assert echoed.isascii(), echoed
+    assert echoed.isprintable(), echoed
+    assert "%" in echoed
+    next_call_is_admitted(gateway)
