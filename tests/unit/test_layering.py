@@ -31,7 +31,7 @@ BODY_READS_ALLOWED = {
     "local_lattice.api.dispatch": 3,
     "local_lattice.api.routes_openai": 2,
     "local_lattice.api.routes_routing": 2,
-    "local_lattice.api.swarm_runs": 23,
+    "local_lattice.api.swarm_runs": 24,
 }
 
 

@@ -15,12 +15,15 @@ from typing import Any
 
 from starlette.requests import Request
 
-from local_lattice.admission import QueueContext
+from local_lattice.admission import QueueContext, Waiter
+from local_lattice.admission.owner import Admitted
 from local_lattice.admission.tickets import Grant
+from local_lattice.api.lifeline import Lifeline
 from local_lattice.api.middleware import header_dict
 from local_lattice.api.sse import SSEResponse, queued
 from local_lattice.errors import LatticeError
 from local_lattice.gateway import Gateway, Routed
+from local_lattice.hedging import Seat
 from local_lattice.observability.record import RequestRecord
 from local_lattice.types import BackendResponse, ChunkStream, Endpoint, StreamChunk
 from local_lattice.usage import ensure_usage, wants_usage
@@ -58,6 +61,7 @@ class Prepared:
     body: dict[str, Any]
     headers: dict[str, str]
     queue: QueueContext
+    life: Lifeline | None = None
     upstream_started: float = 0.0
 
     def finish(self, status: int, error_kind: str | None = None) -> None:
@@ -69,13 +73,16 @@ async def prepare(request: Request, record: RequestRecord, endpoint: Endpoint, b
     gateway.observer.requested(record, body)
     headers = header_map(request)
     queue = gateway.admission.context(body.get("queue"), headers)
+    life = Lifeline.of(request.scope)
+    if life is not None and queue.deadline is not None:
+        life.bound(queue.deadline)  # the deadline bounds the whole request, not only its wait
     mark = time.perf_counter()
     routed = await gateway.route(endpoint, body.get("model"), body=body, headers=headers)
     record.timings.resolve = time.perf_counter() - mark
     gateway.observer.routed(record, routed.model.id, routed.model.backend)
     for field in GATEWAY_FIELDS:
         body.pop(field, None)
-    return Prepared(gateway, record, routed, endpoint, body, {}, queue)
+    return Prepared(gateway, record, routed, endpoint, body, {}, queue, life)
 
 
 def _after_call(prepared: Prepared, routed: Routed) -> None:
@@ -96,12 +103,23 @@ def _admission_args(prepared: Prepared) -> tuple[str, str, QueueContext]:
     return prepared.routed.model.id, prepared.routed.model.backend, prepared.queue
 
 
+def _seat(prepared: Prepared, slot: Admitted | Waiter | None) -> Seat | None:
+    """The request's slot, for a hedge to free when it answers first (only when hedging is asked)."""
+    if slot is None or prepared.routed.hedge_after <= 0:
+        return None
+    return Seat(prepared.queue, slot.close)
+
+
 async def complete(prepared: Prepared) -> BackendResponse:
-    async with prepared.gateway.admission.admit(*_admission_args(prepared)) as grant:
+    admitted = prepared.gateway.admission.admit(*_admission_args(prepared))
+    async with admitted as grant:
         prepared.record.timings.queue = grant.waited
         mark = time.perf_counter()
-        routed, answer = await prepared.gateway.complete(prepared.routed, prepared.endpoint, prepared.body)
+        seat = _seat(prepared, admitted)
+        routed, answer = await prepared.gateway.complete(prepared.routed, prepared.endpoint, prepared.body, seat)
         prepared.record.timings.upstream = time.perf_counter() - mark
+    if prepared.life is not None:
+        prepared.life.check()
     _after_call(prepared, routed)
     if answer.usage is not None:
         prepared.record.input_tokens = answer.usage.prompt_tokens
@@ -131,14 +149,15 @@ async def _observed(stream: ChunkStream, record: RequestRecord) -> AsyncGenerato
         await stream.aclose()
 
 
-async def open_stream(prepared: Prepared) -> tuple[StreamChunk | None, ChunkStream]:
+async def open_stream(prepared: Prepared, slot: Waiter | None = None) -> tuple[StreamChunk | None, ChunkStream]:
     """Start the stream on the first candidate that yields a first chunk, so failures before the
-    first byte still get a plain error status."""
+    first byte still get a plain error status. ``slot`` is the request's admission ticket."""
     record = prepared.record
     record.stream = True
     prepared.upstream_started = mark = time.perf_counter()
     body = prepared.body
-    routed, first, stream = await prepared.gateway.stream(prepared.routed, prepared.endpoint, body)
+    seat = _seat(prepared, slot)
+    routed, first, stream = await prepared.gateway.stream(prepared.routed, prepared.endpoint, body, seat)
     if wants_usage(body):
         stream = ensure_usage(stream, body, routed.model.id, first)
     record.timings.upstream = time.perf_counter() - mark
@@ -164,33 +183,33 @@ async def stream_reply(prepared: Prepared, frame: Framer, fail: Callable[[Lattic
     waiter = prepared.gateway.admission.enter(*_admission_args(prepared))
     if waiter.granted:
         try:
-            first, stream = await open_stream(prepared)
+            first, stream = await open_stream(prepared, waiter)
         except BaseException:
             waiter.close()
             raise
-        return stream_response(prepared, frame(first, stream), waiter.close)
+        return stream_response(prepared, frame(first, stream), fail, waiter.close)
 
     async def start(grant: Grant) -> AsyncIterator[bytes]:
         prepared.record.timings.queue = grant.waited
-        first, stream = await open_stream(prepared)
+        first, stream = await open_stream(prepared, waiter)
         return frame(first, stream)
 
     prepared.headers["X-Model-Routed-To"] = prepared.routed.routed_to
     prepared.headers.update(prepared.record.timings.headers())
-    return stream_response(prepared, queued(waiter, start, fail), waiter.close)
+    return stream_response(prepared, queued(waiter, start, fail), fail, waiter.close)
 
 
 def stream_response(
-    prepared: Prepared, frames: AsyncIterator[bytes], release: Callable[[], None] | None = None
+    prepared: Prepared,
+    frames: AsyncIterator[bytes],
+    fail: Callable[[LatticeError], bytes],
+    release: Callable[[], None] | None = None,
 ) -> SSEResponse:
-    def closed(disconnected: bool) -> None:
+    def closed(status: int, error_kind: str | None) -> None:
         if release is not None:
             release()
         prepared.record.timings.upstream = time.perf_counter() - prepared.upstream_started
         # A failure mid-stream keeps the 200 the client saw; its kind is on the record already.
-        if disconnected:
-            prepared.finish(499, "client_disconnected")
-        else:
-            prepared.finish(200)
+        prepared.finish(status, error_kind)
 
-    return SSEResponse(frames, prepared.headers, on_close=closed, on_end=release)
+    return SSEResponse(frames, prepared.headers, on_close=closed, on_end=release, fail=fail)
