@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import importlib
 import os
 import pstats
 import statistics
@@ -133,7 +134,7 @@ async def drive(app: Any, body: bytes, requests: int, profile: cProfile.Profile 
     async with app.router.lifespan_context(app):
         for _ in range(200):  # warm-up: lazy imports, model list, label children
             assert await one(app, body) == 200
-        settle_heap()  # as ``lattice serve`` does once started
+        settle_collector()  # as ``lattice serve`` does once started
         times = []
         cpu = time.process_time()
         if profile is not None:
@@ -153,12 +154,14 @@ async def drive(app: Any, body: bytes, requests: int, profile: cProfile.Profile 
     return times, cpu
 
 
-def settle_heap() -> None:
-    try:
-        from local_lattice import heap
-    except ImportError:  # an older tree (``--src``) without it
+def settle_collector() -> None:
+    for name in ("local_lattice.gc_settings", "local_lattice.heap"):  # older trees (``--src``) call it heap
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        module.settle()
         return
-    heap.settle()
 
 
 def main() -> None:

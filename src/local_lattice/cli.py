@@ -86,7 +86,7 @@ def _grabbed(config: Config) -> Config:
 
 
 def run_server(config: Config, banner: bool = True) -> None:
-    from local_lattice import heap
+    from local_lattice import gc_settings
     from local_lattice.api import serving
     from local_lattice.api.app import create_app, redactor_for
     from local_lattice.api.connection_guard import ConnectionGuard, ConnectionLimits, guarded_protocol, raise_fd_limit
@@ -107,7 +107,7 @@ def run_server(config: Config, banner: bool = True) -> None:
     async def ready(gateway: Gateway) -> None:
         if banner:
             await print_banner(gateway)
-        heap.settle()  # started: what exists now lives as long as the process
+        gc_settings.settle()  # started: what exists now lives as long as the process
 
     server = config.server
     limits = raise_fd_limit(ConnectionLimits(server.max_connections, server.max_head_bytes, server.head_timeout))

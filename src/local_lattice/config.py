@@ -128,8 +128,8 @@ class RateLimits(_Section):
 class LimitsConfig(_Section):
     """Rate limits and request-size limits (429 / 400 naming the limit)."""
 
-    per_key: RateLimits = Field(default_factory=RateLimits)  # type: ignore[arg-type]
-    per_ip: RateLimits = Field(default_factory=RateLimits)  # type: ignore[arg-type]
+    per_key: RateLimits = Field(default_factory=RateLimits)
+    per_ip: RateLimits = Field(default_factory=RateLimits)
     keys: dict[str, RateLimits] = Field(default_factory=dict, description="Per-key overrides of per_key, by name.")
     max_messages: int = Field(1024, ge=1, description="Messages in one chat request.")
     max_content_chars: int = Field(
@@ -498,20 +498,20 @@ class AdmissionConfig(_Section):
 class Config(_Section):
     """The gateway's configuration (``lattice.example.toml`` documents every key)."""
 
-    server: ServerConfig = Field(default_factory=ServerConfig)  # type: ignore[arg-type]
-    limits: LimitsConfig = Field(default_factory=LimitsConfig)  # type: ignore[arg-type]
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     backends: list[BackendConfig] = Field(default_factory=list)
-    engines: EngineConfig = Field(default_factory=EngineConfig)  # type: ignore[arg-type]
+    engines: EngineConfig = Field(default_factory=EngineConfig)
     roles: dict[str, list[str] | str] = Field(
         default_factory=dict, description="role name -> ordered model specs; keys starting with _ are comments."
     )
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Model profiles.")
-    routing: RoutingConfig = Field(default_factory=RoutingConfig)  # type: ignore[arg-type]
-    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)  # type: ignore[arg-type]
-    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)  # type: ignore[arg-type]
-    escalation: EscalationConfig = Field(default_factory=EscalationConfig)  # type: ignore[arg-type]
-    swarm: SwarmConfig = Field(default_factory=SwarmConfig)  # type: ignore[arg-type]
-    admission: AdmissionConfig = Field(default_factory=AdmissionConfig)  # type: ignore[arg-type]
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
+    escalation: EscalationConfig = Field(default_factory=EscalationConfig)
+    swarm: SwarmConfig = Field(default_factory=SwarmConfig)
+    admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
 
     @field_validator("backends")
     @classmethod

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from local_lattice.security.redact import redact
+from local_lattice.masking import redact
 
 
 class LatticeError(Exception):

@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from local_lattice.admission import Admission, QueueContext
-from local_lattice.backends.base import Backend, LoadProgress, Startable
+from local_lattice.backends.base import Backend, Startable
 from local_lattice.backends.registry import build_backends
 from local_lattice.cloud.billing import Billing
 from local_lattice.cloud.cost import BudgetLedger, PriceBook
@@ -43,6 +43,7 @@ from local_lattice.types import (
     ChunkStream,
     Endpoint,
     JSONObject,
+    LoadProgress,
     ModelInfo,
     ModelKind,
     StreamChunk,
@@ -53,6 +54,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Routed:
+    """Where a request goes: the backend, the model chosen and the resolution that chose it."""
+
     backend: Backend
     model: ModelInfo
     resolution: Resolution
@@ -65,6 +68,12 @@ class Routed:
 
 
 class Gateway:
+    """The services one running gateway shares, built from its config: backends, inventory, routing
+    policy, failure tracker, observer, preferences, cloud escalation, billing and admission.
+
+    ``route`` resolves a request to candidates; ``complete`` and ``stream`` run it with failover
+    (and cloud fallback) and return the route that answered. The HTTP layer calls these."""
+
     def __init__(self, config: Config, backends: Mapping[str, Backend]) -> None:
         self.config = config
         self.backends = dict(backends)

@@ -30,6 +30,8 @@ class SwarmPreset(BaseModel):
 
 
 class Preferences(BaseModel):
+    """The settings changed at run time from the dashboard: the default model and swarm presets."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     default_model: str | None = Field(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 Endpoint = Literal["chat", "completions", "embeddings"]
 ModelKind = Literal["chat", "embedding"]
@@ -47,6 +47,8 @@ class ModelInfo:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Tokens of one answer (and its cost, when billed)."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float | None = None  # set by billing for priced backends
@@ -102,6 +104,8 @@ ChunkStream = AsyncGenerator[StreamChunk, None]
 
 @dataclass(frozen=True, slots=True)
 class BackendHealth:
+    """A backend's answer to ``health``: ok or not, why, and what else it reports."""
+
     ok: bool
     detail: str = ""
     extra: JSONObject = field(default_factory=dict)
@@ -117,3 +121,13 @@ class FleetRow:
     affinity: dict[str, int]  # outcome ("hit", "new", "moved", "spilled") -> requests
     hedges_started: int
     hedges_won: int
+
+
+class LoadProgress(Protocol):
+    """Told about each model a backend or engine loads before serving (the CLI shows it as progress)."""
+
+    def loading(self, model: str) -> None: ...
+
+    def loaded(self, model: str, seconds: float) -> None: ...
+
+    def failed(self, model: str, message: str) -> None: ...

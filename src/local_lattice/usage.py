@@ -12,25 +12,13 @@ from typing import Any
 
 import orjson
 
+from local_lattice.routing.hints import prompt_chars
 from local_lattice.types import ChunkStream, StreamChunk, Usage
 
 
 def wants_usage(body: dict[str, Any]) -> bool:
     options = body.get("stream_options")
     return isinstance(options, dict) and options.get("include_usage") is True
-
-
-def prompt_chars(body: dict[str, Any]) -> int:
-    if isinstance(body.get("prompt"), str):
-        return len(body["prompt"])
-    total = 0
-    for message in body.get("messages") or ():
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
-            total += len(content)
-        elif isinstance(content, list):
-            total += sum(len(p.get("text", "")) for p in content if isinstance(p, dict))
-    return total
 
 
 def has_text(payload: bytes) -> bool:

@@ -1,13 +1,18 @@
 """The Backend contract: every backend proves itself by passing these same tests.
 
 A new backend joins by adding a factory to ``BACKENDS``: an async context manager yielding the
-backend and the id of a chat model it serves.
+backend and the id of a chat model it serves. Every type is here, each in front of real parts where
+they exist: ``openai`` on llama.cpp's server with SmolLM2; ``ollama`` on nginx answering Ollama's
+model lists and passing ``/v1`` on to that server; ``anthropic`` on a second gateway process serving
+``/v1/messages`` from it; ``lmstudio`` on the scripted LM Studio server (its ``/api/v0`` listing);
+``llamacpp`` and ``mlx`` in process; ``fake``. How each fails (unreachable, out of time, closed
+mid-stream) is ``test_backend_errors.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import orjson
@@ -21,6 +26,8 @@ from local_lattice.errors import InvalidRequest
 from local_lattice.types import BackendRequest
 from tests.support.engines import engine_backends
 from tests.support.models import SMOLLM2_ID, smollm2_path
+from tests.support.procs import RunningProcess
+from tests.support.servers import gateway_process
 
 Factory = Callable[[pytest.FixtureRequest], contextlib.AbstractAsyncContextManager[tuple[Backend, str]]]
 
@@ -34,6 +41,46 @@ async def fake(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Backend, s
 async def openai_upstream(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Backend, str]]:
     server = request.getfixturevalue("smollm2_server")
     backend = OpenAIBackend(BackendConfig(name="llama", url=server.url))
+    try:
+        yield backend, SMOLLM2_ID
+    finally:
+        await backend.aclose()
+
+
+@contextlib.asynccontextmanager
+async def ollama_upstream(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Backend, str]]:
+    from local_lattice.backends.ollama import OllamaBackend
+    from tests.support.nginx import ollama_front
+
+    server = request.getfixturevalue("smollm2_server")
+    with ollama_front(server.url, [SMOLLM2_ID]) as root:
+        backend = OllamaBackend(BackendConfig(name="ollama", type="ollama", url=root, keep_alive="5m"))
+        try:
+            yield backend, SMOLLM2_ID
+        finally:
+            await backend.aclose()
+
+
+MESSAGES_KEY = "messages-gateway-key"
+
+
+@pytest.fixture(scope="module")
+def messages_gateway(smollm2_server: RunningProcess) -> Iterator[RunningProcess]:
+    """A second gateway serving Anthropic's ``/v1/messages`` from the real model."""
+    config = f'[[backends]]\nname = "llama"\ntype = "openai"\nurl = "{smollm2_server.url}"\n'
+    with gateway_process(config, env={"MIDDLE_LAYER_API_KEY": MESSAGES_KEY}) as proc:
+        yield proc
+
+
+@contextlib.asynccontextmanager
+async def anthropic_upstream(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Backend, str]]:
+    from local_lattice.backends.anthropic import AnthropicBackend
+
+    gateway = request.getfixturevalue("messages_gateway")
+    config = BackendConfig.model_validate(
+        {"name": "anthropic", "type": "anthropic", "url": gateway.url, "api_key": MESSAGES_KEY, "models": [SMOLLM2_ID]}
+    )
+    backend = AnthropicBackend(config)
     try:
         yield backend, SMOLLM2_ID
     finally:
@@ -77,11 +124,13 @@ async def mlx_in_process(request: pytest.FixtureRequest) -> AsyncIterator[tuple[
 BACKENDS: dict[str, Factory] = {
     "fake": fake,
     "openai-llama.cpp": openai_upstream,
+    "ollama": ollama_upstream,
+    "anthropic": anthropic_upstream,
     "lmstudio": lmstudio_upstream,
     "llamacpp": llamacpp_in_process,
     "mlx": mlx_in_process,
 }
-SLOW = {"openai-llama.cpp", "lmstudio", "llamacpp", "mlx"}
+SLOW = {"openai-llama.cpp", "ollama", "anthropic", "lmstudio", "llamacpp", "mlx"}
 
 
 def chat(model: str, **extra: Any) -> BackendRequest:
@@ -160,7 +209,7 @@ FORCED = {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"
 
 # Every backend that runs a real model takes this one (the fake and the scripted LM Studio only
 # replay text written for the layers above them).
-REAL_MODELS = ("llamacpp", "mlx", "openai-llama.cpp")
+REAL_MODELS = ("llamacpp", "mlx", "openai-llama.cpp", "ollama", "anthropic")
 
 
 @pytest.mark.slow

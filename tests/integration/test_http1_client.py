@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from local_lattice.backends.http1 import ConnectFailed, Disconnected, Pool, ProtocolFailure, Response
+from local_lattice.backends.http1 import Pool, Response
+from local_lattice.backends.transport_errors import ConnectFailed, Disconnected, ProtocolFailure
 from tests.support.nginx import JSON_MODEL, NginxUrls, models_body, nginx_upstream, stream_body
 from tests.support.procs import free_port
 from tests.support.raw_http import (

@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from local_lattice.backends.http1 import AnswerTooLarge, HTTPFailure, Pool
+from local_lattice.backends.http1 import Pool
+from local_lattice.backends.transport_errors import AnswerTooLarge, HTTPFailure
 from tests.support.raw_http import (
     CLOSE,
     Mark,

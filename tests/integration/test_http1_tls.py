@@ -10,8 +10,8 @@ import orjson
 import pytest
 import trustme
 
-from local_lattice.backends.http1 import ConnectFailed
 from local_lattice.backends.openai_compat import OpenAIBackend
+from local_lattice.backends.transport_errors import ConnectFailed
 from local_lattice.config import BackendConfig
 from local_lattice.errors import BackendUnavailable
 from local_lattice.types import BackendRequest

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from local_lattice.backends.http1 import line_groups
+from local_lattice.backends.answer_body import line_groups
 
 
 @dataclass

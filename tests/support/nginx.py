@@ -10,8 +10,9 @@ answer live under two path prefixes, each a complete OpenAI-compatible base URL:
   ``SSE_CHUNKS`` chunks and ``data: [DONE]``; ``GET /sse/v1/models`` lists ``fixed-sse``;
 - ``GET /v1/models`` at the root lists both models.
 
-Everything else answers 404 in the OpenAI error shape. Logs, pid and temp files stay in the
-temporary directory; nothing outside it is touched.
+Everything else answers 404 in the OpenAI error shape. ``ollama_front(upstream, models)`` is nginx in
+Ollama's shape instead: its model lists answered, ``/v1/`` passed on to a real OpenAI-compatible
+server. Logs, pid and temp files stay in the temporary directory; nothing outside it is touched.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +105,6 @@ def _fixed(path: str, content_type: str, body: bytes, method: str) -> str:
 
 def render_config(workdir: Path, port: int) -> str:
     """The nginx configuration: one worker, loopback only, no access log, files under ``workdir``."""
-    not_found = orjson.dumps({"error": {"message": "no such route", "type": "not_found", "code": "not_found"}})
     locations = [
         _fixed("/v1/models", "application/json", models_body(JSON_MODEL, SSE_MODEL), "GET"),
         _fixed("/json/v1/models", "application/json", models_body(JSON_MODEL), "GET"),
@@ -112,6 +112,21 @@ def render_config(workdir: Path, port: int) -> str:
         _fixed("/json/v1/chat/completions", "application/json", completion_body(), "POST"),
         _fixed("/sse/v1/chat/completions", "text/event-stream", stream_body(), "POST"),
     ]
+    return _server_config(workdir, port, "".join(locations))
+
+
+def _not_found() -> str:
+    body = orjson.dumps({"error": {"message": "no such route", "type": "not_found", "code": "not_found"}})
+    return (
+        "        location / {\n"
+        "            default_type application/json;\n"
+        f"            return 404 {_quoted(body)};\n"
+        "        }\n"
+    )
+
+
+def _server_config(workdir: Path, port: int, locations: str) -> str:
+    """One worker, loopback only, no access log, files under ``workdir``; anything else answers 404."""
     user = "user root;\n" if os.geteuid() == 0 else ""
     temp = "".join(
         f"    {kind}_temp_path {workdir}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -129,13 +144,28 @@ def render_config(workdir: Path, port: int) -> str:
         "    keepalive_timeout 75s;\n"
         f"{temp}"
         "    server {\n"
-        f"        listen 127.0.0.1:{port} backlog=4096;\n" + "".join(locations) + "        location / {\n"
-        "            default_type application/json;\n"
-        f"            return 404 {_quoted(not_found)};\n"
-        "        }\n"
-        "    }\n"
+        f"        listen 127.0.0.1:{port} backlog=4096;\n" + locations + _not_found() + "    }\n"
         "}\n"
     )
+
+
+def render_ollama_front(workdir: Path, port: int, upstream: str, models: Sequence[str]) -> str:
+    """Ollama's shape in front of an OpenAI-compatible server: its model lists (``/api/tags``, every
+    model installed; ``/api/ps``, every model loaded) answered by nginx, ``/v1/`` passed to ``upstream``
+    (its ``/v1`` base URL), streams unbuffered."""
+    tags = [{"name": m, "model": m, "size": 1, "details": {"family": "llama"}} for m in models]
+    locations = (
+        _fixed("/api/tags", "application/json", orjson.dumps({"models": tags}), "GET")
+        + _fixed("/api/ps", "application/json", orjson.dumps({"models": [{"name": m} for m in models]}), "GET")
+        + "        location /v1/ {\n"
+        f"            proxy_pass {upstream.rstrip('/')}/;\n"
+        "            proxy_http_version 1.1;\n"
+        '            proxy_set_header Connection "";\n'
+        "            proxy_buffering off;\n"
+        "            proxy_read_timeout 300s;\n"
+        "        }\n"
+    )
+    return _server_config(workdir, port, locations)
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -168,15 +198,16 @@ def nginx_binary() -> str:
 
 
 @contextlib.contextmanager
-def nginx_upstream(timeout: float = 10.0) -> Iterator[NginxUrls]:
-    """Start nginx on a free loopback port; yield its URLs; stop it and remove its files on exit."""
+def running_nginx(render: Callable[[Path, int], str], timeout: float = 10.0) -> Iterator[tuple[str, Path]]:
+    """nginx with the config ``render(workdir, port)`` on a free loopback port; yields its root URL and
+    work directory; stops it and removes its files on exit."""
     binary = nginx_binary()
     with tempfile.TemporaryDirectory(prefix="lattice-nginx-") as tmp:
         workdir = Path(tmp)
         for attempt in range(3):  # another process may take the free port between probe and bind
             port = free_port()
             conf = workdir / "nginx.conf"
-            conf.write_text(render_config(workdir, port), encoding="utf-8")
+            conf.write_text(render(workdir, port), encoding="utf-8")
             proc = subprocess.Popen(
                 [binary, "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "error.log")],
                 stdin=subprocess.DEVNULL,
@@ -193,8 +224,25 @@ def nginx_upstream(timeout: float = 10.0) -> Iterator[NginxUrls]:
                         (workdir / "error.log").read_text(errors="replace") if (workdir / "error.log").exists() else ""
                     )
                     raise RuntimeError(f"nginx did not start: {log.strip()[-2000:]}") from None
-        root = f"http://127.0.0.1:{port}"
         try:
-            yield NginxUrls(root=root + "/v1", json=root + "/json/v1", sse=root + "/sse/v1", workdir=workdir)
+            yield f"http://127.0.0.1:{port}", workdir
         finally:
             stop(proc, signal.SIGQUIT)  # graceful: lets the worker finish and remove the pid file
+
+
+@contextlib.contextmanager
+def nginx_upstream(timeout: float = 10.0) -> Iterator[NginxUrls]:
+    """Start nginx on a free loopback port; yield its URLs; stop it and remove its files on exit."""
+    with running_nginx(render_config, timeout) as (root, workdir):
+        yield NginxUrls(root=root + "/v1", json=root + "/json/v1", sse=root + "/sse/v1", workdir=workdir)
+
+
+@contextlib.contextmanager
+def ollama_front(upstream: str, models: Sequence[str], timeout: float = 10.0) -> Iterator[str]:
+    """nginx speaking Ollama's model lists in front of the OpenAI-compatible ``upstream`` (see
+    ``render_ollama_front``); yields its root URL (Ollama's, without ``/v1``)."""
+    with running_nginx(lambda workdir, port: render_ollama_front(workdir, port, upstream, models), timeout) as (
+        root,
+        _,
+    ):
+        yield root

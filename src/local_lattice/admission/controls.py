@@ -23,6 +23,9 @@ MAX_WAIT_CEILING_SEC = 3600.0  # a queue place is memory and a socket; nobody ne
 
 @dataclass(frozen=True, slots=True)
 class PriorityPolicy:
+    """The priorities a request may ask for (``queue.priority``, ``X-Lattice-Priority`` …): the
+    default and the bounds a priority is clamped to."""
+
     default: int = 0
     minimum: int = -10
     maximum: int = 10

@@ -30,6 +30,9 @@ EWMA_ALPHA = 0.3  # weight of the newest service time: recent enough to follow a
 
 
 class Scheduler:
+    """The admission decisions, pure: events (``arrive``, ``release``, ``cancel``, ``tick``) go in with
+    the time, decisions come out; no I/O, no clock and no tasks of its own (the owner applies them)."""
+
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self._queues: dict[str, ModelQueue] = {}

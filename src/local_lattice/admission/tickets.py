@@ -108,6 +108,9 @@ class Depths:
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
+    """Why a ticket was turned away and what the client is told: when to retry, the estimate behind it
+    and the queue depths it saw."""
+
     kind: RejectKind
     retry_after: int
     estimate: float
@@ -118,6 +121,8 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
+    """A ticket may run now, after ``waited`` seconds in its queue."""
+
     ticket_id: int
     waited: float
 
@@ -140,6 +145,8 @@ class Expire:
 
 @dataclass(frozen=True, slots=True)
 class Cancelled:
+    """A waiting ticket left its queue (its client went away or gave up)."""
+
     ticket_id: int
 
 

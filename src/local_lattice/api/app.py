@@ -27,15 +27,15 @@ from local_lattice.api import (
     routes_routing,
     routes_swarm,
 )
+from local_lattice.api import routes_dashboard as dashboard
 from local_lattice.api import routes_openai as r
 from local_lattice.api.guard import Guard
 from local_lattice.api.lifeline import Lifeline, deadline_error
 from local_lattice.api.middleware import FrontDoor
 from local_lattice.api.route_table import RouteSpec, generating_paths, public_paths
 from local_lattice.api.sse import SSEResponse
-from local_lattice.backends.base import Backend, LoadProgress
+from local_lattice.backends.base import Backend
 from local_lattice.config import Config
-from local_lattice.dashboard import routes as dashboard
 from local_lattice.engines.defaults import with_default_backends
 from local_lattice.errors import ClientClosedRequest, LatticeError, NotFound
 from local_lattice.gateway import Gateway
@@ -43,6 +43,7 @@ from local_lattice.security.cors import CorsPolicy
 from local_lattice.security.keys import KeyRing
 from local_lattice.security.limits import Limiter
 from local_lattice.security.redact import Redactor
+from local_lattice.types import LoadProgress
 
 log = logging.getLogger("lattice.api")
 

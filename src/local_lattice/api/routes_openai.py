@@ -19,6 +19,7 @@ from local_lattice.api.sse import SSEResponse, chat_failure, sse_bytes
 from local_lattice.backends.base import Backend
 from local_lattice.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from local_lattice.protocol.outputs import ChatCompletion, EmbeddingList, Health, ModelList, TextCompletion
+from local_lattice.protocol.swarm import DEPRECATED, META_MODELS
 from local_lattice.types import BackendHealth, Endpoint
 
 _MODELS: dict[str, type[BaseModel]] = {
@@ -99,8 +100,7 @@ async def healthz(request: Request) -> Response:
     if not request.scope["state"].get("authenticated", False):
         return json_response({"status": status, "ok": ok}, status=200 if ok else 503)
     backends = {n: {"ok": r.ok, "detail": r.detail, **r.extra} for n, r in zip(names, results, strict=True)}
-    meta = routes_swarm.META_MODELS
-    aliases = {name: (intent, name in routes_swarm.DEPRECATED) for name, (intent, _) in meta.items()}
+    aliases = {name: (intent, name in DEPRECATED) for name, (intent, _) in META_MODELS.items()}
     state = original_state.health_state(gateway, await gateway.inventory.snapshot(), ok, aliases)
     admission = {**gateway.admission.snapshot(), **original_state.admission_state(gateway)}
     body = {"status": status, "backends": backends, **state, "admission": admission}

@@ -17,19 +17,8 @@ from local_lattice.api.payload import json_response
 from local_lattice.api.route_table import UPSTREAM_ERRORS, RouteSpec
 from local_lattice.api.sse import SSEResponse
 from local_lattice.errors import BackendUnavailable
-from local_lattice.protocol.swarm import DebateRequest, PipelineRequest, SwarmRequest
+from local_lattice.protocol.swarm import META_MODELS, DebateRequest, PipelineRequest, SwarmRequest
 from local_lattice.types import JSONObject
-
-# Chat meta-model names (matched case-insensitively) -> (intent, canonical name).
-META_MODELS = {
-    "swarmcouncil": ("council", "swarmCouncil"),
-    "swarmvote": ("council", "swarmCouncil"),
-    "swarm/vote": ("council", "swarmCouncil"),
-    "swarmintelligence": ("council", "swarmCouncil"),
-    "swarm/fanout": ("fanout", "swarm/fanout"),
-    "swarm/pipeline": ("pipeline", "swarm/pipeline"),
-}
-DEPRECATED = {"swarmintelligence"}
 
 
 def _refuse_in_grab_mode(request: Request) -> None:

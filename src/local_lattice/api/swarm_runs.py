@@ -19,14 +19,13 @@ from local_lattice.admission import QueueContext
 from local_lattice.api.dispatch import gateway_of
 from local_lattice.api.lifeline import Lifeline
 from local_lattice.api.payload import json_response, read_json, validate
-from local_lattice.api.routes_swarm import DEPRECATED, META_MODELS
 from local_lattice.api.sse import SSEResponse, sse_bytes
 from local_lattice.errors import InvalidRequest, LatticeError, ModelNotFound
 from local_lattice.gateway import Gateway
 from local_lattice.observability.observer import Observer
 from local_lattice.observability.record import RequestRecord
 from local_lattice.protocol.openai import whole_number
-from local_lattice.protocol.swarm import DebateRequest, PipelineRequest, SwarmRequest
+from local_lattice.protocol.swarm import DEPRECATED, META_MODELS, DebateRequest, PipelineRequest, SwarmRequest
 from local_lattice.swarm.debate import DebatePlan, run_debate
 from local_lattice.swarm.outcome import SwarmOutcome, header_list
 from local_lattice.swarm.pipeline import parse_steps, run_pipeline

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from local_lattice.types import BackendHealth, BackendRequest, BackendResponse, ChunkStream, ModelInfo
+from local_lattice.types import BackendHealth, BackendRequest, BackendResponse, ChunkStream, LoadProgress, ModelInfo
 
 
 @runtime_checkable
@@ -45,16 +45,6 @@ class ModelLoader(Protocol):
     async def unload(self, model: str) -> bool:
         """Unload now (True) or as soon as in-flight work ends (False: deferred)."""
         ...
-
-
-class LoadProgress(Protocol):
-    """Told about each model a backend loads before serving (the CLI shows it as progress)."""
-
-    def loading(self, model: str) -> None: ...
-
-    def loaded(self, model: str, seconds: float) -> None: ...
-
-    def failed(self, model: str, message: str) -> None: ...
 
 
 @runtime_checkable

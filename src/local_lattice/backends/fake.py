@@ -28,6 +28,9 @@ from local_lattice.types import (
 
 @dataclass
 class FakeBackend:
+    """A ``Backend`` in memory for unit tests: answers with ``reply`` (or ``script``), streams it word
+    by word, fails with ``fail_with``, waits ``delay``/``token_delay``, and records what it saw."""
+
     name: str
     model_list: list[ModelInfo] = field(default_factory=list)
     reply: str = "hello from fake"

@@ -29,8 +29,9 @@ client offers; this module is that part:
 
 It does not follow redirects, keep cookies, use proxies or speak HTTP/2 (origins that need those
 get ``httpx_upstream.HttpxUpstream``; ``upstream.py`` chooses). Its failures are its own
-small family (``ConnectFailed``, ``Disconnected``, ``ProtocolFailure``, ``TimeoutError``); the
-backend translates them into ``local_lattice.errors`` in one place.
+small family (``transport_errors``: ``ConnectFailed``, ``Disconnected``, ``ProtocolFailure``, and
+``TimeoutError``); the backend translates them into ``local_lattice.errors`` in one place. How a body
+is decoded and cut into lines is ``answer_body``'s, shared with the httpx transport.
 """
 
 from __future__ import annotations
@@ -38,44 +39,20 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-import zlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
 
+from local_lattice.backends.answer_body import ContentDecoder, line_groups
+from local_lattice.backends.transport_errors import AnswerTooLarge, ConnectFailed, Disconnected, ProtocolFailure
+
 _HIGH_WATER = 1 << 16  # body bytes buffered before reading pauses
 _LOW_WATER = 1 << 14
 _MAX_HEAD = 1 << 16  # header bytes an answer may have (aiohttp allows 8 KiB a line)
-_DECODE_BLOCK = 1 << 18  # compressed bodies are inflated at most this much at a time
 MAX_ANSWER_BYTES = 64 << 20  # the default bound of an answer's body, received and decoded
-
-
-class HTTPFailure(Exception):
-    """Base of this client's own failures."""
-
-
-class ConnectFailed(HTTPFailure):
-    """No connection could be made (refused, unknown host, TLS handshake failed)."""
-
-
-class Disconnected(HTTPFailure):
-    """The server closed the connection before its answer was complete; ``answering`` says whether
-    its status line and headers had arrived (it broke off) or not (it closed unanswered)."""
-
-    def __init__(self, message: str, *, answering: bool = False) -> None:
-        super().__init__(message)
-        self.answering = answering
-
-
-class ProtocolFailure(HTTPFailure):
-    """The server's bytes are not an HTTP/1.1 answer this client can read."""
-
-
-class AnswerTooLarge(ProtocolFailure):
-    """The answer's body, as received or as decoded, is larger than the pool allows."""
 
 
 class Origin:
@@ -324,7 +301,7 @@ class Response:
 
     async def pieces(self) -> AsyncIterator[bytes]:
         """The body in the pieces it arrives in (decoded when compressed: in blocks of at most
-        ``_DECODE_BLOCK`` bytes)."""
+        ``answer_body.DECODE_BLOCK`` bytes)."""
         conn = self._conn
         if conn is None:
             return
@@ -369,68 +346,6 @@ class Response:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-async def line_groups(pieces: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
-    """The lines each arriving piece completes, together (a line split across pieces comes with
-    the piece that ends it). Lines that arrived together can be handled together. A line's pieces
-    are kept in a list until it ends (joined once: a long line costs no copying per piece); the
-    body's bound bounds it."""
-    rest: list[bytes] = []
-    async for piece in pieces:
-        if b"\n" not in piece:
-            rest.append(piece)
-            continue
-        if rest:
-            rest.append(piece)
-            piece = b"".join(rest)
-        *whole, last = piece.split(b"\n")
-        rest = [last] if last else []
-        yield [line + b"\n" for line in whole]
-    if rest:
-        yield [b"".join(rest)]
-
-
-class ContentDecoder:
-    """Undoes a gzip or deflate content coding a block of ``_DECODE_BLOCK`` bytes at a time, so
-    a compression bomb is refused (``AnswerTooLarge`` past ``limit`` decoded bytes) without being
-    inflated whole."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib-wrapped deflate
-        self._compressed = False  # any compressed byte arrived
-        self._decoded = 0
-
-    @classmethod
-    def for_coding(cls, coding: str, limit: int) -> ContentDecoder | None:
-        """A decoder for a Content-Encoding value, or None for an identity (or unknown) one."""
-        return cls(limit) if coding.strip().lower() in {"gzip", "deflate", "x-gzip"} else None
-
-    def decode(self, piece: bytes) -> Iterator[bytes]:
-        self._compressed = self._compressed or bool(piece)
-        while piece:
-            try:
-                block = self._zlib.decompress(piece, _DECODE_BLOCK)
-            except zlib.error as exc:
-                raise ProtocolFailure(f"the upstream's compressed body does not decode: {exc}") from exc
-            self._count(len(block))
-            piece = self._zlib.unconsumed_tail
-            if block:
-                yield block
-
-    def rest(self) -> bytes:
-        """The last bytes; zlib says nothing of a stream cut short, so its end is checked."""
-        rest = self._zlib.flush()
-        if self._compressed and not self._zlib.eof:
-            raise ProtocolFailure("the upstream's compressed body ends before its compressed stream does")
-        self._count(len(rest))
-        return rest
-
-    def _count(self, size: int) -> None:
-        self._decoded += size
-        if self._decoded > self.limit:
-            raise AnswerTooLarge(f"the upstream's answer decompresses to more than {self.limit} bytes")
 
 
 def _write_unless_closed(transport: asyncio.WriteTransport, message: bytes) -> None:

@@ -3,7 +3,7 @@ proxy (HTTP CONNECT for https origins) and remote https origins, where it speaks
 origin offers it (ALPN; HTTP/1.1 otherwise).
 
 It keeps what the own client promises: the body is read raw and decoded here by
-``http1.ContentDecoder`` within the backend's bounds (httpx never inflates a body whole), the
+``answer_body.ContentDecoder`` within the backend's bounds (httpx never inflates a body whole), the
 call's time limit ``within`` bounds the whole call, the system trust store verifies certificates
 (as ``ssl.create_default_context()`` does for the own client, ``SSL_CERT_FILE`` included), no
 cookies are kept (one client serves every caller), no redirects are followed. httpx's exceptions
@@ -23,14 +23,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from local_lattice.backends.http1 import (
-    AnswerTooLarge,
-    ConnectFailed,
-    ContentDecoder,
-    Disconnected,
-    ProtocolFailure,
-    line_groups,
-)
+from local_lattice.backends.answer_body import ContentDecoder, line_groups
+from local_lattice.backends.transport_errors import AnswerTooLarge, ConnectFailed, Disconnected, ProtocolFailure
 
 T = TypeVar("T")
 

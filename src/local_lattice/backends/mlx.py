@@ -25,6 +25,8 @@ _DEFAULT_CONTEXT = 4096
 
 
 class MLXModel:
+    """A loaded MLX model and its tokenizer."""
+
     def __init__(self, model: Any, tokenizer: Any) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -40,6 +42,8 @@ def _context_length(model: LocalModel, cap: int) -> int:
 
 
 class MLXBackend(EngineBackend[MLXModel]):
+    """The in-process MLX engine (``type = "mlx"``): MLX folders run by ``mlx_lm`` on one resident thread."""
+
     format = "mlx"
     engine = "mlx"
 

@@ -11,6 +11,9 @@ from local_lattice.types import BackendRequest, ModelInfo, ModelKind
 
 
 class OllamaBackend(OpenAIBackend):
+    """An Ollama server (``type = "ollama"``): calls through its ``/v1``, models from ``/api/tags`` and
+    ``/api/ps``, ``keep_alive`` added when the client sends none."""
+
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         self.root = config.url.removesuffix("/v1")

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from local_lattice.backends.event_stream import EventStream, error_message, usage_of
-from local_lattice.backends.http1 import AnswerTooLarge, ConnectFailed, Disconnected, HTTPFailure
+from local_lattice.backends.transport_errors import AnswerTooLarge, ConnectFailed, Disconnected, HTTPFailure
 from local_lattice.backends.upstream import Upstream, open_upstream
 from local_lattice.config import BackendConfig
 from local_lattice.errors import (

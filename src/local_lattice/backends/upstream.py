@@ -11,7 +11,7 @@ Two transports satisfy it:
   when the origin offers it.
 
 Both bound an answer's body (received and decoded), keep the call's time limit (``within``, the
-one time limit of an upstream call) and fail with the ``http1`` failure family, which each backend
+one time limit of an upstream call) and fail with the ``transport_errors`` family, which each backend
 maps to ``local_lattice.errors`` in one place. Unit tests of the backends use a fake upstream.
 """
 

@@ -19,6 +19,9 @@ from local_lattice.types import BackendRequest, BackendResponse, ChunkStream, St
 
 
 class Billing:
+    """Prices the answers of priced backends and keeps their daily budgets: a spent budget refuses the
+    call before it is made (429 ``budget_exceeded`` until midnight UTC)."""
+
     def __init__(self, prices: PriceBook, budget: BudgetLedger) -> None:
         self.prices = prices
         self.budget = budget

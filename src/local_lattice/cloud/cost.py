@@ -17,6 +17,8 @@ from local_lattice.types import Usage
 
 @dataclass(frozen=True, slots=True)
 class TokenPrice:
+    """US dollars per million input and output tokens."""
+
     input_usd_per_mtok: float = 0.0
     output_usd_per_mtok: float = 0.0
 
@@ -28,6 +30,8 @@ class TokenPrice:
 
 @dataclass(frozen=True, slots=True)
 class PriceBook:
+    """The prices of the config: per model (profiles) before per backend."""
+
     by_backend: dict[str, TokenPrice] = field(default_factory=dict)
     by_model: dict[str, TokenPrice] = field(default_factory=dict)
 
@@ -55,6 +59,8 @@ def utc_today() -> dt.date:
 
 @dataclass
 class BudgetLedger:
+    """What each budgeted backend spent today (UTC); a new day starts from nothing."""
+
     limits: dict[str, float]
     today: Callable[[], dt.date] = utc_today
     _day: dt.date | None = None

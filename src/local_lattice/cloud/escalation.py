@@ -35,6 +35,8 @@ _SYMBOLS = re.compile(r"[{}();=<>\[\]]")
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
+    """When a chat request counts as a big task (words, characters, bullets, step markers)."""
+
     words: int = 80
     chars: int = 500
     bullets: int = 4
@@ -95,6 +97,8 @@ def task_text(body: JSONObject) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Target:
+    """The cloud model escalation sends requests to."""
+
     backend: str
     model: str
 
@@ -104,6 +108,9 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
+    """The escalation settings of a config: when requests go to the cloud target (a big task, a local
+    model that would reject, a local failure) and which target that is."""
+
     auto_route: bool = False
     spill_on_reject: bool = False
     fallback_on_failure: bool = False

@@ -34,6 +34,8 @@ class CloudEntry:
 
 @dataclass(frozen=True, slots=True)
 class CloudDirectory:
+    """The cloud backends of a config, found by provider or backend name."""
+
     entries: tuple[CloudEntry, ...] = ()
     litellm_prefix: bool = True  # read litellm/<provider>/<model> (ENABLE_LITELLM_PREFIX_ROUTING)
 

@@ -17,6 +17,8 @@ class GatewayUnreachable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Reply:
+    """One answer of the gateway to the console: status, headers, decoded body and time taken."""
+
     status: int
     headers: dict[str, str]
     body: Any
@@ -31,6 +33,8 @@ class Reply:
 
 
 class GatewayClient:
+    """The console commands' small HTTP client for a running gateway (with its key, if any)."""
+
     def __init__(self, url: str, api_key: str | None = None, timeout: float = 300.0) -> None:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}

@@ -31,6 +31,8 @@ ENGINES = (("llama_cpp", "llamacpp", "GGUF models in-process"), ("mlx_lm", "mlx"
 
 @dataclass(frozen=True, slots=True)
 class Finding:
+    """One result of ``lattice doctor``: the check, how bad it is, what was found and how to fix it."""
+
     check: str
     level: Level
     detail: str

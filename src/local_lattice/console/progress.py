@@ -1,5 +1,5 @@
 """Model loading shown while the gateway starts: a spinner with the elapsed time per model on a
-terminal, one plain line per model elsewhere (logs, CI). Implements ``backends.base.LoadProgress``."""
+terminal, one plain line per model elsewhere (logs, CI). Implements ``types.LoadProgress``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from rich.status import Status
 
 
 class LoadProgressDisplay:
+    """Shows model loading on the terminal (a spinner) or as plain lines elsewhere (logs, CI)."""
+
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
         self._status: Status | None = None

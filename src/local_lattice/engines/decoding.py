@@ -25,6 +25,8 @@ from local_lattice.engines.structured import Shape
 
 @dataclass(frozen=True, slots=True)
 class Delta:
+    """One step of a generation: new text, the token counts so far, and the finish reason at the end."""
+
     text: str
     prompt_tokens: int
     completion_tokens: int

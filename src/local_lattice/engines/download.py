@@ -27,6 +27,8 @@ class DownloadError(Exception):
 
 @dataclass(frozen=True)
 class PullTarget:
+    """A model to fetch: a hub repository and, for GGUF, the one file in it."""
+
     repo: str
     filename: str | None
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from local_lattice.backends.base import LoadProgress
 from local_lattice.config import BackendConfig, EngineConfig
 from local_lattice.engines.answers import ChunkWriter, new_id, tool_call, whole
 from local_lattice.engines.calls import EnvelopeReader
@@ -40,6 +39,7 @@ from local_lattice.types import (
     BackendResponse,
     ChunkStream,
     JSONObject,
+    LoadProgress,
     ModelInfo,
     StreamChunk,
     Usage,

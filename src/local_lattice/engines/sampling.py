@@ -18,6 +18,8 @@ DEFAULT_TOP_P = 0.95
 
 @dataclass(frozen=True, slots=True)
 class Sampling:
+    """The sampling settings of one engine call, read from the request with the config's defaults."""
+
     max_tokens: int
     temperature: float
     top_p: float

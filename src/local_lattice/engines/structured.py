@@ -31,6 +31,8 @@ CALL_OPEN = "<tool_call>"  # the tag many chat models put before a call; a text 
 
 @dataclass(frozen=True, slots=True)
 class Function:
+    """One tool of a request, as the engines' tool calling needs it."""
+
     name: str
     description: str
     parameters: JSONObject

@@ -20,6 +20,8 @@ _Job = tuple[Future[Any], Callable[[], Any]]
 
 
 class ResidentThreadExecutor(Executor):
+    """An ``Executor`` with one daemon thread that is never joined (see the module's docstring)."""
+
     def __init__(self, name: str) -> None:
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._closed = False

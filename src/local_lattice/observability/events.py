@@ -38,6 +38,8 @@ def percentile(values: list[float], q: float) -> float | None:
 
 @dataclass(slots=True)
 class Bucket:
+    """One fixed-width time slot of the dashboard's series: counts, sampled latencies, queue depth."""
+
     index: int
     requests: int = 0
     errors: int = 0

@@ -15,6 +15,8 @@ Loop = asyncio.AbstractEventLoop
 
 
 class Later:
+    """A run of ``run`` scheduled once, ``delay`` seconds after the first item asks (see the module)."""
+
     def __init__(self, run: Callable[[Loop], None], delay: float) -> None:
         self.run = run
         self.delay = delay

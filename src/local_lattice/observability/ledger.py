@@ -221,6 +221,8 @@ class Ledger:
 
 @dataclass(frozen=True, slots=True)
 class UsageRow:
+    """One line of the usage summary: a key's requests, tokens, latency and cost for one model."""
+
     key_name: str
     model: str
     requests: int

@@ -165,6 +165,8 @@ class FleetCollector(Collector):
 
 
 class Metrics:
+    """The Prometheus series of one gateway, in a registry of its own (``/metrics`` renders it)."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry

@@ -34,6 +34,11 @@ PASS_CHUNK = 16  # requests fed per loop turn in a scheduled pass
 
 
 class Observer:
+    """Where every request is recorded: ``begin`` opens its record, ``routed`` and ``finish`` complete
+    it. A finished record goes to the dashboard's ring, the ledger and tracing at once, and to the
+    metrics, the chart series and the timing log in one pass a moment later (``flush`` before a
+    read). It also keeps the totals ``/healthz`` and the dashboard show."""
+
     def __init__(self, config: Config, *, tracing: Tracing | None = None) -> None:
         obs, dash = config.observability, config.dashboard
         self.metrics = Metrics()

@@ -16,6 +16,8 @@ from local_lattice.observability.timing import Timings
 
 @dataclass(slots=True)
 class RequestRecord:
+    """What is known of one request, filled in as it goes: route, key, models, tokens, timings, status."""
+
     request_id: str
     route: str
     timings: Timings
@@ -103,6 +105,8 @@ class RequestRecord:
 
 @dataclass(frozen=True, slots=True)
 class SwarmCandidate:
+    """One model's part in a swarm run, as the dashboard shows it."""
+
     model: str
     ok: bool
     latency: float

@@ -22,6 +22,8 @@ def ms(seconds: float) -> str:
 
 @dataclass(slots=True)
 class Timings:
+    """Where one request's time went (resolve, queue, upstream), for the timing headers and log line."""
+
     started: float
     resolve: float = 0.0
     queue: float = 0.0

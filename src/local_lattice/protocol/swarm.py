@@ -1,4 +1,5 @@
-"""Wire models of the swarm routes' bodies, for validation of their shape and for /openapi.json.
+"""Wire models of the swarm routes' bodies, for validation of their shape and for /openapi.json, and
+the chat model names that mean a swarm.
 
 Unknown fields pass through to every agent (sampling fields, vendor fields); what a spec or
 sentinel means is the swarm layer's business.
@@ -29,6 +30,17 @@ STRATEGIES = tuple(name for name in get_args(StrategyName) if name not in STRATE
 # One spec: something besides blanks. A comma-separated list: at least one spec between the commas.
 Spec = Annotated[str, Field(pattern=r"\S")]
 SpecList = Annotated[str, Field(pattern=r"[^\s,]", description="Specs separated by commas, or a sentinel.")]
+
+# Chat meta-model names (matched case-insensitively) -> (intent, canonical name).
+META_MODELS = {
+    "swarmcouncil": ("council", "swarmCouncil"),
+    "swarmvote": ("council", "swarmCouncil"),
+    "swarm/vote": ("council", "swarmCouncil"),
+    "swarmintelligence": ("council", "swarmCouncil"),
+    "swarm/fanout": ("fanout", "swarm/fanout"),
+    "swarm/pipeline": ("pipeline", "swarm/pipeline"),
+}
+DEPRECATED = {"swarmintelligence"}
 
 
 class _SwarmModel(OpenAIBaseModel):

@@ -22,6 +22,8 @@ FAST_MEMORY_GB = 10.0
 
 @dataclass(frozen=True, slots=True)
 class Hints:
+    """What the request itself says it needs (vision, a long context, speed, tools, JSON mode)."""
+
     needs_vision: bool = False
     min_context_window: int = 0
     prefers_fast: bool = False

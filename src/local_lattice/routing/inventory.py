@@ -18,6 +18,8 @@ from local_lattice.types import ModelInfo
 
 @dataclass(frozen=True, slots=True)
 class InventorySnapshot:
+    """The models every backend listed at ``taken_at``, and the errors of those that failed."""
+
     models: tuple[ModelInfo, ...]
     errors: Mapping[str, str] = field(default_factory=dict)
     taken_at: float = 0.0
@@ -27,6 +29,8 @@ class InventorySnapshot:
 
 
 class Inventory:
+    """The backends' model lists, gathered concurrently and cached ``ttl`` seconds (see the module)."""
+
     def __init__(self, backends: Mapping[str, Backend], ttl: float = 2.0) -> None:
         self.backends = backends
         self.ttl = ttl

@@ -21,6 +21,8 @@ from local_lattice.types import ModelInfo
 
 @dataclass(frozen=True, slots=True)
 class ModelRow:
+    """One model as ``/v1/models`` and the routing listing show it: roles and profile facts."""
+
     model: ModelInfo
     roles: tuple[str, ...]
     context_window: int

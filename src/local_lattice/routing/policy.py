@@ -18,6 +18,9 @@ from local_lattice.routing.roles import Roles, load_roles
 
 @dataclass(frozen=True, slots=True)
 class RoutingPolicy:
+    """The routing settings of a config in the form the resolver reads: roles, profiles, placeholders,
+    the default model and what to do when a model is missing or not loaded."""
+
     roles: Roles = field(default_factory=Roles)
     profiles: ProfileBook = field(default_factory=ProfileBook)
     placeholders: frozenset[str] = field(default_factory=lambda: placeholders(None))

@@ -33,6 +33,8 @@ FIELDS = (*_INT, *_FLOAT, *_BOOL, "latency_tier")
 
 @dataclass(frozen=True, slots=True)
 class Profile:
+    """What the gateway assumes of a model: context window, token limits, sampling defaults, abilities."""
+
     context_window: int = 131072
     default_max_tokens: int = 1024
     max_tokens_ceiling: int = 16384

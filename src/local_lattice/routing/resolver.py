@@ -37,6 +37,9 @@ _HEALTHY = BackendStatus(order=1 << 30)
 
 @dataclass(frozen=True, slots=True)
 class Resolution:
+    """The resolver's answer: candidate models in the order to try them (``chosen`` first), with the
+    explanation and notes of how it got there, the spec as requested and the hints it used."""
+
     candidates: tuple[ModelInfo, ...]
     explanation: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)

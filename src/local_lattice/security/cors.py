@@ -18,6 +18,8 @@ Headers = list[tuple[bytes, bytes]]
 
 
 class CorsPolicy:
+    """The allowed browser origins and the CORS headers of answers and preflights."""
+
     def __init__(self, origins: Sequence[str], allow_credentials: bool = False) -> None:
         self.any_origin = "*" in origins
         self.origins = frozenset(o.rstrip("/").encode() for o in origins if o != "*")

@@ -31,6 +31,8 @@ CONCURRENCY_RETRY_SECONDS = 1.0
 
 @dataclass(slots=True)
 class TokenBucket:
+    """A budget that refills at ``rate`` per second up to ``capacity``."""
+
     capacity: float
     rate: float  # units per second
     level: float
@@ -90,6 +92,9 @@ def _active(limits: RateLimits) -> bool:
 
 
 class Limiter:
+    """Rate limits per key and per client address (requests and tokens per minute), with per-key
+    overrides; the least recently seen clients are forgotten past ``max_clients``."""
+
     def __init__(
         self,
         per_key: RateLimits,

@@ -1,9 +1,9 @@
 """Redaction of secrets from text the gateway writes: logs, error messages, anything rendered.
 
-Patterns catch the usual shapes (``sk-…`` keys, ``Bearer …`` tokens, ``x-api-key: …`` and key-like
-query parameters); a ``Redactor`` also knows the literal keys of this deployment (client keys and
-the backends' own keys). ``LogFilter`` applies it to every log record and stamps the record with the
-current request id, so a log format can print ``%(request_id)s``.
+The usual shapes (``sk-…`` keys, ``Bearer …`` tokens, ``x-api-key: …`` and key-like query
+parameters) are masked by ``local_lattice.masking.redact``; a ``Redactor`` also knows the literal
+keys of this deployment (client keys and the backends' own keys). ``LogFilter`` applies it to every
+log record (the request id is stamped by ``observability.logs.RequestIdFilter``).
 """
 
 from __future__ import annotations
@@ -12,29 +12,10 @@ import logging
 import re
 from collections.abc import Iterable
 
-MASK = "***"
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"), "sk-" + MASK),
-    (re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+"), r"\1" + MASK),
-    (re.compile(r"(?i)\b(x-api-key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;]+"), r"\1" + MASK),
-    (re.compile(r"(?i)\b((?:api[_-]?key|access_token|key|token)=)[^&\s\"']+"), r"\1" + MASK),
-)
-# Every pattern needs one of these in the lower-cased text (``re.IGNORECASE`` also matches U+0130, U+0131
-# and U+017F to ``i``/``s``, which ``str.lower`` does not map: no trigger contains those letters), so
-# text without any is returned untouched without running the patterns, which cost ~40 µs a line.
-_TRIGGERS = ("sk-", "bearer", "key", "token=")
+from local_lattice.masking import MASK, redact
+
 # Very short "keys" would mask ordinary words; such keys are refused nowhere but redacted by shape only.
 _MIN_LITERAL = 6
-
-
-def redact(text: str) -> str:
-    """``text`` with key-shaped substrings masked."""
-    lowered = text.lower()
-    if not any(trigger in lowered for trigger in _TRIGGERS):
-        return text
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
 
 
 class Redactor:

@@ -21,6 +21,8 @@ GRADERS = ("substring", "exact", "regex", "llm_judge")
 
 @dataclass(frozen=True, slots=True)
 class EvalRow:
+    """One question of an evaluation set: the prompt, what a right answer contains, how to grade it."""
+
     id: str
     prompt: str
     expected: str | None = None
@@ -30,6 +32,8 @@ class EvalRow:
 
 @dataclass(slots=True)
 class EvalResult:
+    """How one method answered one question: correct or not, the time and the answer."""
+
     id: str
     method: str
     correct: bool | None

@@ -55,6 +55,8 @@ class Ballot:
 
 @dataclass(slots=True)
 class Verdict:
+    """The judge's pick among the candidates, its reasons, and how it was reached."""
+
     index: int
     rationale: str
     fallback_reason: str | None = None

@@ -30,6 +30,9 @@ def header_list(items: Iterable[str]) -> str:
 
 @dataclass(slots=True)
 class SwarmOutcome:
+    """A finished swarm run: the winner and its text, every candidate and extra call, and what the
+    answer's body and headers say of them."""
+
     strategy: str
     winner: Candidate | None
     text: str

@@ -23,6 +23,8 @@ _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.\-]+)\s*\}\}")
 
 @dataclass(frozen=True, slots=True)
 class Step:
+    """One step of a pipeline: its name, the agent that runs it and its prompt templates."""
+
     name: str
     agent: AgentSpec
     system: str | None = None

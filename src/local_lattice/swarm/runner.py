@@ -35,6 +35,8 @@ Admit = Callable[[CallContext, ModelInfo], AbstractAsyncContextManager[None]]
 
 
 class RoutedModel(Protocol):
+    """What the runner needs of a routed model: its backend and model."""
+
     @property
     def backend(self) -> Backend: ...
 
@@ -111,6 +113,9 @@ def delta_text(payload: bytes) -> str:
 
 
 class SwarmRunner:
+    """Runs the calls of a swarm over routed backends, each within its time budget and admission,
+    and reports each as a ``Candidate``; a failed call is a failed candidate, never an exception."""
+
     def __init__(
         self,
         router: Router,

@@ -39,6 +39,8 @@ class LiveText:
 
 
 class ChunkMaker:
+    """Builds the chat chunks of one streamed swarm answer (one id, one creation time)."""
+
     def __init__(self) -> None:
         self.id = f"chatcmpl-swarm-{uuid.uuid4().hex[:16]}"
         self.created = int(time.time())

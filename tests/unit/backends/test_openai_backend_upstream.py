@@ -6,8 +6,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from local_lattice.backends.http1 import AnswerTooLarge, ConnectFailed, Disconnected, ProtocolFailure
 from local_lattice.backends.openai_compat import OpenAIBackend
+from local_lattice.backends.transport_errors import AnswerTooLarge, ConnectFailed, Disconnected, ProtocolFailure
 from local_lattice.config import BackendConfig
 from local_lattice.errors import BackendUnavailable, LatticeError, UpstreamError
 from local_lattice.types import BackendRequest

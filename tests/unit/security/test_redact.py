@@ -7,7 +7,8 @@ import logging
 import pytest
 
 from local_lattice.errors import UpstreamError
-from local_lattice.security.redact import LogFilter, Redactor, redact
+from local_lattice.masking import redact
+from local_lattice.security.redact import LogFilter, Redactor
 
 
 @pytest.mark.parametrize(
@@ -69,7 +70,7 @@ def test_log_filter_masks_keys_in_messages_and_tracebacks(caplog: pytest.LogCapt
     ],
 )
 def test_the_fast_path_never_changes_what_the_patterns_mask(text: str) -> None:
-    from local_lattice.security import redact as module
+    from local_lattice import masking as module
 
     slow = text
     for pattern, replacement in module._PATTERNS:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from local_lattice import heap
+from local_lattice import gc_settings
 
 
 @pytest.fixture
@@ -23,6 +23,6 @@ def test_settle_freezes_the_heap_and_raises_the_young_threshold() -> None:
     gc.unfreeze()
     older = gc.get_threshold()[1:]
     kept = [object() for _ in range(10)]  # noqa: F841 - alive across the freeze
-    heap.settle()
+    gc_settings.settle()
     assert gc.get_freeze_count() > 0
-    assert gc.get_threshold() == (heap.YOUNG_THRESHOLD, *older)
+    assert gc.get_threshold() == (gc_settings.YOUNG_THRESHOLD, *older)
