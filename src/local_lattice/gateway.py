@@ -62,6 +62,8 @@ class Gateway:
         self.backends = dict(backends)
         self.inventory = Inventory(self.backends)
         self.policy = build_policy(config)
+        # One item of a list naming a cloud: a miss moves on to the next item instead of falling back.
+        self.item_policy = replace(self.policy, on_model_miss="error")
         routing = config.routing
         self.tracker = BackendTracker(routing.failure_threshold, routing.cooldown_seconds)
         self._indexes: tuple[InventorySnapshot | None, dict[ModelKind, ModelIndex]] = (None, {})
@@ -125,15 +127,10 @@ class Gateway:
         # The backends' live status only matters to order copies of an id, or to skip cooling ones.
         tracker = self.tracker
         live = index.any_copies or tracker.cooling_until
-        local = partial(
-            resolve,
-            policy=self.policy,
-            hints=hints,
-            backends=tracker.status(list(self.backends)) if live else None,
-            runtime_default=self.runtime_default,
-            index=index,
-        )
-        resolution = resolve_with_cloud(spec, snapshot.models, kind, self.cloud, local)  # the index decides
+        status = tracker.status(list(self.backends)) if live else None
+        found = partial(resolve, hints=hints, backends=status, runtime_default=self.runtime_default, index=index)
+        local, item = partial(found, policy=self.policy), partial(found, policy=self.item_policy)
+        resolution = resolve_with_cloud(spec, snapshot.models, kind, self.cloud, local, item)  # the index decides
         chosen = resolution.chosen
         if (
             body is not None

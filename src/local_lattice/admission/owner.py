@@ -54,6 +54,7 @@ def rate_limited(rejection: Rejection) -> RateLimited:
         f"{message}; retry after {rejection.retry_after} s",
         retry_after=rejection.retry_after,
         kind=rejection.kind,
+        waited=rejection.waited,
         headers={
             "Retry-After": str(rejection.retry_after),
             "X-MLX-Retry-Jitter-Sec": jitter,

@@ -19,7 +19,7 @@ from local_lattice.admission import QueueContext
 from local_lattice.admission.tickets import Grant
 from local_lattice.api.middleware import header_dict
 from local_lattice.api.sse import SSEResponse, queued
-from local_lattice.errors import LatticeError
+from local_lattice.errors import LatticeError, RateLimited
 from local_lattice.gateway import Gateway, Routed
 from local_lattice.observability.record import RequestRecord
 from local_lattice.types import BackendResponse, ChunkStream, Endpoint, StreamChunk
@@ -96,12 +96,22 @@ def _admission_args(prepared: Prepared) -> tuple[str, str, QueueContext]:
     return prepared.routed.model.id, prepared.routed.model.backend, prepared.queue
 
 
+def _refused(prepared: Prepared, exc: LatticeError) -> None:
+    """A refusal after waiting in the queue: the record keeps the wait its 429 reports."""
+    if isinstance(exc, RateLimited) and exc.waited is not None:
+        prepared.record.timings.queue = exc.waited
+
+
 async def complete(prepared: Prepared) -> BackendResponse:
-    async with prepared.gateway.admission.admit(*_admission_args(prepared)) as grant:
-        prepared.record.timings.queue = grant.waited
-        mark = time.perf_counter()
-        routed, answer = await prepared.gateway.complete(prepared.routed, prepared.endpoint, prepared.body)
-        prepared.record.timings.upstream = time.perf_counter() - mark
+    try:
+        async with prepared.gateway.admission.admit(*_admission_args(prepared)) as grant:
+            prepared.record.timings.queue = grant.waited
+            mark = time.perf_counter()
+            routed, answer = await prepared.gateway.complete(prepared.routed, prepared.endpoint, prepared.body)
+            prepared.record.timings.upstream = time.perf_counter() - mark
+    except RateLimited as exc:
+        _refused(prepared, exc)
+        raise
     _after_call(prepared, routed)
     if answer.usage is not None:
         prepared.record.input_tokens = answer.usage.prompt_tokens
@@ -162,6 +172,12 @@ async def stream_reply(prepared: Prepared, frame: Framer, fail: Callable[[Lattic
     response starts now and shows the queue position until the slot comes (``sse.queued``).
     The slot is held until the response ends, finished or disconnected."""
     waiter = prepared.gateway.admission.enter(*_admission_args(prepared))
+
+    def failed(exc: LatticeError) -> bytes:
+        _refused(prepared, exc)
+        prepared.record.error_kind = exc.code or exc.type  # the client saw 200, then this error event
+        return fail(exc)
+
     if waiter.granted:
         try:
             first, stream = await open_stream(prepared)
@@ -177,7 +193,7 @@ async def stream_reply(prepared: Prepared, frame: Framer, fail: Callable[[Lattic
 
     prepared.headers["X-Model-Routed-To"] = prepared.routed.routed_to
     prepared.headers.update(prepared.record.timings.headers())
-    return stream_response(prepared, queued(waiter, start, fail), waiter.close)
+    return stream_response(prepared, queued(waiter, start, failed), waiter.close)
 
 
 def stream_response(
