@@ -55,6 +55,9 @@ class LlamaCppBackend(EngineBackend[LlamaModel]):
         workers = max(4, shared.engines.max_concurrent_models * 2 + 1)
         super().__init__(config, shared, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llamacpp"))
 
+    def device(self) -> str:
+        return "cpu"  # no layers are offloaded (llama.cpp's n_gpu_layers stays 0)
+
     def open_model(self, model: LocalModel) -> Loaded[LlamaModel]:
         llm = llama_cpp.Llama(
             model_path=str(model.path),
