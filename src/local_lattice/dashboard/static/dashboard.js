@@ -225,7 +225,8 @@
     const entries = Object.entries(s.roles || {});
     if (!entries.length) { replace($("roles"), el("dd", { class: "muted", text: "No roles configured." })); return; }
     replace($("roles"), ...entries.flatMap(([role, specs]) => [
-      el("dt", { class: "mono", text: "role:" + role }), el("dd", { text: specs.join(" → ") })]));
+      el("dt", { class: "mono", text: "role:" + role }),
+      el("dd", { text: specs.length ? specs.join(" → ") : "the first available model" })]));
   }
 
   function renderPreferences(s) {
