@@ -19,7 +19,7 @@ from local_lattice.backends.registry import build_backends
 from local_lattice.cloud.billing import Billing
 from local_lattice.cloud.cost import BudgetLedger, PriceBook
 from local_lattice.cloud.escalation import Decision, Policy, decide_after_failure, decide_up_front
-from local_lattice.cloud.specs import directory_of, resolve_with_cloud
+from local_lattice.cloud.specs import Resolver, directory_of, resolve_with_cloud
 from local_lattice.config import Config
 from local_lattice.engines.defaults import with_default_backends
 from local_lattice.errors import LatticeError
@@ -127,9 +127,19 @@ class Gateway:
         # The backends' live status only matters to order copies of an id, or to skip cooling ones.
         tracker = self.tracker
         live = index.any_copies or tracker.cooling_until
-        status = tracker.status(list(self.backends)) if live else None
-        found = partial(resolve, hints=hints, backends=status, runtime_default=self.runtime_default, index=index)
-        local, item = partial(found, policy=self.policy), partial(found, policy=self.item_policy)
+        local = partial(
+            resolve,
+            policy=self.policy,
+            hints=hints,
+            backends=tracker.status(list(self.backends)) if live else None,
+            runtime_default=self.runtime_default,
+            index=index,
+        )
+
+        def item() -> Resolver:
+            """For the items of a list naming a cloud: resolved without falling back (made only then)."""
+            return partial(local, policy=self.item_policy)
+
         resolution = resolve_with_cloud(spec, snapshot.models, kind, self.cloud, local, item)  # the index decides
         chosen = resolution.chosen
         if (

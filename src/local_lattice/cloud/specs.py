@@ -83,25 +83,26 @@ def resolve_with_cloud(
     kind: ModelKind,
     directory: CloudDirectory,
     resolve: Resolver,
-    strict: Resolver | None = None,
+    strict: Callable[[], Resolver] | None = None,
 ) -> Resolution:
     """Resolve ``spec`` with ``resolve``, letting ``anthropic[:model]`` items of a comma list name clouds.
 
     Items are tried in order and every match is a candidate, so ``role:reasoner,anthropic:m`` puts
     the local reasoner first and the cloud model after it. Without a cloud item this is ``resolve``.
-    Each local item is resolved with ``strict`` (a miss moves on to the next item; default
-    ``resolve``); only when every item merely missed does ``resolve`` get the whole list, so its
-    ``ON_MODEL_MISS`` policy (fall back, or 404) decides.
+    Each local item is resolved with the resolver ``strict()`` makes (a miss moves on to the next
+    item; default ``resolve``); only when every item merely missed does ``resolve`` get the whole
+    list, so its ``ON_MODEL_MISS`` policy (fall back, or 404) decides.
     """
     if not isinstance(spec, str) or not any(parse_cloud_spec(item) for item in spec.split(",")):
         return resolve(spec, models, kind)
     candidates: list[ModelInfo] = []
     notes: list[str] = []
     errors: list[LatticeError] = []
+    per_item = strict() if strict is not None else resolve
     for item in (part.strip() for part in spec.split(",")):
         try:
             cloud = cloud_candidate(item, directory)
-            found = (cloud,) if cloud is not None else (strict or resolve)(item, models, kind).candidates
+            found = (cloud,) if cloud is not None else per_item(item, models, kind).candidates
         except (ModelNotFound, InvalidRequest, BackendUnavailable) as exc:
             errors.append(exc)
             notes.append(f"{item}: {exc.message}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import replace
 from functools import partial
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -77,7 +78,9 @@ def test_priority_list_with_a_cloud_item(miss: str) -> None:
     local = [ModelInfo("smol", "local")]
     policy = build_policy(config)
     on_miss = partial(resolve, policy=policy)
-    strict = partial(resolve, policy=replace(policy, on_model_miss="error"))
+
+    def strict() -> Any:
+        return partial(resolve, policy=replace(policy, on_model_miss="error"))
 
     def found(spec: str) -> list[tuple[str, str]]:
         chosen = resolve_with_cloud(spec, local, "chat", directory, on_miss, strict).candidates
