@@ -12,6 +12,7 @@ import typer
 
 from local_lattice import __version__
 from local_lattice.config import Config, ConfigError, check_bind, load
+from local_lattice.config_legacy import start_notes
 from local_lattice.config_profiles import UnknownProfile, profile_env
 from local_lattice.routing.policy import build_policy
 
@@ -47,7 +48,7 @@ def _fail(message: str) -> None:
 def load_config(config_path: Path | None, host: str | None, port: int | None, profile: str | None = None) -> Config:
     path = config_path or (Path(os.environ["LATTICE_CONFIG"]) if os.environ.get("LATTICE_CONFIG") else None)
     try:
-        env = profile_env(profile, os.environ) if profile else os.environ
+        env = profile_env(profile, os.environ, Path.cwd()) if profile else os.environ
         config = load(path, env)
         if host is not None:
             config.server.host = host
@@ -57,6 +58,22 @@ def load_config(config_path: Path | None, host: str | None, port: int | None, pr
         build_policy(config)  # a malformed roles or profiles file stops the start here, named
     except (ConfigError, UnknownProfile) as exc:
         _fail(str(exc))
+    return config
+
+
+def _grabbed(config: Config) -> Config:
+    """``config`` with grab mode's model as a local path (an ``hf:`` repo fetched first); exits 1 if it
+    cannot be had, as the original did."""
+    from local_lattice.engines.download import DownloadError, grab_folder
+
+    engines = config.engines
+    if not engines.grab_model:
+        return config
+    try:
+        engines.grab_model = grab_folder(engines.grab_model, engines.grab_cache)
+    except DownloadError as exc:
+        print(f"lattice: grab mode: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None  # run_server also runs outside typer (local-lattice-lmstudio)
     return config
 
 
@@ -74,6 +91,9 @@ def run_server(config: Config, banner: bool = True) -> None:
 
     configure(config.observability.log_format)  # one handler; the request id on every line
     install(redactor_for(config))  # keys masked on every line
+    for note in start_notes(os.environ):  # the original's variables that mean nothing here, said once
+        logging.getLogger("lattice").warning("%s", note)
+    config = _grabbed(config)
     if not config.server.log_timing:
         logging.getLogger("lattice.request").setLevel(logging.WARNING)
 
@@ -396,13 +416,13 @@ def main() -> None:
 
 
 def lmstudio_main() -> None:
-    """The original's ``local-lattice-lmstudio``: env only, port 5000, one upstream at LM_STUDIO_URL."""
-    env = dict(os.environ)
-    env.setdefault("LM_STUDIO_URL", "http://127.0.0.1:1234")
-    env.setdefault("PORT", "5000")
+    """The original's ``local-lattice-lmstudio``: environment only, the ``lmstudio`` profile (port 5000,
+    one LM Studio at LM_STUDIO_URL as backend ``local``, only loaded models …); arguments are ignored,
+    as they were."""
     try:
-        config = load(None, env)
+        config = load(None, profile_env("lmstudio", os.environ, Path.cwd()))
         check_bind(config.server)
+        build_policy(config)
     except ConfigError as exc:
         print(f"local-lattice-lmstudio: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -201,10 +201,22 @@ class EngineConfig(_Section):
         "error", description="A prompt longer than the context: 400 (error) or drop the oldest turns (trim)."
     )
     context_trim_buffer: int = Field(
-        256, ge=0, description="Tokens kept free for the answer when trimming (env MLX_CONTEXT_TRIM_BUFFER)."
+        8,
+        ge=0,
+        description="Tokens of slack kept free beside the answer's max_tokens when trimming "
+        "(env MLX_CONTEXT_TRIM_BUFFER).",
     )
     grab_model: str | None = Field(
-        None, description="Grab mode: this one model (file or folder) serves every request (env MLX_GRAB_MODEL)."
+        None,
+        description="Grab mode: this one model (a GGUF file, an MLX folder, or hf:org/name from the Hugging Face "
+        "hub) serves every request (env MLX_GRAB_MODEL).",
+    )
+    grab_display_name: str = Field(
+        "mlx", min_length=1, description="The grabbed model's id on /v1/models and in answers (MLX_GRAB_DISPLAY_NAME)."
+    )
+    grab_cache: str = Field(
+        "~/.cache/mlx-middle-layer-grab",
+        description="Where hf:org/name grabs are downloaded, one folder org__name each (env MLX_GRAB_CACHE).",
     )
 
 
@@ -260,6 +272,11 @@ class RoutingConfig(_Section):
     long_prompt_chars: int = Field(
         48000, ge=1, description="Prompt length that asks for a long context window (env MLX_ROUTE_LONG_PROMPT_CHARS)."
     )
+    litellm_prefix: bool = Field(
+        True,
+        description="Read the original's litellm/<provider>/<model> names: Claude models as "
+        "anthropic:<model>, others by their own name (env ENABLE_LITELLM_PREFIX_ROUTING).",
+    )
     roles_file: str | None = Field(None, description="Role registry in JSON (env MODEL_ROLES_FILE).")
     roles_json: str | None = Field(None, description="Role registry as inline JSON (env MODEL_ROLES_JSON).")
     profiles_file: str | None = Field(None, description="Model profiles in JSON (env MODEL_PROFILES_FILE).")
@@ -309,7 +326,14 @@ class DashboardConfig(_Section):
     capture_prompts: bool = Field(
         False, description="Keep a preview of the last user message (env MLX_DASHBOARD_CAPTURE_PROMPTS)."
     )
-    preview_chars: int = Field(200, ge=0, description="Preview length (env MLX_DASHBOARD_PREVIEW_CHARS).")
+    preview_chars: int = Field(
+        200,
+        ge=0,
+        description="Prompt preview length (env MLX_DASHBOARD_PREVIEW_CHARS, or MLX_DASHBOARD_MAX_PROMPT_CHARS).",
+    )
+    max_error_chars: int = Field(
+        500, ge=16, description="Longest error text the dashboard shows (env MLX_DASHBOARD_MAX_ERROR_CHARS)."
+    )
 
 
 class SwarmConfig(_Section):
@@ -319,7 +343,10 @@ class SwarmConfig(_Section):
         180.0, gt=0, description="Seconds one agent/judge call may take (env SWARM_PER_CALL_TIMEOUT)."
     )
     fanout_timeout: float = Field(
-        600.0, gt=0, description="Overall deadline in seconds for one swarm request (env SWARM_FANOUT_TIMEOUT)."
+        600.0,
+        gt=0,
+        description="Overall deadline in seconds for one swarm request (env SWARM_FANOUT_TIMEOUT; 0 there, the "
+        "original's 'derive it from the per-call limit', is read as 3600, the most it derived).",
     )
     max_parallel: int = Field(
         4, ge=1, description="Agent calls run at once per swarm request (env SWARM_MAX_PARALLEL)."
@@ -350,13 +377,19 @@ class AdmissionConfig(_Section):
         None,
         ge=0,
         description="Calls per model at once (env MLX_PER_MODEL_INFLIGHT_CAP; 0 = no cap; "
-        "unset = 1 for in-process engines, no cap for upstream servers).",
+        "unset = 1 for in-process engines and LM Studio, no cap for other upstream servers).",
     )
     max_parallel_model_calls: int | None = Field(
         None, ge=0, description="Global cap on calls at once across all backends (env MAX_PARALLEL_MODEL_CALLS)."
     )
     backend_max_concurrency: int = Field(
         64, ge=0, description="Default per-backend cap for backends without max_concurrency (0 = no cap)."
+    )
+    lmstudio_per_model_inflight_cap: int | None = Field(
+        None,
+        ge=0,
+        description="Calls per model at once on LM Studio backends (env LM_STUDIO_PER_MODEL_INFLIGHT_CAP; 0 = no "
+        "cap; unset = per_model_inflight_cap when that is set, else 1: LM Studio runs one call per model).",
     )
     queue_max_per_model: int = Field(32, ge=0, description="Waiting calls per model (env MLX_QUEUE_MAX_PER_MODEL).")
     queue_max_total: int = Field(128, ge=0, description="Waiting calls in all (env MLX_QUEUE_MAX_TOTAL).")

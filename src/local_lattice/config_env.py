@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from local_lattice.config_legacy import with_renamed
+
 
 class EnvError(ValueError):
     """An environment variable, or a ``${env:NAME}`` the file needs, is unusable."""
@@ -27,6 +29,20 @@ def _bool(raw: str) -> bool:
 
 def _csv(raw: str) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def _lower(raw: str) -> str:
+    return raw.strip().lower()
+
+
+def _fanout_seconds(raw: str) -> float:
+    """The original's 0 ("derive it from the per-call limit") is the most it derived: an hour."""
+    value = float(raw)
+    return value if value > 0 else 3600.0
+
+
+def _display_name(raw: str) -> str:
+    return raw.strip() or "mlx"  # empty means the default, as it did
 
 
 def _prefer_loaded(raw: str) -> str:
@@ -88,13 +104,19 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting(
         "MLX_FORCE_DEFAULT_MODEL", ("routing", "force_default_model"), _bool, "1 sends every request to the default."
     ),
-    EnvSetting("ON_MODEL_MISS", ("routing", "on_model_miss"), str.lower, "fallback | error when nothing matches."),
+    EnvSetting("ON_MODEL_MISS", ("routing", "on_model_miss"), _lower, "fallback | error when nothing matches."),
     EnvSetting(
         "EXTRA_PLACEHOLDER_MODELS", ("routing", "extra_placeholder_models"), _csv, "Extra 'you pick' model ids."
     ),
     EnvSetting("PREFER_LOADED_MODELS", ("routing", "prefer_loaded"), _prefer_loaded, "strict | 1 | 0."),
     EnvSetting(
         "MLX_ROUTE_LONG_PROMPT_CHARS", ("routing", "long_prompt_chars"), int, "Prompt chars that need a long context."
+    ),
+    EnvSetting(
+        "ENABLE_LITELLM_PREFIX_ROUTING",
+        ("routing", "litellm_prefix"),
+        _bool,
+        "0 stops reading litellm/<provider>/<model> names.",
     ),
     EnvSetting("MODEL_ROLES_FILE", ("routing", "roles_file"), str, "Role registry JSON file."),
     EnvSetting("MODEL_ROLES_JSON", ("routing", "roles_json"), str, "Role registry as inline JSON."),
@@ -108,10 +130,20 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("MLX_DASHBOARD_MAX_EVENTS", ("dashboard", "max_events"), int, "Recent requests the dashboard keeps."),
     EnvSetting("MLX_DASHBOARD_CAPTURE_PROMPTS", ("dashboard", "capture_prompts"), _bool, "1 keeps a prompt preview."),
     EnvSetting("MLX_DASHBOARD_PREVIEW_CHARS", ("dashboard", "preview_chars"), int, "Prompt preview length."),
+    EnvSetting(
+        "MLX_DASHBOARD_MAX_PROMPT_CHARS",
+        ("dashboard", "preview_chars"),
+        int,
+        "Length of the prompt kept with capture on (wins over MLX_DASHBOARD_PREVIEW_CHARS).",
+    ),
+    EnvSetting("MLX_DASHBOARD_MAX_ERROR_CHARS", ("dashboard", "max_error_chars"), int, "Longest error text shown."),
     EnvSetting("ANTHROPIC_API_KEY", ("anthropic", "api_key"), str, "Key of the anthropic backend (adds one if none)."),
     EnvSetting("ANTHROPIC_BASE_URL", ("anthropic", "url"), str, "Base URL of the anthropic backend."),
     EnvSetting("ANTHROPIC_MODEL", ("anthropic", "models"), _csv, "Cloud model(s); the first is the escalation target."),
     EnvSetting("ANTHROPIC_VERSION", ("anthropic", "anthropic_version"), str, "anthropic-version header."),
+    EnvSetting(
+        "LITELLM_TIMEOUT_SECONDS", ("anthropic", "timeout"), float, "Seconds for one call of the anthropic backend."
+    ),
     EnvSetting("ANTHROPIC_AUTO_ROUTE", ("escalation", "auto_route"), _bool, "1 escalates big non-code chats."),
     EnvSetting("LATTICE_CLOUD_SPILL", ("escalation", "spill_on_reject"), _bool, "1 spills to the cloud when full."),
     EnvSetting("LATTICE_CLOUD_FALLBACK", ("escalation", "fallback_on_failure"), _bool, "1 falls back to the cloud."),
@@ -125,17 +157,28 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
         "Step/architecture markers that make a task big.",
     ),
     EnvSetting("SWARM_PER_CALL_TIMEOUT", ("swarm", "per_call_timeout"), float, "Seconds one swarm call may take."),
-    EnvSetting("SWARM_FANOUT_TIMEOUT", ("swarm", "fanout_timeout"), float, "Overall seconds for one swarm request."),
+    EnvSetting(
+        "SWARM_FANOUT_TIMEOUT",
+        ("swarm", "fanout_timeout"),
+        _fanout_seconds,
+        "Overall seconds for one swarm request (0: 3600).",
+    ),
     EnvSetting("SWARM_MAX_PARALLEL", ("swarm", "max_parallel"), int, "Swarm agent calls run at once per request."),
     EnvSetting("SWARM_CHAT_ENABLED", ("swarm", "chat_enabled"), _bool, "0 turns the swarm chat meta-models off."),
     EnvSetting("SWARM_CHAT_DEFAULT_MODELS", ("swarm", "chat_default_models"), _csv, "Default swarm.models on chat."),
-    EnvSetting("SWARM_CHAT_DEFAULT_STRATEGY", ("swarm", "chat_default_strategy"), str, "Default swarm strategy."),
+    EnvSetting("SWARM_CHAT_DEFAULT_STRATEGY", ("swarm", "chat_default_strategy"), _lower, "Default swarm strategy."),
     EnvSetting("SWARM_CHAT_DEFAULT_JUDGE", ("swarm", "chat_default_judge"), str, "Default swarm judge on chat."),
     EnvSetting("SWARM_CHAT_AUTO_MAX", ("swarm", "chat_auto_max"), int, "Cap on models a sentinel adds on chat."),
     EnvSetting(
         "SWARM_STREAM_CHUNK_CHARS", ("swarm", "stream_chunk_chars"), int, "Slice size of a streamed finished answer."
     ),
     EnvSetting("MLX_PER_MODEL_INFLIGHT_CAP", ("admission", "per_model_inflight_cap"), int, "Calls per model at once."),
+    EnvSetting(
+        "LM_STUDIO_PER_MODEL_INFLIGHT_CAP",
+        ("admission", "lmstudio_per_model_inflight_cap"),
+        int,
+        "Calls per model at once on LM Studio backends.",
+    ),
     EnvSetting("MAX_PARALLEL_MODEL_CALLS", ("admission", "max_parallel_model_calls"), int, "Global cap on calls."),
     EnvSetting("MLX_QUEUE_MAX_PER_MODEL", ("admission", "queue_max_per_model"), int, "Waiting calls per model."),
     EnvSetting("MLX_QUEUE_MAX_TOTAL", ("admission", "queue_max_total"), int, "Waiting calls in all."),
@@ -149,9 +192,11 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("MAX_CONCURRENT_MODELS", ("engines", "max_concurrent_models"), int, "Models resident at once."),
     EnvSetting("PRELOAD_MODELS", ("engines", "preload"), _csv, "Comma-separated model ids loaded at start."),
     EnvSetting("MLX_FORCE_GC_ON_EVICT", ("engines", "force_gc_on_evict"), _bool, "1 runs gc after an eviction."),
-    EnvSetting("MLX_CONTEXT_OVER_BUDGET", ("engines", "context_over_budget"), str, "error | trim."),
-    EnvSetting("MLX_CONTEXT_TRIM_BUFFER", ("engines", "context_trim_buffer"), int, "Tokens kept for the answer."),
+    EnvSetting("MLX_CONTEXT_OVER_BUDGET", ("engines", "context_over_budget"), _lower, "error | trim."),
+    EnvSetting("MLX_CONTEXT_TRIM_BUFFER", ("engines", "context_trim_buffer"), int, "Slack beside max_tokens in trims."),
     EnvSetting("MLX_GRAB_MODEL", ("engines", "grab_model"), str, "One model (file or folder) serves everything."),
+    EnvSetting("MLX_GRAB_DISPLAY_NAME", ("engines", "grab_display_name"), _display_name, "The grabbed model's id."),
+    EnvSetting("MLX_GRAB_CACHE", ("engines", "grab_cache"), str, "Folder hf:org/name grabs download to."),
 )
 
 
@@ -185,6 +230,13 @@ def interpolate(value: Any, env: Mapping[str, str], where: str) -> Any:
 
 
 def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    env = with_renamed(env)  # the original's older names count as their current ones
+    lm_studio = env.get("LM_STUDIO_URL")
+    if lm_studio and not raw.get("backends"):
+        # Added first, so the backends.* variables (MODEL_LIST_TTL, GENERATION_TIMEOUT) reach it too.
+        url = lm_studio.rstrip("/")
+        name = env.get("LATTICE_LMSTUDIO_NAME", "").strip() or "lmstudio"
+        raw["backends"] = [{"name": name, "type": "lmstudio", "url": url if url.endswith("/v1") else url + "/v1"}]
     anthropic: dict[str, Any] = {}
     for setting in ENV_SETTINGS:
         text = env.get(setting.name)
@@ -209,9 +261,5 @@ def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
                 node[rest[0]].append(value)
         else:
             node[rest[-1]] = value
-    lm_studio = env.get("LM_STUDIO_URL")
-    if lm_studio and not raw.get("backends"):
-        url = lm_studio.rstrip("/")
-        raw["backends"] = [{"name": "lmstudio", "type": "lmstudio", "url": url if url.endswith("/v1") else url + "/v1"}]
     if anthropic:
         _apply_anthropic(raw, anthropic)

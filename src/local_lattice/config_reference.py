@@ -12,6 +12,7 @@ from pydantic_core import PydanticUndefined
 
 from local_lattice.config import BackendConfig, Config
 from local_lattice.config_env import ENV_SETTINGS
+from local_lattice.config_legacy import RENAMED, RETIRED
 
 HEADER = """# Configuration reference
 
@@ -115,6 +116,14 @@ def markdown() -> str:
         key = ".".join(part for part in path if part != "+")
         out.append(f"| `{setting.name}` | `{key}` | {_cell(setting.help)} |")
     out.append("| `LM_STUDIO_URL` | `backends` | Adds an LM Studio backend when the file has none. |")
+    out.append(
+        "| `LATTICE_LMSTUDIO_NAME` | `backends.name` | Name of that backend (default `lmstudio`; "
+        "`local-lattice-lmstudio` uses `local`). |"
+    )
+    for old, new in RENAMED.items():
+        out.append(f"| `{old}` | - | Read as `{new}` when that is unset. |")
+    for name in RETIRED:
+        out.append(f"| `{name}` | - | No effect here; reported at start with what to use instead. |")
     out.append("| `LATTICE_CONFIG` | - | The config file used when `--config` is not given. |")
     return "\n".join(out) + "\n"
 

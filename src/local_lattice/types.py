@@ -34,6 +34,9 @@ class ModelInfo:
     # In-process engines load a model when asked, in seconds: an unloaded one is still ready to serve
     # (unlike LM Studio's just-in-time loads, which strict loading avoids).
     loads_on_demand: bool = False
+    # Fields the backend's own model list reports beyond ours (LM Studio's publisher, arch, state …),
+    # shown on /v1/models beside ours; never part of a model's identity.
+    listing: JSONObject | None = field(default=None, compare=False, hash=False)
 
     @property
     def ready(self) -> bool:

@@ -40,6 +40,20 @@ async def openai_upstream(request: pytest.FixtureRequest) -> AsyncIterator[tuple
 
 
 @contextlib.asynccontextmanager
+async def lmstudio_upstream(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Backend, str]]:
+    from local_lattice.backends.lmstudio import LMStudioBackend
+    from tests.support.lmstudio_server import lmstudio_server
+
+    models = [{"id": "qwen2.5-7b-instruct", "state": "not-loaded"}, {"id": "nomic-embed", "type": "embeddings"}]
+    with lmstudio_server(models) as server:
+        backend = LMStudioBackend(BackendConfig(name="lms", type="lmstudio", url=server.url + "/v1"))
+        try:
+            yield backend, "qwen2.5-7b-instruct"
+        finally:
+            await backend.aclose()
+
+
+@contextlib.asynccontextmanager
 async def llamacpp_in_process(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Backend, str]]:
     home = request.getfixturevalue("tmp_path")
     entry = {"name": "llamacpp", "type": "llamacpp", "n_ctx": 1024, "model_files": {SMOLLM2_ID: str(smollm2_path())}}
@@ -62,10 +76,11 @@ async def mlx_in_process(request: pytest.FixtureRequest) -> AsyncIterator[tuple[
 BACKENDS: dict[str, Factory] = {
     "fake": fake,
     "openai-llama.cpp": openai_upstream,
+    "lmstudio": lmstudio_upstream,
     "llamacpp": llamacpp_in_process,
     "mlx": mlx_in_process,
 }
-SLOW = {"openai-llama.cpp", "llamacpp", "mlx"}
+SLOW = {"openai-llama.cpp", "lmstudio", "llamacpp", "mlx"}
 
 
 def chat(model: str, **extra: Any) -> BackendRequest:

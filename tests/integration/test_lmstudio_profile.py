@@ -1,4 +1,5 @@
-"""The original's ``local-lattice-lmstudio`` entry point: env only, one upstream at LM_STUDIO_URL."""
+"""The original's ``local-lattice-lmstudio`` entry point: env only, one upstream at LM_STUDIO_URL, named
+``local`` as the original's answers named it (a server without LM Studio's own model list)."""
 
 from __future__ import annotations
 
@@ -23,11 +24,11 @@ def test_lmstudio_script_serves_the_upstream(smollm2_server: RunningProcess, scr
     base = f"http://127.0.0.1:{port}"
     with run_process([exe], ready_url=base + "/healthz", base_url=base, env=env):
         models = httpx.get(base + "/v1/models").json()["data"]
-        assert [(m["id"], m["owned_by"]) for m in models] == [(SMOLLM2_ID, "lmstudio")]
+        assert [(m["id"], m["owned_by"]) for m in models] == [(SMOLLM2_ID, "local")]
         answer = httpx.post(
             base + "/v1/chat/completions",
             json={"model": SMOLLM2_ID, "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 4},
             timeout=60,
         )
         assert answer.status_code == 200
-        assert answer.headers["x-model-routed-to"] == f"lmstudio/{SMOLLM2_ID}"
+        assert answer.headers["x-model-routed-to"] == f"local/{SMOLLM2_ID}"

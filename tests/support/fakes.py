@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from local_lattice.backends.fake import FakeBackend
-from local_lattice.errors import ModelNotFound
+from local_lattice.errors import ModelNotFound, NotFound
 
 
 @dataclass
@@ -24,5 +24,8 @@ class FakeLoaderBackend(FakeBackend):
         self._set(model, True)
 
     async def unload(self, model: str) -> bool:
+        if not any(m.id == model and m.loaded for m in self.model_list):
+            self._set(model, False)  # unknown ids raise ModelNotFound
+            raise NotFound(f"model {model!r} is not loaded", code="model_not_loaded")  # as the engines do
         self._set(model, False)
         return True

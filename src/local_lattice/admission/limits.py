@@ -1,7 +1,8 @@
 """Turn the ``[admission]`` config and each backend's kind into the scheduler's ``Limits``.
 
-In-process engines run one generation per model at a time unless told otherwise; upstream servers
-batch, so they get a generous per-backend cap and no per-model cap by default.
+In-process engines run one generation per model at a time unless told otherwise, and so does LM
+Studio (``LM_STUDIO_PER_MODEL_INFLIGHT_CAP``: it crashes large models fed two jobs at once); other
+upstream servers batch, so they get a generous per-backend cap and no per-model cap by default.
 """
 
 from __future__ import annotations
@@ -10,15 +11,21 @@ from local_lattice.admission.controls import PriorityPolicy
 from local_lattice.admission.tickets import BackendCaps, Limits
 from local_lattice.config import AdmissionConfig, BackendConfig, Config
 
-IN_PROCESS_TYPES = frozenset({"llamacpp", "mlx"})
-IN_PROCESS_PER_MODEL = 1
+ONE_AT_A_TIME = frozenset({"llamacpp", "mlx", "lmstudio"})  # one call per model unless configured
+ONE_PER_MODEL = 1
+
+
+def _per_model(admission: AdmissionConfig, backend: BackendConfig | None) -> int:
+    kind = backend.type if backend is not None else None
+    if kind == "lmstudio" and admission.lmstudio_per_model_inflight_cap is not None:
+        return admission.lmstudio_per_model_inflight_cap
+    if admission.per_model_inflight_cap is not None:
+        return admission.per_model_inflight_cap
+    return ONE_PER_MODEL if kind in ONE_AT_A_TIME else 0
 
 
 def backend_caps(admission: AdmissionConfig, backend: BackendConfig | None) -> BackendCaps:
-    in_process = backend is not None and backend.type in IN_PROCESS_TYPES
-    per_model = admission.per_model_inflight_cap
-    if per_model is None:
-        per_model = IN_PROCESS_PER_MODEL if in_process else 0
+    per_model = _per_model(admission, backend)
     concurrency = admission.backend_max_concurrency
     if backend is not None and backend.max_concurrency is not None:
         concurrency = backend.max_concurrency

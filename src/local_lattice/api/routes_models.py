@@ -1,7 +1,9 @@
 """Model residency routes: ``DELETE /v1/models/{id}`` (unload) and ``POST /v1/models/{id}/load``.
 
 HTTP only. They act on backends that can load and unload (``ModelLoader``) and only on ids those
-backends list, so a client can never make the gateway open an arbitrary path.
+backends list, so a client can never make the gateway open an arbitrary path. An unload answers
+with the original's ``ok`` and ``resident`` (the models still loaded) beside ours, also inside the
+error of a 404; grab mode, which serves its one model, refuses it (400) as the original did.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from local_lattice.api.dispatch import gateway_of
 from local_lattice.api.payload import json_response
 from local_lattice.api.route_table import RouteSpec
 from local_lattice.backends.base import ModelLoader
-from local_lattice.errors import ModelNotFound, NotFound
+from local_lattice.errors import InvalidRequest, ModelNotFound, NotFound
+from local_lattice.gateway import Gateway
 
 
 async def _loader_for(request: Request) -> tuple[str, ModelLoader, str]:
@@ -30,14 +33,31 @@ async def _loader_for(request: Request) -> tuple[str, ModelLoader, str]:
     raise ModelNotFound(f"model {model_id!r} is not a local model this gateway can load or unload", param="model")
 
 
+async def _resident(gateway: Gateway) -> list[str]:
+    """Ids loaded now on the backends that load and unload."""
+    out: list[str] = []
+    for backend in gateway.backends.values():
+        if isinstance(backend, ModelLoader):
+            out += [m.id for m in await backend.models() if m.loaded]
+    return out
+
+
 async def unload_model(request: Request) -> Response:
+    gateway = gateway_of(request)
+    if gateway.config.engines.grab_model:
+        raise InvalidRequest("cannot unload in grab mode: it serves one model (unset MLX_GRAB_MODEL)", code="grab_mode")
     try:
         model_id, backend, name = await _loader_for(request)
-    except ModelNotFound:
-        raise NotFound(f"model {request.path_params['model_id']!r} is not loaded", code="model_not_loaded") from None
-    dropped = await backend.unload(model_id)
-    gateway_of(request).inventory.invalidate()
-    body = {"id": model_id, "backend": name, "unloaded": dropped, "deferred": not dropped}
+        dropped = await backend.unload(model_id)
+    except (ModelNotFound, NotFound):
+        missing = NotFound(f"model {request.path_params['model_id']!r} is not loaded", code="model_not_loaded")
+        missing.extra.update(ok=False, resident=await _resident(gateway))
+        raise missing from None
+    gateway.inventory.invalidate()
+    body = {"ok": True, "id": model_id, "backend": name, "unloaded": dropped, "deferred": not dropped}
+    if not dropped:
+        body |= {"alias": model_id, "note": f"{model_id!r} is in use; it is unloaded when its last call ends"}
+    body["resident"] = await _resident(gateway)
     return json_response(body, status=200 if dropped else 202)
 
 

@@ -31,7 +31,8 @@ async def generate(request: Request, endpoint: Endpoint) -> Response | SSERespon
     record = dispatch.begin(request, endpoint)
     body = await read_json(request)
     validate(_MODELS[endpoint], body)
-    if endpoint == "chat" and routes_swarm.is_swarm_model(body.get("model")):
+    # In grab mode a meta-model name is one more name for the grabbed model, as in the original.
+    if endpoint == "chat" and routes_swarm.is_swarm_model(body.get("model")) and not grab_mode(request):
         return await routes_swarm.chat(request, body)
     prepared = await dispatch.prepare(request, record, endpoint, body)
     if endpoint != "embeddings" and body.get("stream"):
@@ -39,6 +40,10 @@ async def generate(request: Request, endpoint: Endpoint) -> Response | SSERespon
     answer = await dispatch.complete(prepared)
     prepared.finish(200)
     return JSONBytes(answer.content, headers=prepared.headers)
+
+
+def grab_mode(request: Request) -> bool:
+    return bool(gateway_of(request).config.engines.grab_model)
 
 
 async def chat_completions(request: Request) -> Response | SSEResponse:
@@ -58,6 +63,7 @@ async def list_models(request: Request) -> Response:
     created = int(time.time())
     data = [
         {
+            **(m.listing or {}),  # what the backend's own list says (LM Studio's publisher, state …)
             "id": m.id,
             "object": "model",
             "created": created,

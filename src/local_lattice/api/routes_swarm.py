@@ -1,7 +1,8 @@
 """Swarm routes: ``POST /swarm/vote``, ``/swarm/fanout``, ``/swarm/pipeline``, ``/swarm/debate``,
 ``GET /swarm/models``, and the chat meta-models (``swarmCouncil`` …) that ``/v1/chat/completions``
 hands over. HTTP only: the route table and the meta-model names live here; the runs themselves, and
-the swarm package with them, are imported from ``api/swarm_runs.py`` on the first swarm request."""
+the swarm package with them, are imported from ``api/swarm_runs.py`` on the first swarm request.
+In grab mode (one model serves everything) the ``/swarm/*`` runs answer 503, as the original's did."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from local_lattice.api.dispatch import gateway_of
 from local_lattice.api.payload import json_response
 from local_lattice.api.route_table import UPSTREAM_ERRORS, RouteSpec
 from local_lattice.api.sse import SSEResponse
+from local_lattice.errors import BackendUnavailable
 from local_lattice.protocol.swarm import DebateRequest, PipelineRequest, SwarmRequest
 from local_lattice.types import JSONObject
 
@@ -29,27 +31,42 @@ META_MODELS = {
 DEPRECATED = {"swarmintelligence"}
 
 
+def _refuse_in_grab_mode(request: Request) -> None:
+    if gateway_of(request).config.engines.grab_model:
+        refused = BackendUnavailable(
+            "swarm routes are off in grab mode (MLX_GRAB_MODEL: one model serves every request); "
+            "unset MLX_GRAB_MODEL, or start with --no-grab, to use /swarm/*",
+            code="swarm_disabled_in_grab_mode",
+        )
+        del refused.headers["Retry-After"]  # no wait makes it available: it is how the gateway was started
+        raise refused
+
+
 async def vote(request: Request) -> Response | SSEResponse:
     from local_lattice.api import swarm_runs
 
+    _refuse_in_grab_mode(request)
     return await swarm_runs.vote(request)
 
 
 async def fanout(request: Request) -> Response | SSEResponse:
     from local_lattice.api import swarm_runs
 
+    _refuse_in_grab_mode(request)
     return await swarm_runs.fanout(request)
 
 
 async def pipeline(request: Request) -> Response | SSEResponse:
     from local_lattice.api import swarm_runs
 
+    _refuse_in_grab_mode(request)
     return await swarm_runs.pipeline(request)
 
 
 async def debate(request: Request) -> Response | SSEResponse:
     from local_lattice.api import swarm_runs
 
+    _refuse_in_grab_mode(request)
     return await swarm_runs.debate(request)
 
 

@@ -15,7 +15,6 @@ class OllamaBackend(OpenAIBackend):
         super().__init__(config)
         self.root = config.url.removesuffix("/v1")
         self.base_url = self.root + "/v1"
-        self._lmstudio_api = False
 
     def prepare_body(self, request: BackendRequest) -> dict[str, Any]:
         body = super().prepare_body(request)

@@ -1,4 +1,5 @@
-"""Backend for any OpenAI-compatible server: LM Studio, vLLM, llama.cpp's server, mlx_lm.server, SGLang …
+"""Backend for any OpenAI-compatible server: vLLM, llama.cpp's server, mlx_lm.server, SGLang, a cloud …
+(LM Studio's and Ollama's own model lists live in their subclasses, ``lmstudio.py`` and ``ollama.py``.)
 
 Owns one connection pool per upstream (``http1.Pool``), the model-list cache, SSE parsing of the
 upstream's stream and the mapping of the client's failures to ``local_lattice.errors`` (all in
@@ -105,7 +106,6 @@ class OpenAIBackend:
         self._models_at = -1e18
         self._models_lock = asyncio.Lock()
         self._deadlines = Deadlines()
-        self._lmstudio_api: bool | None = True if config.type == "lmstudio" else None
         headers = {"Content-Type": "application/json"}
         if config.api_key is not None:
             headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
@@ -274,10 +274,6 @@ class OpenAIBackend:
         self._models_at = -1e18
 
     async def fetch_models(self) -> list[ModelInfo]:
-        if self._lmstudio_api is not False:
-            found = await self._lmstudio_models()
-            if found is not None:
-                return found
         data = await self._get_json(self.base_url + "/models")
         items = data.get("data", []) if isinstance(data, dict) else []
         return [
@@ -285,37 +281,6 @@ class OpenAIBackend:
             for item in items
             if isinstance(item, dict) and "id" in item
         ]
-
-    async def _lmstudio_models(self) -> list[ModelInfo] | None:
-        """LM Studio's richer list (loaded state, context, type) when the server has it."""
-        root = self.base_url.removesuffix("/v1")
-        try:
-            data = await self._get_json(root + "/api/v0/models")
-        except UpstreamError:
-            self._lmstudio_api = False
-            return None
-        items = data.get("data") if isinstance(data, dict) else None
-        if not isinstance(items, list):
-            self._lmstudio_api = False
-            return None
-        self._lmstudio_api = True
-        out = []
-        for item in items:
-            if not isinstance(item, dict) or "id" not in item:
-                continue
-            kind: ModelKind = "embedding" if item.get("type") == "embeddings" else "chat"
-            context = item.get("loaded_context_length") or item.get("max_context_length")
-            out.append(
-                ModelInfo(
-                    id=str(item["id"]),
-                    backend=self.name,
-                    kind=kind,
-                    loaded=item.get("state") == "loaded",
-                    context_length=context if isinstance(context, int) else None,
-                    supports_vision=True if item.get("type") == "vlm" else None,
-                )
-            )
-        return out
 
     async def _get_json(self, url: str) -> Any:
         with self._map_errors():

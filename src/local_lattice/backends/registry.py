@@ -24,6 +24,10 @@ def build_backend(config: BackendConfig) -> Backend:
         from local_lattice.backends.ollama import OllamaBackend
 
         return OllamaBackend(config)
+    if config.type == "lmstudio":
+        from local_lattice.backends.lmstudio import LMStudioBackend
+
+        return LMStudioBackend(config)
     if config.type == "anthropic":
         # Imported here so the gateway starts without the optional ``anthropic`` client installed.
         from local_lattice.backends.anthropic import AnthropicBackend

@@ -1,4 +1,5 @@
-"""Cloud model specs: ``anthropic`` and ``anthropic:<model>``, alone or in priority lists.
+"""Cloud model specs: ``anthropic`` and ``anthropic:<model>``, alone or in priority lists, and the
+original's ``litellm/<provider>/<model>`` names read in that grammar (``litellm_equivalent``).
 
 Owns the ``CloudDirectory`` (which cloud backends are configured, their default model, the setting
 each still misses) and ``resolve_with_cloud``, which wraps any local resolver so that list items
@@ -17,6 +18,7 @@ from local_lattice.routing.resolver import Resolution
 from local_lattice.types import ModelInfo, ModelKind
 
 CLOUD_PREFIXES = ("anthropic",)
+LITELLM_PREFIX = "litellm/"
 Resolver = Callable[[Any, Sequence[ModelInfo], ModelKind], Resolution]
 
 
@@ -33,6 +35,7 @@ class CloudEntry:
 @dataclass(frozen=True, slots=True)
 class CloudDirectory:
     entries: tuple[CloudEntry, ...] = ()
+    litellm_prefix: bool = True  # read litellm/<provider>/<model> (ENABLE_LITELLM_PREFIX_ROUTING)
 
     def by_provider(self, provider: str) -> CloudEntry | None:
         return next((e for e in self.entries if e.provider == provider), None)
@@ -42,6 +45,26 @@ class CloudDirectory:
 
     def is_cloud(self, backend: str) -> bool:
         return self.by_backend(backend) is not None
+
+
+def litellm_equivalent(item: str) -> str:
+    """One ``litellm/<provider>/<model>`` item in this grammar: Claude models are ``anthropic:<model>``,
+    any other model is looked up by its own name (the provider part named LiteLLM's route to it)."""
+    rest = item.strip()[len(LITELLM_PREFIX) :].strip()
+    provider, sep, model = rest.partition("/")
+    if sep and provider.strip().lower() == "anthropic":
+        return f"anthropic:{model.strip()}"
+    if rest.lower().startswith("claude"):
+        return f"anthropic:{rest}"
+    return model.strip() if sep else rest
+
+
+def without_litellm(spec: str) -> str:
+    """``spec`` with each ``litellm/…`` item of its list replaced by its equivalent."""
+    items = spec.split(",")
+    return ",".join(
+        litellm_equivalent(item) if item.strip().lower().startswith(LITELLM_PREFIX) else item for item in items
+    )
 
 
 def parse_cloud_spec(item: str) -> tuple[str, str | None] | None:
@@ -93,6 +116,8 @@ def resolve_with_cloud(
     item; default ``resolve``); only when every item merely missed does ``resolve`` get the whole
     list, so its ``ON_MODEL_MISS`` policy (fall back, or 404) decides.
     """
+    if directory.litellm_prefix and isinstance(spec, str) and "/" in spec and LITELLM_PREFIX in spec.lower():
+        spec = without_litellm(spec)
     if not isinstance(spec, str) or not any(parse_cloud_spec(item) for item in spec.split(",")):
         return resolve(spec, models, kind)
     candidates: list[ModelInfo] = []
@@ -136,4 +161,4 @@ def directory_of(config: Config) -> CloudDirectory:
             model = config.escalation.model
         missing = None if backend.api_key is not None and backend.api_key.get_secret_value() else "ANTHROPIC_API_KEY"
         entries.append(CloudEntry(backend.name, backend.type, model, missing))
-    return CloudDirectory(tuple(entries))
+    return CloudDirectory(tuple(entries), litellm_prefix=config.routing.litellm_prefix)

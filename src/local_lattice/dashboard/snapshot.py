@@ -2,7 +2,7 @@
 
 Read-only: it looks at the gateway (backends, inventory, observer, preferences, roles) and never
 changes it. Backend health checks run concurrently with a short timeout so a dead backend cannot
-stall the page.
+stall the page. Error texts are cut to ``dashboard.max_error_chars`` (MLX_DASHBOARD_MAX_ERROR_CHARS).
 """
 
 from __future__ import annotations
@@ -28,7 +28,12 @@ async def _health(backend: Backend) -> dict[str, Any]:
     return {"ok": result.ok, "detail": result.detail}
 
 
+def _cut(text: str | None, limit: int) -> str | None:
+    return text if text is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
 async def build(gateway: Gateway, recent_limit: int = 100) -> dict[str, Any]:
+    limit = gateway.config.dashboard.max_error_chars
     names = list(gateway.backends)
     health, inventory = await asyncio.gather(
         asyncio.gather(*(_health(gateway.backends[n]) for n in names)),
@@ -42,8 +47,9 @@ async def build(gateway: Gateway, recent_limit: int = 100) -> dict[str, Any]:
             "type": type(gateway.backends[name]).__name__,
             "can_load": isinstance(gateway.backends[name], ModelLoader),
             "models": sum(1 for m in inventory.models if m.backend == name),
-            "error": inventory.errors.get(name),
+            "error": _cut(inventory.errors.get(name), limit),
             **state,
+            "detail": _cut(state.get("detail"), limit),
         }
         for name, state in zip(names, health, strict=True)
     ]

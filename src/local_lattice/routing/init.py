@@ -23,6 +23,7 @@ from typing import Literal
 from local_lattice.backends.registry import build_backend
 from local_lattice.config import IN_PROCESS_TYPES, BackendConfig, Config
 from local_lattice.errors import LatticeError
+from local_lattice.routing.sizes import parameter_counts
 from local_lattice.types import ModelInfo
 
 ROLE_NAMES = ("fast", "coder", "reasoner", "vision", "default")
@@ -37,14 +38,8 @@ LOCAL_SERVERS: tuple[tuple[str, str, str], ...] = (
 _EMBEDDING = re.compile(r"(^|[/_.:-])(embed|embedding|embeddings|nomic-embed|bge|e5|gte|minilm)([/_.:-]|$)")
 _CODER = re.compile(r"coder|code-instruct|codellama|codestral|codegemma")
 _VISION = re.compile(r"(^|[/_.:-])vl([/_.:-]|$)|vision|llava|pixtral|gemma-4")
-_SIZE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)([bm])(?![a-z0-9])")
 _FAST_WORDS = re.compile(r"mini|small|tiny|phi-|optiq")
 _REASONER_WORDS = re.compile(r"reason|thinking|(^|[/_.:-])r1([/_.:-]|$)|nemotron|hermes-4|opus|deckard")
-
-
-def _sizes(text: str) -> list[float]:
-    """Parameter counts in billions written in an id (``7b``, ``0.5b``, ``135m``); MoE ``a3b`` is skipped."""
-    return [float(n) / (1000 if unit == "m" else 1) for n, unit in _SIZE.findall(text)]
 
 
 def infer_roles(model: ModelInfo) -> set[str]:
@@ -52,7 +47,7 @@ def infer_roles(model: ModelInfo) -> set[str]:
     if model.kind == "embedding" or _EMBEDDING.search(text):
         return set()
     roles: set[str] = set()
-    sizes = _sizes(text)
+    sizes = parameter_counts(text)
     if _CODER.search(text):
         roles.add("coder")
     if _VISION.search(text):
@@ -82,7 +77,7 @@ def classify(models: Sequence[ModelInfo]) -> dict[str, list[str]]:
     out = {role: ordered(ids) for role, ids in buckets.items() if ids}
     if "fast" in out:
         # Among fast models the smallest is the fastest; loaded ones still come first.
-        rank = {m.id: min(_sizes(m.id.lower()) or [10.0]) for m in chat}
+        rank = {m.id: min(parameter_counts(m.id) or [10.0]) for m in chat}
         out["fast"] = sorted(out["fast"], key=lambda i: (i not in loaded, rank.get(i, 10.0)))
     if "default" not in out and chat:
         out["default"] = ordered(list(dict.fromkeys(m.id for m in chat))[:3])

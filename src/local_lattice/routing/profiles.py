@@ -1,8 +1,14 @@
 """Model profiles: what each model can do and how to call it, and the generation defaults they imply.
 
-A profile is layered, later wins: built-in defaults → ``defaults`` (profiles file, then ``[profiles]``)
-→ facts the backend reports (context length, vision, tools) → every ``patterns`` entry whose substring
-is in the id, in order → the exact id's entry. The profiles file is the original's JSON
+A profile is layered, later wins: built-in defaults → what the id itself says (vision words, the
+size token's latency tier and memory, see ``routing.sizes``) → ``defaults`` (profiles file, then
+``[profiles]``) → facts the backend reports (context length, vision, tools) → every ``patterns`` entry
+whose substring is in the id, in order → the exact id's entry. The configured layers sit above the
+built-in guesses: a file's ``defaults`` are never overridden by what the gateway guessed from a name.
+A pattern that is itself a size (``"8b"``) matches only that size token of an id, never the ``8b``
+inside ``8bit`` or the ``3b`` of ``a3b``.
+
+The profiles file is the original's JSON
 (``{"defaults": {...}, "patterns": [{"substring", "profile"}], "aliases": {id: {...}}}``); in TOML,
 ``[profiles.defaults]``, ``[profiles."*coder*"]`` (a star makes a pattern) and ``[profiles."<id>"]``.
 """
@@ -16,6 +22,7 @@ from typing import Any
 
 from local_lattice.config import Config, ConfigError
 from local_lattice.errors import ContextTooLong
+from local_lattice.routing.sizes import is_size_token, size_profile, size_tokens
 from local_lattice.types import Endpoint, JSONObject, ModelInfo
 
 _BOOL = ("supports_vision", "supports_tools", "supports_json_mode")
@@ -63,12 +70,17 @@ def check_layer(layer: Any, where: str) -> dict[str, Any]:
     return out
 
 
-# Facts most model ids carry, applied before any configured pattern (which can override them).
-BUILTIN_PATTERNS: tuple[tuple[str, dict[str, Any]], ...] = (
-    *((word, {"supports_vision": True}) for word in ("vl", "vision", "llava", "pixtral")),
-    *((size, {"latency_tier": "slow", "memory_gb_estimate": 40.0}) for size in ("70b", "72b")),
-    *((size, {"latency_tier": "fast", "memory_gb_estimate": 5.0}) for size in ("3b", "7b", "8b")),
-)
+# Words most vision model ids carry; with the size token, the built-in guesses under every configured layer.
+VISION_WORDS = ("vl", "vision", "llava", "pixtral")
+
+
+def builtin_layer(model_id: str) -> dict[str, Any]:
+    """What the gateway guesses from the id alone: vision from its words, tier and memory from its size."""
+    lowered = model_id.lower()
+    layer = size_profile(lowered)
+    if any(word in lowered for word in VISION_WORDS):
+        layer["supports_vision"] = True
+    return layer
 
 
 class ProfileBook:
@@ -83,7 +95,8 @@ class ProfileBook:
     ) -> None:
         self.base = Profile(max_tokens_ceiling=ceiling)
         self.defaults = defaults or {}
-        self.patterns = [(sub.lower(), layer) for sub, layer in [*BUILTIN_PATTERNS, *(patterns or [])] if sub]
+        self.patterns = [(sub.lower(), layer) for sub, layer in patterns or [] if sub]
+        self._sizes = frozenset(sub for sub, _ in self.patterns if is_size_token(sub))
         self.aliases = {key.lower(): layer for key, layer in (aliases or {}).items()}
         self.ceiling = ceiling
         self._memo: dict[ModelInfo, Profile] = {}
@@ -95,7 +108,7 @@ class ProfileBook:
         return found
 
     def _compute(self, model: ModelInfo) -> Profile:
-        merged: dict[str, Any] = {**asdict(self.base), **self.defaults}
+        merged: dict[str, Any] = {**asdict(self.base), **builtin_layer(model.id), **self.defaults}
         facts = {
             "context_window": model.context_length,
             "supports_vision": model.supports_vision,
@@ -103,8 +116,10 @@ class ProfileBook:
         }
         merged.update({k: v for k, v in facts.items() if v is not None})
         lowered = model.id.lower()
+        sizes = size_tokens(lowered) if self._sizes else frozenset()
         for substring, layer in self.patterns:
-            if substring in lowered:
+            matched = substring in sizes if substring in self._sizes else substring in lowered
+            if matched:
                 merged.update(layer)
         merged.update(self.aliases.get(lowered, {}))
         # The global ceiling bounds every profile; a profile may only lower it.

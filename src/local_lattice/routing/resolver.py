@@ -25,7 +25,7 @@ from typing import Any
 
 from local_lattice.errors import ModelNotFound
 from local_lattice.routing.grammar import Spec, parse_model_field
-from local_lattice.routing.hints import Hints, hard_checks, soft_checks
+from local_lattice.routing.hints import Hints, hard_checks, preferred_check, soft_checks
 from local_lattice.routing.index import Accept, ModelIndex
 from local_lattice.routing.policy import BackendStatus, RoutingPolicy
 from local_lattice.types import ModelInfo, ModelKind
@@ -60,6 +60,7 @@ class _Run:
     runtime_default: str
     limit: int
     notes: list[str] = field(default_factory=list)
+    preferred: Accept | None = None  # tried first within each pass (the fast tier's marked models)
 
     def match(self, needle: str, accept: Accept) -> list[ModelInfo]:
         return self.index.match(needle, accept, self.limit)
@@ -146,10 +147,23 @@ def _order_copies(found: list[Found], status: Mapping[str, BackendStatus]) -> tu
     return out, True
 
 
+def _with_preferred(passes: Sequence[Accept], preferred: Accept | None) -> Sequence[Accept]:
+    if preferred is None:
+        return passes
+    out: list[Accept] = []
+    for accept in passes:
+
+        def first(m: ModelInfo, _a: Accept = accept) -> bool:
+            return _a(m) and preferred(m)
+
+        out += [first, accept]
+    return out
+
+
 def _collect(run: _Run, specs: Sequence[Spec], passes: Sequence[Accept]) -> list[Found]:
     seen: set[tuple[str, str]] = set()
     found: list[Found] = []
-    for accept in passes:
+    for accept in _with_preferred(passes, run.preferred):
         for spec in specs:
             for model, how in run.expand(spec, accept):
                 key = (model.backend, model.id)
@@ -194,6 +208,13 @@ def _hint_accept(run: _Run, hints: Hints, base: Accept, available: Callable[[], 
             accept = narrowed
         else:
             run.notes.append(f"soft hint {name} unmet, using all models")
+    first = preferred_check(hints)
+    if first is not None:
+
+        def preferred(m: ModelInfo, _c: Callable[..., bool] = first) -> bool:
+            return _c(profile_for(m))
+
+        run.preferred = preferred
     return accept
 
 

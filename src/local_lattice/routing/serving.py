@@ -34,8 +34,8 @@ async def serving_config(config: Config) -> Config:
     if configured(config):
         return config
     base = with_default_backends(config)
-    if not config.routing.discover_servers:
-        return base
+    if not config.routing.discover_servers or config.engines.grab_model:
+        return base  # grab mode serves its one model and nothing else
     from local_lattice.routing.init import discover_servers  # only a gateway with nothing configured probes
 
     servers = await discover_servers(config.routing.discover_servers)

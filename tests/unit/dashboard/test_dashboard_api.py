@@ -243,3 +243,22 @@ def test_a_keyless_page_carries_its_first_snapshot_as_text(tmp_path: Path) -> No
     assert data["totals"]["in_flight"] == 0
     assert "<script>alert" not in html  # escaped in the attribute, never markup
     assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == []
+
+
+class _Unlistable(FakeBackend):
+    async def models(self) -> list[ModelInfo]:
+        from local_lattice.errors import BackendUnavailable
+
+        raise BackendUnavailable("listing failed: " + "x" * 400, backend=self.name)
+
+
+def test_error_texts_are_cut_to_max_error_chars(tmp_path: Path) -> None:
+    config = load(
+        None, {"MIDDLE_LAYER_API_KEY": KEY, "LATTICE_LEDGER_PATH": "off", "MLX_DASHBOARD_MAX_ERROR_CHARS": "40"}
+    )
+    backends = {"remote": FakeBackend.with_models("remote", "m1"), "broken": _Unlistable("broken")}
+    with TestClient(create_app(config, backends)) as client:
+        snap = client.get("/dashboard/api/snapshot", headers=AUTH).json()
+    (broken,) = [b for b in snap["backends"] if b["name"] == "broken"]
+    assert broken["error"].startswith("listing failed: xx")
+    assert len(broken["error"]) == 40

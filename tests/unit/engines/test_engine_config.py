@@ -51,12 +51,14 @@ def test_default_backends_serve_the_demo_model_when_its_wheel_is_installed() -> 
     assert backends["llamacpp"].model_files == {DEMO_MODEL_ID: str(demo)}
 
 
-def test_grab_mode_serves_exactly_one_model() -> None:
+def test_grab_mode_serves_exactly_one_model_under_the_display_name() -> None:
     config = load(None, {"MLX_GRAB_MODEL": "/x/My-Model.Q4.gguf"})
     (only,) = default_backends(config)
-    assert only.type == "llamacpp"
-    assert only.model_files == {"my-model.q4": "/x/My-Model.Q4.gguf"}
+    assert (only.name, only.type) == ("mlx-grab", "llamacpp")
+    assert only.model_files == {"mlx": "/x/My-Model.Q4.gguf"}
     assert only.discover is False
+    (named,) = default_backends(load(None, {"MLX_GRAB_MODEL": "/m/folder", "MLX_GRAB_DISPLAY_NAME": " qwen "}))
+    assert (named.type, named.model_files) == ("mlx", {"qwen": "/m/folder"})
 
 
 def test_default_backends_join_a_cloud_only_config_but_not_a_local_one() -> None:
