@@ -82,7 +82,7 @@ def run_server(config: Config, banner: bool = True) -> None:
 
     from local_lattice import heap
     from local_lattice.api.app import create_app, redactor_for
-    from local_lattice.api.server_protocol import BatchingHttpProtocol
+    from local_lattice.api.connection_guard import ConnectionGuard, ConnectionLimits, guarded_protocol, raise_fd_limit
     from local_lattice.console.banner import print_banner
     from local_lattice.console.progress import LoadProgressDisplay
     from local_lattice.gateway import Gateway
@@ -102,12 +102,14 @@ def run_server(config: Config, banner: bool = True) -> None:
             await print_banner(gateway)
         heap.settle()  # started: what exists now lives as long as the process
 
+    server = config.server
+    limits = raise_fd_limit(ConnectionLimits(server.max_connections, server.max_head_bytes, server.head_timeout))
     uvicorn.run(
         create_app(config, on_ready=ready, progress=LoadProgressDisplay()),
-        host=config.server.host,
-        port=config.server.port,
+        host=server.host,
+        port=server.port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http=BatchingHttpProtocol,  # httptools with batched writes
+        http=guarded_protocol(ConnectionGuard(limits)),  # httptools with batched writes, heads and connections capped
         ws="none",  # no WebSocket routes
         access_log=False,
         server_header=False,  # one header less to validate and send per response; names no version

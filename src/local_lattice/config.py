@@ -57,6 +57,25 @@ class ServerConfig(_Section):
     max_request_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Largest request body (env MIDDLE_LAYER_MAX_REQUEST_BYTES)."
     )
+    max_head_bytes: int = Field(
+        64 * 1024,
+        ge=4096,
+        description="Largest request head (request line and headers) in bytes; a larger one gets 431 as soon "
+        "as its bytes arrive, before more is buffered (env LATTICE_MAX_HEAD_BYTES).",
+    )
+    head_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a connection has to send a complete request head (from connecting, or from the "
+        "first byte of a request on a kept-alive connection); then it is closed (env LATTICE_HEAD_TIMEOUT).",
+    )
+    max_connections: int = Field(
+        2048,
+        ge=1,
+        description="Client connections open at once. At the cap the oldest connection with no request in "
+        "flight is closed to make room; when all are busy a new one gets 503 too_many_connections "
+        "(env LATTICE_MAX_CONNECTIONS).",
+    )
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins (env CORS_ORIGINS).")
     cors_allow_credentials: bool = Field(
         False, description="Let browsers send credentials cross-origin; refused with the origin *."
@@ -142,6 +161,23 @@ class BackendConfig(_Section):
     connect_timeout: float = Field(5.0, gt=0, description="Seconds to open a connection.")
     model_list_ttl: float = Field(30.0, ge=0, description="Seconds a model list is reused (env MODEL_LIST_TTL).")
     max_connections: int = Field(256, ge=1, description="Pooled connections to this upstream.")
+    proxy: str | None = Field(
+        None,
+        description="HTTP proxy for this backend's calls, whatever the origin (e.g. http://proxy:3128); unset: "
+        "HTTPS_PROXY / HTTP_PROXY / ALL_PROXY minus NO_PROXY, for origins off this machine.",
+    )
+    max_answer_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Largest answer body this upstream may send, as received; larger is a 502 "
+        "upstream_answer_too_large (env LATTICE_UPSTREAM_MAX_ANSWER_BYTES).",
+    )
+    max_decoded_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Largest answer body once gzip/deflate is undone (a compression bomb is a 502 "
+        "upstream_answer_too_large, never inflated whole) (env LATTICE_UPSTREAM_MAX_DECODED_BYTES).",
+    )
     keep_alive: str | None = Field(None, description="Ollama keep_alive passed on when the client sets none.")
     models: list[str] = Field(
         default_factory=list,
@@ -168,6 +204,13 @@ class BackendConfig(_Section):
     )
     n_ctx: int = Field(4096, ge=64, description="llamacpp: context length in tokens (capped by the model's own).")
     n_threads: int | None = Field(None, ge=1, description="llamacpp: CPU threads (default: all cores but one).")
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, value: str | None) -> str | None:
+        if value and not re.match(r"^https?://[^/\s]+/?$", value):
+            raise ValueError("proxy must be an http:// or https:// URL of a proxy (no path)")
+        return value or None
 
     @field_validator("url")
     @classmethod

@@ -84,6 +84,9 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
         int,
         "Largest request body in bytes.",
     ),
+    EnvSetting("LATTICE_MAX_HEAD_BYTES", ("server", "max_head_bytes"), int, "Largest request head in bytes."),
+    EnvSetting("LATTICE_HEAD_TIMEOUT", ("server", "head_timeout"), float, "Seconds to send a request head."),
+    EnvSetting("LATTICE_MAX_CONNECTIONS", ("server", "max_connections"), int, "Client connections open at once."),
     EnvSetting("LATTICE_KEYS_FILE", ("server", "keys_file"), str, "File of name:key lines (more API keys)."),
     EnvSetting("CORS_ORIGINS", ("server", "cors_origins"), _csv, "Comma-separated allowed origins."),
     EnvSetting("LATTICE_LOG_TIMING", ("server", "log_timing"), _bool, "0 turns the per-request timing log off."),
@@ -94,6 +97,18 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
         "Seconds a backend's model list is reused.",
     ),
     EnvSetting("GENERATION_TIMEOUT", ("backends", "*", "timeout"), float, "Seconds for one upstream call."),
+    EnvSetting(
+        "LATTICE_UPSTREAM_MAX_ANSWER_BYTES",
+        ("backends", "*", "max_answer_bytes"),
+        int,
+        "Largest upstream answer body, as received.",
+    ),
+    EnvSetting(
+        "LATTICE_UPSTREAM_MAX_DECODED_BYTES",
+        ("backends", "*", "max_decoded_bytes"),
+        int,
+        "Largest upstream answer body once decompressed.",
+    ),
     EnvSetting(
         "LATTICE_DISCOVER_SERVERS",
         ("routing", "discover_servers"),

@@ -12,6 +12,7 @@
     ├── UpstreamError                  502 upstream_error (a backend failed or answered garbage)
     │   └── UpstreamStatusError        the upstream's own 4xx status and message
     ├── BackendUnavailable             503 backend_unavailable, with Retry-After
+    ├── TooManyConnections             503 too_many_connections (the server's connection cap)
     └── NotImplementedRoute            501 not_implemented
 
 Backends translate their foreign exceptions (aiohttp, llama.cpp, anthropic …) into these in one
@@ -148,6 +149,16 @@ class BackendUnavailable(LatticeError):
         super().__init__(message, **kw)
         self.backend = backend
         self.headers.setdefault("Retry-After", str(max(1, round(retry_after))))
+
+
+class TooManyConnections(LatticeError):
+    status = 503
+    type = "service_unavailable"
+    code = "too_many_connections"
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.headers.setdefault("Retry-After", "1")
 
 
 class NotImplementedRoute(LatticeError):

@@ -30,6 +30,7 @@ class ModelInfo:
     context_length: int | None = None
     supports_vision: bool | None = None
     supports_tools: bool | None = None
+    supports_json_mode: bool | None = None
     size_bytes: int | None = None
     # In-process engines load a model when asked, in seconds: an unloaded one is still ready to serve
     # (unlike LM Studio's just-in-time loads, which strict loading avoids).

@@ -17,6 +17,7 @@ from local_lattice.backends.base import Backend
 from local_lattice.backends.fake import FakeBackend
 from local_lattice.backends.openai_compat import OpenAIBackend
 from local_lattice.config import BackendConfig
+from local_lattice.errors import InvalidRequest
 from local_lattice.types import BackendRequest
 from tests.support.engines import engine_backends
 from tests.support.models import SMOLLM2_ID, smollm2_path
@@ -154,3 +155,40 @@ async def test_an_answer_cut_at_max_tokens_says_length(backend: tuple[Backend, s
     async for chunk in impl.stream(BackendRequest("chat", model, {**long, "temperature": 0})):
         finishes += [c["finish_reason"] for c in orjson.loads(chunk.payload)["choices"] if c.get("finish_reason")]
     assert finishes == ["length"]
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 24}},
+            "required": ["city"],
+        },
+    },
+}
+FORCED = {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}
+
+
+# Every backend that runs a real model takes this one (the fake and the scripted LM Studio only
+# replay text written for the layers above them).
+REAL_MODELS = ("llamacpp", "mlx", "openai-llama.cpp")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", REAL_MODELS)
+async def test_a_forced_call_is_honoured_or_refused_never_dropped(request: pytest.FixtureRequest, name: str) -> None:
+    async with BACKENDS[name](request) as (impl, model):
+        listed = {m.id: m for m in await impl.models()}
+        if listed[model].supports_tools is False:  # it says so to routing, and refuses
+            with pytest.raises(InvalidRequest) as refused:
+                await impl.complete(chat(model, max_tokens=64, temperature=0, **FORCED))
+            assert refused.value.param == "tool_choice"
+            return
+        answer = orjson.loads((await impl.complete(chat(model, max_tokens=64, temperature=0, **FORCED))).content)
+        choice = answer["choices"][0]
+        assert choice["finish_reason"] == "tool_calls"
+        call = choice["message"]["tool_calls"][0]
+        assert call["function"]["name"] == "get_weather"
+        assert isinstance(orjson.loads(call["function"]["arguments"])["city"], str)

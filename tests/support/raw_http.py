@@ -2,10 +2,11 @@
 
 ``RawServer`` runs in the test's own event loop (``asyncio.start_server``). For every request it
 reads the head (and a ``Content-Length`` body), records the exact bytes, and plays the script the
-test's ``answer`` function returns for it: bytes to write, pauses, a close, or a hang until the
-client goes away. It counts connections (in total and at once) and notes when the client closed
-each one, so tests can check reuse, limits and prompt closing from the server's side. At the end
-are small helpers to build scripts and to drive a ``Pool`` against the server.
+test's ``answer`` function returns for it: bytes to write, pauses, marks the test can wait for, a
+close, or a hang until the client goes away. It counts connections (in total and at once) and
+notes when the client closed each one, so tests can check reuse, limits and prompt closing from
+the server's side. At the end are small helpers to build scripts and to drive a ``Pool``
+against the server.
 
 It parses only what a test client sends; it is no general server.
 """
@@ -46,10 +47,17 @@ class Until:
     event: asyncio.Event
 
 
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """Set ``event`` when the script gets here (everything before it has been written)."""
+
+    event: asyncio.Event
+
+
 CLOSE: Final = _Marker("CLOSE")  # close the connection (FIN) right here
 HANG: Final = _Marker("HANG")  # answer nothing more; wait until the client closes
 
-Step = bytes | Pause | Until | _Marker
+Step = bytes | Pause | Until | Mark | _Marker
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +175,8 @@ class RawServer:
                     await asyncio.sleep(step.seconds)
                 elif isinstance(step, Until):
                     await step.event.wait()
+                elif isinstance(step, Mark):
+                    step.event.set()
                 elif step is CLOSE:
                     writer.close()  # after what is still buffered has gone out
                     return

@@ -15,14 +15,12 @@ import random
 import re
 import time
 from collections.abc import Collection, Sequence
-from itertools import chain
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from local_lattice.errors import (
     AuthenticationFailed,
-    HeadersTooLarge,
     InvalidRequest,
     LatticeError,
     PayloadTooLarge,
@@ -42,8 +40,6 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})
 # Query parameters that look like credentials: refused so keys never sit in URLs, proxies' logs or history.
-# The HTTP parser refuses far larger header blocks (with a bare 400); below its bound this answers first.
-MAX_HEADER_BYTES = 32 * 1024
 QUERY_KEY_NAMES = frozenset({b"api_key", b"api-key", b"apikey", b"key", b"access_token", b"token", b"x-api-key"})
 NO_KEY = "missing or invalid API key: send X-API-Key or Authorization: Bearer"
 QUERY_KEY = "API keys in the URL are refused (they leak into logs and history): send X-API-Key or Authorization: Bearer"
@@ -178,9 +174,8 @@ class FrontDoor:
                 message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
+        # The head's size is capped by the server protocol (``connection_guard``) before it is buffered.
         refusal = self._refusal(scope)
-        if sum(map(len, chain.from_iterable(scope["headers"]))) > MAX_HEADER_BYTES:
-            refusal = HeadersTooLarge(f"request headers are larger than {MAX_HEADER_BYTES} bytes")
         if refusal is not None:
             await send_error(send_with_headers, refusal)
             return

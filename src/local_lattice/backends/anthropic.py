@@ -102,17 +102,15 @@ class AnthropicBackend:
         except LatticeError:
             raise
         except anthropic.APIStatusError as exc:
-            raise self._status_error(exc) from None
-        except anthropic.APITimeoutError:
-            raise UpstreamError(
-                f"backend {self.name!r} timed out", backend=self.name, code="upstream_timeout"
-            ) from None
+            raise self._status_error(exc) from exc
+        except anthropic.APITimeoutError as exc:
+            raise UpstreamError(f"backend {self.name!r} timed out", backend=self.name, code="upstream_timeout") from exc
         except anthropic.APIConnectionError as exc:
             raise BackendUnavailable(
                 f"backend {self.name!r} is unreachable: {self._redact(str(exc))}", backend=self.name
-            ) from None
+            ) from exc
         except anthropic.AnthropicError as exc:
-            raise UpstreamError(f"backend {self.name!r} failed: {self._redact(str(exc))}", backend=self.name) from None
+            raise UpstreamError(f"backend {self.name!r} failed: {self._redact(str(exc))}", backend=self.name) from exc
 
     def _status_error(self, exc: Any) -> LatticeError:
         status = int(exc.status_code)

@@ -12,6 +12,13 @@ client offers; this module is that part:
   that turn (fewer wake-ups of the upstream under load, as the server side does for answers);
 - responses delimited by Content-Length, chunked, or the connection's close; gzip and deflate
   (zlib-wrapped, as HTTP defines it) bodies are decoded; 1xx interim answers are skipped;
+- an answer is bounded: its head (64 KiB), its body as received (``max_answer_bytes``) and as
+  decoded (``max_decoded_bytes``, decoded a block at a time, so a compression bomb is refused
+  without ever being inflated whole); past a bound the call fails with ``AnswerTooLarge``;
+- each request's answer is read by a fresh parser, and bytes the server sends that belong to no
+  request (a second answer after the first, anything on an idle connection) close the connection:
+  they are never read as the start of the next request's answer;
+- one time limit per call (``within``), kept by one timer per pool armed at the nearest deadline;
 - at most ``limit`` connections; waiters are woken in order (a request arriving just as a
   connection comes free may take it first, and the waiter waits on); idle connections are
   reused newest first, checked alive and dropped after ``idle_timeout``;
@@ -20,7 +27,8 @@ client offers; this module is that part:
 - a response not read to its end closes its connection (a cancelled call, a client gone);
 - a stream's pieces are buffered up to ``_HIGH_WATER`` before the socket stops being read.
 
-It does not follow redirects, keep cookies, use proxies or speak HTTP/2. Its failures are its own
+It does not follow redirects, keep cookies, use proxies or speak HTTP/2 (origins that need those
+get ``httpx_upstream.HttpxUpstream``; ``upstream.py`` chooses). Its failures are its own
 small family (``ConnectFailed``, ``Disconnected``, ``ProtocolFailure``, ``TimeoutError``); the
 backend translates them into ``local_lattice.errors`` in one place.
 """
@@ -31,7 +39,7 @@ import asyncio
 import collections
 import ssl
 import zlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from types import TracebackType
 from typing import cast
 from urllib.parse import urlsplit
@@ -41,6 +49,8 @@ import httptools
 _HIGH_WATER = 1 << 16  # body bytes buffered before reading pauses
 _LOW_WATER = 1 << 14
 _MAX_HEAD = 1 << 16  # header bytes an answer may have (aiohttp allows 8 KiB a line)
+_DECODE_BLOCK = 1 << 18  # compressed bodies are inflated at most this much at a time
+MAX_ANSWER_BYTES = 64 << 20  # the default bound of an answer's body, received and decoded
 
 
 class HTTPFailure(Exception):
@@ -64,6 +74,10 @@ class ProtocolFailure(HTTPFailure):
     """The server's bytes are not an HTTP/1.1 answer this client can read."""
 
 
+class AnswerTooLarge(ProtocolFailure):
+    """The answer's body, as received or as decoded, is larger than the pool allows."""
+
+
 class Origin:
     """Where a pool connects, split from a base URL: ``http://host:8080/v1`` → host, 8080, ``/v1``."""
 
@@ -83,9 +97,12 @@ class Origin:
 class _Connection(asyncio.Protocol):
     """One socket and the answer being read on it; httptools calls the ``on_*`` methods."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_body: int = MAX_ANSWER_BYTES) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
+        self.max_body = max_body
+        self.body_bytes = 0
+        self.active = False  # a request is being answered (else it is idle: nothing may arrive)
         self.head: asyncio.Future[None] | None = None
         self.wake: asyncio.Future[None] | None = None
         self.status = 0
@@ -108,11 +125,15 @@ class _Connection(asyncio.Protocol):
     # -- the answer's lifecycle (called by Pool and Response) --------------------------------------
 
     def begin(self, loop: asyncio.AbstractEventLoop, head_only: bool = False) -> asyncio.Future[None]:
+        if self.reused:  # nothing of an earlier answer's parse carries over
+            self.parser = httptools.HttpResponseParser(self)
+        self.active = True
         self.head = head = loop.create_future()
         self.head_only = head_only
         self.status = 0
         self.raw_headers = []
         self.head_bytes = 0
+        self.body_bytes = 0
         self.encoding = ""
         self.complete = False
         self.keep_alive = False
@@ -159,6 +180,13 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not an asyncio.Transport subclass
 
     def data_received(self, data: bytes) -> None:
+        if not self.active:
+            # Idle in the pool, nobody asked: whatever this is, it must not become the next
+            # request's answer. The pool drops a closed connection when it next looks at it.
+            self.closed = True
+            if self.transport is not None:
+                self.transport.abort()
+            return
         self.received = True
         try:
             self.parser.feed_data(data)
@@ -193,6 +221,12 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks -----------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self.complete:
+            # A second answer to one request (stray bytes after the first): it is never read, and
+            # the connection is closed once this answer is done with.
+            self.keep_alive = False
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.head_bytes += len(name) + len(value)
         if self.head_bytes > _MAX_HEAD:
@@ -204,6 +238,8 @@ class _Connection(asyncio.Protocol):
             self.encoding = value.decode("latin-1")  # aside: the headers become a dict only when asked for
 
     def on_headers_complete(self) -> None:
+        if self.complete:
+            return  # the head of a stray second answer
         if self.parser.get_status_code() < 200:
             # An interim answer (100 Continue, 103 Early Hints): the final one follows.
             self.raw_headers = []
@@ -217,6 +253,12 @@ class _Connection(asyncio.Protocol):
             self.head.set_result(None)
 
     def on_body(self, body: bytes) -> None:
+        if self.complete or self.error is not None:
+            return  # a stray second answer's body, a body after the head of an answer to HEAD, or after a failure
+        self.body_bytes += len(body)
+        if self.body_bytes > self.max_body:
+            self.fail(AnswerTooLarge(f"the upstream's answer is larger than {self.max_body} bytes"))
+            return
         self.pieces.append(body)
         self.buffered += len(body)
         if self.buffered > _HIGH_WATER and not self.paused and self.transport is not None:
@@ -225,8 +267,8 @@ class _Connection(asyncio.Protocol):
         self._wake_reader()
 
     def on_message_complete(self) -> None:
-        if self.parser.get_status_code() < 200:
-            return  # the end of an interim answer, not of the answer
+        if self.complete or self.error is not None or self.parser.get_status_code() < 200:
+            return  # the end of a stray second answer, of a refused one or of an interim answer
         self.complete = True
         self.keep_alive = self.parser.should_keep_alive()
         self._wake_reader()
@@ -237,16 +279,13 @@ class Response:
     ``pieces`` or ``line_groups``. Reading to the end gives the connection back to the pool; ``close``
     (or leaving ``async with``) before the end closes it."""
 
-    def __init__(self, pool: Pool, conn: _Connection, timer: asyncio.TimerHandle | None) -> None:
+    def __init__(self, pool: Pool, conn: _Connection) -> None:
         self._pool = pool
         self._conn: _Connection | None = conn
-        self._timer = timer
         self.status = conn.status
         self._raw_headers = conn.raw_headers
         self._headers: dict[str, str] | None = None
-        encoding = conn.encoding.strip().lower()
-        self._decoder = zlib.decompressobj(zlib.MAX_WBITS | 32) if encoding in {"gzip", "deflate", "x-gzip"} else None
-        self._compressed = False  # any compressed byte arrived
+        self._decoder = ContentDecoder.for_coding(conn.encoding, pool.max_decoded_bytes)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -280,11 +319,12 @@ class Response:
             self.close()
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if self._decoder is not None:
-            body = self._decode(body) + self._rest()
+            body = b"".join([*self._decoder.decode(body), self._decoder.rest()])
         return body
 
     async def pieces(self) -> AsyncIterator[bytes]:
-        """The body in the pieces it arrives in (decoded when compressed)."""
+        """The body in the pieces it arrives in (decoded when compressed: in blocks of at most
+        ``_DECODE_BLOCK`` bytes)."""
         conn = self._conn
         if conn is None:
             return
@@ -292,12 +332,13 @@ class Response:
             while True:
                 if conn.pieces:
                     piece = conn.take()
-                    if self._decoder is not None:
-                        piece = self._decode(piece)
-                    if piece:
+                    if self._decoder is None:
                         yield piece
+                        continue
+                    for block in self._decoder.decode(piece):
+                        yield block
                 elif conn.complete:
-                    if self._decoder is not None and (rest := self._rest()):
+                    if self._decoder is not None and (rest := self._decoder.rest()):
                         yield rest
                     break
                 elif conn.error is not None:
@@ -307,41 +348,15 @@ class Response:
         finally:
             self.close()
 
-    async def line_groups(self) -> AsyncIterator[list[bytes]]:
-        """The lines each arriving piece completes, together (a line split across pieces comes with
-        the piece that ends it). Lines that arrived together can be handled together."""
-        rest = b""
-        async for piece in self.pieces():
-            if b"\n" not in piece:
-                rest += piece
-                continue
-            *whole, rest = (rest + piece).split(b"\n")
-            yield [line + b"\n" for line in whole]
-        if rest:
-            yield [rest]
-
-    def _decode(self, piece: bytes) -> bytes:
-        assert self._decoder is not None
-        self._compressed = self._compressed or bool(piece)
-        try:
-            return self._decoder.decompress(piece)
-        except zlib.error as exc:
-            raise ProtocolFailure(f"the upstream's compressed body does not decode: {exc}") from None
-
-    def _rest(self) -> bytes:
-        """The decoder's last bytes; zlib says nothing of a stream cut short, so check its end."""
-        assert self._decoder is not None
-        rest = self._decoder.flush()
-        if self._compressed and not self._decoder.eof:
-            raise ProtocolFailure("the upstream's compressed body ends before its compressed stream does")
-        return rest
+    def line_groups(self) -> AsyncIterator[list[bytes]]:
+        """The body's lines, grouped as they arrive (see ``line_groups``)."""
+        return line_groups(self.pieces())
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if self._timer is not None:
-            self._timer.cancel()
+        self._pool._due.pop(conn, None)
         if conn.complete and conn.keep_alive and not conn.pieces and conn.error is None and not conn.closed:
             self._pool.release(conn)
         else:
@@ -354,6 +369,68 @@ class Response:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+async def line_groups(pieces: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+    """The lines each arriving piece completes, together (a line split across pieces comes with
+    the piece that ends it). Lines that arrived together can be handled together. A line's pieces
+    are kept in a list until it ends (joined once: a long line costs no copying per piece); the
+    body's bound bounds it."""
+    rest: list[bytes] = []
+    async for piece in pieces:
+        if b"\n" not in piece:
+            rest.append(piece)
+            continue
+        if rest:
+            rest.append(piece)
+            piece = b"".join(rest)
+        *whole, last = piece.split(b"\n")
+        rest = [last] if last else []
+        yield [line + b"\n" for line in whole]
+    if rest:
+        yield [b"".join(rest)]
+
+
+class ContentDecoder:
+    """Undoes a gzip or deflate content coding a block of ``_DECODE_BLOCK`` bytes at a time, so
+    a compression bomb is refused (``AnswerTooLarge`` past ``limit`` decoded bytes) without being
+    inflated whole."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib-wrapped deflate
+        self._compressed = False  # any compressed byte arrived
+        self._decoded = 0
+
+    @classmethod
+    def for_coding(cls, coding: str, limit: int) -> ContentDecoder | None:
+        """A decoder for a Content-Encoding value, or None for an identity (or unknown) one."""
+        return cls(limit) if coding.strip().lower() in {"gzip", "deflate", "x-gzip"} else None
+
+    def decode(self, piece: bytes) -> Iterator[bytes]:
+        self._compressed = self._compressed or bool(piece)
+        while piece:
+            try:
+                block = self._zlib.decompress(piece, _DECODE_BLOCK)
+            except zlib.error as exc:
+                raise ProtocolFailure(f"the upstream's compressed body does not decode: {exc}") from exc
+            self._count(len(block))
+            piece = self._zlib.unconsumed_tail
+            if block:
+                yield block
+
+    def rest(self) -> bytes:
+        """The last bytes; zlib says nothing of a stream cut short, so its end is checked."""
+        rest = self._zlib.flush()
+        if self._compressed and not self._zlib.eof:
+            raise ProtocolFailure("the upstream's compressed body ends before its compressed stream does")
+        self._count(len(rest))
+        return rest
+
+    def _count(self, size: int) -> None:
+        self._decoded += size
+        if self._decoded > self.limit:
+            raise AnswerTooLarge(f"the upstream's answer decompresses to more than {self.limit} bytes")
 
 
 def _write_unless_closed(transport: asyncio.WriteTransport, message: bytes) -> None:
@@ -372,9 +449,13 @@ class Pool:
         limit: int = 100,
         connect_timeout: float = 10.0,
         idle_timeout: float = 15.0,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
+        max_decoded_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self.origin = Origin(base_url)
         self.limit = max(1, limit)
+        self.max_answer_bytes = max_answer_bytes
+        self.max_decoded_bytes = max_decoded_bytes
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         fixed = {"Host": self.origin.authority, **(headers or {})}
@@ -382,13 +463,17 @@ class Pool:
         self._idle: list[_Connection] = []
         self._open = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._due: dict[_Connection, float] = {}  # the calls with a time limit, and when it is up
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._ssl: ssl.SSLContext | None = None
         self._closed = False
 
     async def request(self, method: str, path: str, body: bytes = b"", *, within: float | None = None) -> Response:
         """Send a request for ``path`` under the base URL's path; return once the answer's status
-        and headers are in. ``within`` (seconds) bounds the whole answer, body included: past it the
-        connection is closed and reading raises ``TimeoutError``.
+        and headers are in. ``within`` (seconds) bounds the whole call, from here to the answer's
+        last byte (waiting for a connection, connecting and reading included): past it the
+        connection is closed and the call raises ``TimeoutError``.
 
         A connection that has served answers before and closes before any byte of this one was
         dropped by the server while idle, as the request went out (an upstream's keep-alive timeout
@@ -398,18 +483,21 @@ class Pool:
             (f"{method} {self.origin.path}{path} HTTP/1.1\r\n{length}".encode("latin-1"), self._fixed, b"\r\n", body)
         )
         deadline = None if within is None else asyncio.get_running_loop().time() + within
-        conn = await self._acquire()
+        conn = await self._acquire(deadline)
         try:
             return await self._send(conn, message, deadline, method == "HEAD")
         except Disconnected as exc:
             if not conn.reused or conn.received or exc.answering:
                 raise
-        return await self._send(await self._acquire(), message, deadline, method == "HEAD")
+        return await self._send(await self._acquire(deadline), message, deadline, method == "HEAD")
 
     async def _send(self, conn: _Connection, message: bytes, deadline: float | None, head_only: bool) -> Response:
         loop = asyncio.get_running_loop()
-        timer = loop.call_at(deadline, conn.expire) if deadline is not None else None
+        if deadline is not None:
+            self._watch(conn, deadline, loop)
         try:
+            if conn.closed:  # closed before its first request (a server that spoke first): never wait on it
+                raise Disconnected("the upstream closed the connection before the request went out")
             head_arrived = conn.begin(loop, head_only)
             assert conn.transport is not None
             if self._open - len(self._idle) > 1:  # others in flight: go out with the turn's other writes
@@ -418,13 +506,39 @@ class Pool:
                 conn.transport.write(message)
             await head_arrived
         except BaseException:
-            if timer is not None:
-                timer.cancel()
+            self._due.pop(conn, None)
             self.discard(conn)
             raise
-        return Response(self, conn, timer)
+        return Response(self, conn)
 
-    async def _acquire(self) -> _Connection:
+    # -- time limits: one timer for the pool, at the nearest deadline --------------------------------
+
+    def _watch(self, conn: _Connection, deadline: float, loop: asyncio.AbstractEventLoop) -> None:
+        """Expire ``conn``'s answer at ``deadline``. Calls share one timer, armed for the nearest
+        deadline: a call made after another with the same limit arms nothing (a timer armed and
+        cancelled per call would cost as much as the rest of its setup)."""
+        self._due[conn] = deadline
+        if self._timer is None or deadline < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = loop.call_at(deadline, self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = loop.time()
+        nearest: float | None = None
+        for conn, due in list(self._due.items()):
+            if due <= now:
+                del self._due[conn]
+                conn.expire()
+            elif nearest is None or due < nearest:
+                nearest = due
+        if nearest is not None:
+            self._timer_at = nearest
+            self._timer = loop.call_at(nearest, self._expire, loop)
+
+    async def _acquire(self, deadline: float | None = None) -> _Connection:
         if self._closed:
             raise ConnectFailed("the pool is closed")
         loop = asyncio.get_running_loop()
@@ -437,7 +551,11 @@ class Pool:
             waiter = loop.create_future()
             self._waiters.append(waiter)
             try:
-                await waiter
+                if deadline is None:
+                    await waiter
+                else:  # only a call that must wait for a connection arms a timer of its own
+                    async with asyncio.timeout_at(deadline):
+                        await waiter
             except BaseException:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
@@ -468,12 +586,16 @@ class Pool:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, conn = await loop.create_connection(
-                    _Connection, origin.host, origin.port, ssl=context, server_hostname=origin.host if context else None
+                    lambda: _Connection(self.max_answer_bytes),
+                    origin.host,
+                    origin.port,
+                    ssl=context,
+                    server_hostname=origin.host if context else None,
                 )
-        except TimeoutError:
-            raise ConnectFailed(f"no connection to {origin.authority} within {self.connect_timeout:g} s") from None
+        except TimeoutError as exc:
+            raise ConnectFailed(f"no connection to {origin.authority} within {self.connect_timeout:g} s") from exc
         except (OSError, ssl.SSLError) as exc:
-            raise ConnectFailed(f"cannot connect to {origin.authority}: {exc}") from None
+            raise ConnectFailed(f"cannot connect to {origin.authority}: {exc}") from exc
         conn.counted = True
         return conn
 
@@ -484,6 +606,7 @@ class Pool:
             return
         conn.idle_since = asyncio.get_running_loop().time()
         conn.reused = True
+        conn.active = False
         self._idle.append(conn)
         self._wake_next()
 
@@ -507,6 +630,9 @@ class Pool:
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for conn in list(self._idle):
             self.discard(conn)
         while self._waiters:

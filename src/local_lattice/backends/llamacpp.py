@@ -1,14 +1,17 @@
 """In-process llama.cpp (llama-cpp-python) for GGUF models.
 
 Owns the llama.cpp specifics only: opening a GGUF, rendering the model's own chat template,
-tokenizing, and the sampling loop. Everything else (residency, the worker-thread bridge, answers)
-is the shared ``EngineBackend``. ``llama_cpp`` is imported when this module is, which the
-registry does only when a ``llamacpp`` backend is configured.
+tokenizing, the sampling loop, and grammars: a JSON schema (tools, JSON mode) becomes a llama.cpp
+grammar with llama-cpp-python's own converter, and the sampler holds every token to it.
+Everything else (residency, the worker-thread bridge, answers, the answer's shape) is the shared
+``EngineBackend``. ``llama_cpp`` is imported when this module is, which the registry does only
+when a ``llamacpp`` backend is configured.
 """
 
 from __future__ import annotations
 
 import codecs
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -17,11 +20,14 @@ from typing import Any
 
 import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
 from local_lattice.config import BackendConfig
 from local_lattice.engines.discovery import LocalModel
-from local_lattice.engines.engine import EngineBackend, Loaded, Message, Shared
+from local_lattice.engines.engine import EngineBackend, Loaded, Message, SchemaDecoding, Shared
 from local_lattice.engines.sampling import Sampling
+from local_lattice.errors import InvalidRequest
+from local_lattice.types import JSONObject
 
 # A plain template for GGUFs without one, so a chat still works (ChatML is the most common).
 _FALLBACK_TEMPLATE = (
@@ -46,7 +52,22 @@ class LlamaModel:
         self.formatter = formatter
 
 
-class LlamaCppBackend(EngineBackend[LlamaModel]):
+# A call's envelope writes its name before its arguments, so a stream can name the call early.
+_PROPERTY_ORDER = ["name", "arguments"]
+_GRAMMARS_KEPT = 64
+# llama-cpp-python's copy of the converter lets a JSON string hold raw control characters (a raw
+# newline inside a string is no JSON); llama.cpp's own converter excludes them, and so do we.
+_LOOSE_CHAR = 'char ::= [^"\\\\] |'
+_JSON_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
+
+
+def schema_grammar(schema_json: str) -> str:
+    """The GBNF grammar of a JSON schema (a call's envelope writes ``name`` before ``arguments``)."""
+    grammar: str = json_schema_to_gbnf(schema_json, _PROPERTY_ORDER)
+    return grammar.replace(_LOOSE_CHAR, _JSON_CHAR)
+
+
+class LlamaCppBackend(EngineBackend[LlamaModel], SchemaDecoding):
     format = "gguf"
     engine = "llama.cpp"
 
@@ -54,6 +75,24 @@ class LlamaCppBackend(EngineBackend[LlamaModel]):
         # Generations of resident models, plus a load or unload that must not wait behind them.
         workers = max(4, shared.engines.max_concurrent_models * 2 + 1)
         super().__init__(config, shared, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llamacpp"))
+        self._grammars: dict[str, LlamaGrammar] = {}  # agents send the same tools again and again
+        self._grammars_lock = threading.Lock()  # compiled in worker threads
+
+    def compile_schema(self, schema: JSONObject, param: str) -> LlamaGrammar:
+        key = json.dumps(schema, sort_keys=True)
+        with self._grammars_lock:
+            grammar = self._grammars.get(key)
+        if grammar is not None:
+            return grammar
+        try:
+            grammar = LlamaGrammar.from_string(schema_grammar(key))
+        except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError, RecursionError) as exc:
+            raise InvalidRequest(f"the JSON schema cannot be used to constrain decoding: {exc}", param=param) from None
+        with self._grammars_lock:
+            if len(self._grammars) >= _GRAMMARS_KEPT:
+                self._grammars.pop(next(iter(self._grammars)))
+            self._grammars[key] = grammar
+        return grammar
 
     def device(self) -> str:
         return "cpu"  # no layers are offloaded (llama.cpp's n_gpu_layers stays 0)
@@ -88,12 +127,15 @@ class LlamaCppBackend(EngineBackend[LlamaModel]):
         tokens: list[int] = loaded.model.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
         return tokens
 
-    def token_steps(self, loaded: Loaded[LlamaModel], tokens: list[int], sampling: Sampling) -> Iterator[str | None]:
+    def token_steps(
+        self, loaded: Loaded[LlamaModel], tokens: list[int], sampling: Sampling, constraint: Any = None
+    ) -> Iterator[str | None]:
         llm = loaded.model.llm
         llm.set_seed(sampling.seed)
         vocab = llm._model.vocab
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        for token in llm.generate(tokens, temp=sampling.temperature, top_p=sampling.top_p, reset=True):
+        steps = llm.generate(tokens, temp=sampling.temperature, top_p=sampling.top_p, reset=True, grammar=constraint)
+        for token in steps:
             if llama_cpp.llama_vocab_is_eog(vocab, token):
                 yield None
                 return

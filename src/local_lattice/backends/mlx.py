@@ -1,7 +1,9 @@
 """In-process MLX (mlx-lm) for MLX model folders: Metal on Apple silicon, ``mlx[cpu]`` elsewhere.
 
 Owns the MLX specifics only: loading a folder, the tokenizer's chat template, and the sampling
-loop over ``generate_step``. All MLX work runs on one resident thread (MLX streams are per
+loop over ``generate_step``. It holds decoding to no grammar, so it is no ``SchemaDecoding``
+engine: requests with tools or a JSON ``response_format`` get a 400 naming the field, and its
+models do not count as tool- or JSON-capable in routing. All MLX work runs on one resident thread (MLX streams are per
 thread). ``mlx`` and ``mlx_lm`` are imported on that thread at the first load, so a gateway with
 an idle MLX backend (the default wherever mlx-lm is installed) starts without paying for them.
 """
@@ -70,7 +72,9 @@ class MLXBackend(EngineBackend[MLXModel]):
         tokens: list[int] = loaded.model.tokenizer.encode(prompt)
         return tokens
 
-    def token_steps(self, loaded: Loaded[MLXModel], tokens: list[int], sampling: Sampling) -> Iterator[str | None]:
+    def token_steps(
+        self, loaded: Loaded[MLXModel], tokens: list[int], sampling: Sampling, constraint: Any = None
+    ) -> Iterator[str | None]:
         import mlx.core as mx
         from mlx_lm.generate import generate_step
         from mlx_lm.sample_utils import make_sampler

@@ -1,25 +1,29 @@
 """Backend for any OpenAI-compatible server: vLLM, llama.cpp's server, mlx_lm.server, SGLang, a cloud …
 (LM Studio's and Ollama's own model lists live in their subclasses, ``lmstudio.py`` and ``ollama.py``.)
 
-Owns one connection pool per upstream (``http1.Pool``), the model-list cache, SSE parsing of the
-upstream's stream and the mapping of the client's failures to ``local_lattice.errors`` (all in
-``_failure``).
+Owns one transport per upstream (``upstream.open_upstream``: the own HTTP/1.1 pool, or httpx
+behind a proxy and for remote https origins), the model-list cache, reading the upstream's stream
+(``event_stream.EventStream``) and the mapping of the transport's failures to
+``local_lattice.errors`` (all in ``_failure``, reached through ``_map_errors``). Every call has one
+time limit, kept by the transport (``within``).
 It forwards only the backend's own key: client credentials never reach it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 
-from local_lattice.backends.deadlines import Deadlines
-from local_lattice.backends.http1 import ConnectFailed, Disconnected, HTTPFailure, Pool
+from local_lattice.backends.event_stream import EventStream, error_message, usage_of
+from local_lattice.backends.http1 import AnswerTooLarge, ConnectFailed, Disconnected, HTTPFailure
+from local_lattice.backends.upstream import Upstream, open_upstream
 from local_lattice.config import BackendConfig
 from local_lattice.errors import (
     BackendUnavailable,
@@ -37,7 +41,6 @@ from local_lattice.types import (
     ModelInfo,
     ModelKind,
     StreamChunk,
-    Usage,
 )
 
 _PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
@@ -49,63 +52,19 @@ def guess_kind(model_id: str) -> ModelKind:
     return "embedding" if any(word in lowered for word in _EMBED_WORDS) else "chat"
 
 
-def usage_of(data: Any) -> Usage | None:
-    """Usage from an OpenAI response or chunk object, or None when it carries none."""
-    if not isinstance(data, dict):
-        return None
-    usage = data.get("usage")
-    if not isinstance(usage, dict):
-        return None
-    prompt = usage.get("prompt_tokens")
-    completion = usage.get("completion_tokens")
-    return Usage(
-        prompt_tokens=prompt if isinstance(prompt, int) else 0,
-        completion_tokens=completion if isinstance(completion, int) else 0,
-    )
-
-
-def data_payloads(lines: list[bytes]) -> tuple[list[bytes], bool]:
-    """The non-empty ``data:`` payloads of SSE lines, up to ``[DONE]``; and whether it came."""
-    payloads: list[bytes] = []
-    for line in lines:
-        if not line.startswith(b"data:"):
-            continue
-        payload = line[5:].strip()
-        if payload == b"[DONE]":
-            return payloads, True
-        if payload:
-            payloads.append(payload)
-    return payloads, False
-
-
-def error_message(body: bytes) -> str:
-    """The upstream's own error message, whatever shape it used."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body[:300].decode("utf-8", "replace").strip() or "no message"
-    if isinstance(data, dict):
-        err = data.get("error", data.get("detail", data.get("message")))
-        if isinstance(err, dict):
-            err = err.get("message", err)
-        if err is not None:
-            return str(err)[:1000]
-    return str(data)[:300]
-
-
 class OpenAIBackend:
     """An upstream that speaks OpenAI's HTTP API."""
 
-    def __init__(self, config: BackendConfig) -> None:
+    def __init__(self, config: BackendConfig, env: Mapping[str, str] | None = None) -> None:
         self.name = config.name
         self.config = config
         self.base_url = config.url
-        self._pool: Pool | None = None
+        self._env = os.environ if env is None else env  # HTTPS_PROXY / NO_PROXY …
+        self._upstream: Upstream | None = None
         self._paths: dict[str, str] = {}
         self._models: list[ModelInfo] = []
         self._models_at = -1e18
         self._models_lock = asyncio.Lock()
-        self._deadlines = Deadlines()
         headers = {"Content-Type": "application/json"}
         if config.api_key is not None:
             headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
@@ -115,18 +74,26 @@ class OpenAIBackend:
 
     # -- plumbing ---------------------------------------------------------------------------------
 
-    def pool(self) -> Pool:
-        """Connections to the upstream's origin. It keeps no cookies: one pool serves every client,
-        and a cookie one answer sets must not ride along with the next client's call."""
-        if self._pool is None:
+    def upstream(self) -> Upstream:
+        """The transport to the upstream's origin. It keeps no cookies: one transport serves every
+        client, and a cookie one answer sets must not ride along with the next client's call."""
+        if self._upstream is None:
             parts = urlsplit(self.config.url)
-            self._pool = Pool(
+            self._upstream = open_upstream(
                 f"{parts.scheme}://{parts.netloc}",
                 headers=self._headers,
                 limit=self.config.max_connections,
                 connect_timeout=self.config.connect_timeout,
+                max_answer_bytes=self.config.max_answer_bytes,
+                max_decoded_bytes=self.config.max_decoded_bytes,
+                proxy=self.config.proxy,
+                env=self._env,
             )
-        return self._pool
+        return self._upstream
+
+    def use_upstream(self, upstream: Upstream) -> None:
+        """Talk to the origin through ``upstream`` (a test's fake transport, say)."""
+        self._upstream = upstream
 
     def _path(self, url: str) -> str:
         """The path (and query) of one of this backend's URLs, as sent to its pool's origin."""
@@ -144,7 +111,10 @@ class OpenAIBackend:
         except LatticeError:
             raise
         except Exception as exc:
-            raise self._failure(exc) from None
+            mapped = self._failure(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
 
     def _failure(self, exc: Exception) -> Exception:
         """The error of ours a connection failure becomes (others are returned as they are): the one
@@ -157,6 +127,8 @@ class OpenAIBackend:
             return BackendUnavailable(f"backend {self.name!r} closed the connection unanswered", backend=self.name)
         if isinstance(exc, TimeoutError):
             return self._timed_out()
+        if isinstance(exc, AnswerTooLarge):
+            return UpstreamError(f"backend {self.name!r}: {exc}", backend=self.name, code="upstream_answer_too_large")
         if isinstance(exc, HTTPFailure):
             return UpstreamError(f"backend {self.name!r} failed: {exc}", backend=self.name)
         return exc
@@ -194,29 +166,25 @@ class OpenAIBackend:
         body = self.prepare_body(request)
         body.pop("stream", None)
         path = self._path(self.base_url + _PATHS[request.endpoint])
-        # The overall limit is kept by ``Deadlines`` (one timer for all calls), not a timer per call.
-        task = self._deadlines.start(request.timeout or self.config.timeout)
-        try:
-            resp = await self.pool().request("POST", path, orjson.dumps(body))
+        within = request.timeout or self.config.timeout
+        try:  # ``_map_errors`` spelled out: a generator context manager costs more than the rest here
+            resp = await self.upstream().request("POST", path, orjson.dumps(body), within=within)
             content = await resp.read()
             if resp.status >= 400:
                 self._raise_for_status(resp.status, content, resp.header("retry-after"))
         except LatticeError:
             raise
-        except asyncio.CancelledError:
-            if not self._deadlines.expired(task):
-                raise
-            raise self._timed_out() from None
         except Exception as exc:
-            raise self._failure(exc) from None
-        finally:
-            self._deadlines.end(task)
+            mapped = self._failure(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
         try:
             data = orjson.loads(content)
-        except orjson.JSONDecodeError:
+        except orjson.JSONDecodeError as exc:
             raise UpstreamError(
                 f"backend {self.name!r} answered something that is not JSON", backend=self.name
-            ) from None
+            ) from exc
         if not isinstance(data, dict) or ("choices" not in data and "data" not in data):
             raise UpstreamError(f"backend {self.name!r} answered an unexpected JSON shape", backend=self.name)
         return BackendResponse(content=content, usage=usage_of(data))
@@ -229,35 +197,22 @@ class OpenAIBackend:
         body["stream"] = True
         path = self._path(self.base_url + _PATHS[request.endpoint])
         within = request.timeout or self.config.timeout
+        options = body.get("stream_options")
+        events = EventStream(
+            self.name, self._redactor, isinstance(options, dict) and options.get("include_usage") is True
+        )
         with self._map_errors():
-            resp = await self.pool().request("POST", path, orjson.dumps(body), within=within)
+            resp = await self.upstream().request("POST", path, orjson.dumps(body), within=within)
             async with resp:
                 if resp.status >= 400:
                     self._raise_for_status(resp.status, await resp.read(), resp.header("retry-after"))
                 async for lines in resp.line_groups():
-                    payloads, done = data_payloads(lines)
-                    last = len(payloads) - 1
-                    for index, payload in enumerate(payloads):
-                        # Events that arrived together (with the end, when [DONE] came along) are
-                        # marked so they can be written together.
-                        yield self._chunk(payload, more=index < last or done)
-                    if done:
-                        return
-        # The upstream closed without [DONE]; what it sent is all there is.
-
-    def _chunk(self, payload: bytes, more: bool = False) -> StreamChunk:
-        if b'"usage"' not in payload and b'"error"' not in payload:
-            return StreamChunk(payload, more=more)
-        try:
-            data = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(
-                f"backend {self.name!r} streamed something that is not JSON", backend=self.name
-            ) from None
-        if isinstance(data, dict) and isinstance(data.get("error"), dict | str):
-            detail = self._redactor.text(error_message(payload))
-            raise UpstreamError(f"backend {self.name!r} failed mid-stream: {detail}", backend=self.name)
-        return StreamChunk(payload, usage_of(data), more)
+                    for chunk in events.feed(lines):
+                        yield chunk
+                    if events.done:
+                        break
+            for chunk in events.end():
+                yield chunk
 
     async def models(self) -> list[ModelInfo]:
         now = time.monotonic()
@@ -284,16 +239,16 @@ class OpenAIBackend:
 
     async def _get_json(self, url: str) -> Any:
         with self._map_errors():
-            resp = await self.pool().request("GET", self._path(url), within=10.0)
+            resp = await self.upstream().request("GET", self._path(url), within=10.0)
             content = await resp.read()
             if resp.status >= 400:
                 self._raise_for_status(resp.status, content)
         try:
             return orjson.loads(content)
-        except orjson.JSONDecodeError:
+        except orjson.JSONDecodeError as exc:
             raise UpstreamError(
                 f"backend {self.name!r} listed models in something that is not JSON", backend=self.name
-            ) from None
+            ) from exc
 
     async def health(self) -> BackendHealth:
         try:
@@ -303,6 +258,6 @@ class OpenAIBackend:
         return BackendHealth(ok=True, detail=f"{len(models)} models", extra={"models": len(models)})
 
     async def aclose(self) -> None:
-        if self._pool is not None:
-            await self._pool.aclose()
-            self._pool = None
+        if self._upstream is not None:
+            await self._upstream.aclose()
+            self._upstream = None

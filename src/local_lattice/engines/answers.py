@@ -16,10 +16,25 @@ def new_id(endpoint: Endpoint) -> str:
     return ("chatcmpl-" if endpoint == "chat" else "cmpl-") + secrets.token_hex(12)
 
 
-def whole(endpoint: Endpoint, answer_id: str, model: str, text: str, finish: str, usage: Usage) -> BackendResponse:
+def tool_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def whole(
+    endpoint: Endpoint,
+    answer_id: str,
+    model: str,
+    text: str,
+    finish: str,
+    usage: Usage,
+    calls: list[dict[str, Any]] | None = None,
+) -> BackendResponse:
     choice: dict[str, Any]
     if endpoint == "chat":
-        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None}
+        message: dict[str, Any] = {"role": "assistant", "content": (text or None) if calls else text}
+        if calls:
+            message["tool_calls"] = calls
+        choice = {"index": 0, "message": message, "logprobs": None}
         kind = "chat.completion"
     else:
         choice = {"index": 0, "text": text, "logprobs": None}
@@ -71,6 +86,14 @@ class ChunkWriter:
 
     def text(self, text: str) -> StreamChunk:
         return self._chunk([self._choice(text, None)])
+
+    def call_opening(self, index: int, call_id: str, name: str) -> StreamChunk:
+        call = {"index": index, **tool_call(call_id, name, "")}
+        return self._chunk([{"index": 0, "delta": {"tool_calls": [call]}, "logprobs": None, "finish_reason": None}])
+
+    def call_arguments(self, index: int, text: str) -> StreamChunk:
+        call = {"index": index, "function": {"arguments": text}}
+        return self._chunk([{"index": 0, "delta": {"tool_calls": [call]}, "logprobs": None, "finish_reason": None}])
 
     def finish(self, reason: str) -> StreamChunk:
         return self._chunk([self._choice(None if self.endpoint == "chat" else "", reason)])

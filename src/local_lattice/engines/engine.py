@@ -1,8 +1,9 @@
 """The shared body of the in-process backends (``llamacpp``, ``mlx``).
 
 Owns the model catalog (discovery, cached), residency through the shared ``ModelManager``,
-prompt preparation (chat template, context check or trim) and the
-token loop that turns engine steps into OpenAI answers. An engine subclass supplies only the
+prompt preparation (chat template, context check or trim), the answer's shape (tools, JSON mode:
+``engines.structured``, honoured only by a ``SchemaDecoding`` engine) and the token loop that
+turns engine steps into OpenAI answers, text or ``tool_calls``. An engine subclass supplies only the
 blocking hooks (open, close, encode, token steps), which always run in the engine's worker
 threads, never on the event loop. Foreign exceptions become ``local_lattice.errors`` here.
 """
@@ -23,18 +24,22 @@ from typing import Any, Generic, TypeVar
 
 from local_lattice.backends.base import LoadProgress
 from local_lattice.config import BackendConfig, EngineConfig
-from local_lattice.engines.answers import ChunkWriter, new_id, whole
+from local_lattice.engines.answers import ChunkWriter, new_id, tool_call, whole
+from local_lattice.engines.calls import EnvelopeReader
+from local_lattice.engines.decoding import Delta, Plan, decode_planned
 from local_lattice.engines.discovery import LocalModel, ModelFormat, default_roots, discover
 from local_lattice.engines.failures import is_oom
 from local_lattice.engines.pump import pump
 from local_lattice.engines.residency import LoadSpec, ModelManager
 from local_lattice.engines.sampling import Sampling, StopMatcher, sampling_of
+from local_lattice.engines.structured import Shape, asked_field, chat_turns, shape_of
 from local_lattice.errors import ContextTooLong, InvalidRequest, LatticeError, ModelNotFound, NotFound, UpstreamError
 from local_lattice.types import (
     BackendHealth,
     BackendRequest,
     BackendResponse,
     ChunkStream,
+    JSONObject,
     ModelInfo,
     StreamChunk,
     Usage,
@@ -53,14 +58,6 @@ class Loaded(Generic[H]):
     model: H
     n_ctx: int
     lock: threading.Lock
-
-
-@dataclass(frozen=True, slots=True)
-class Delta:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish: str | None
 
 
 @dataclass(frozen=True)
@@ -82,6 +79,14 @@ def text_of(content: Any) -> str:
             raise InvalidRequest(f"this local model takes text only, not {part.get('type')!r} parts", param="messages")
         parts.append(str(part.get("text", "")))
     return "".join(parts)
+
+
+class SchemaDecoding(ABC):
+    """An engine that can hold decoding to a JSON schema (tools, JSON mode); others refuse them."""
+
+    @abstractmethod
+    def compile_schema(self, schema: JSONObject, param: str) -> Any:
+        """The engine's constraint for ``schema``; ``InvalidRequest(param=param)`` if it cannot be held to."""
 
 
 class EngineBackend(ABC, Generic[H]):
@@ -115,8 +120,11 @@ class EngineBackend(ABC, Generic[H]):
     def encode_text(self, loaded: Loaded[H], prompt: str) -> list[int]: ...
 
     @abstractmethod
-    def token_steps(self, loaded: Loaded[H], tokens: list[int], sampling: Sampling) -> Iterator[str | None]:
-        """Text of each generated token as it comes; ``None`` for end-of-sequence."""
+    def token_steps(
+        self, loaded: Loaded[H], tokens: list[int], sampling: Sampling, constraint: Any = None
+    ) -> Iterator[str | None]:
+        """Text of each generated token as it comes; ``None`` for end-of-sequence. ``constraint``
+        is what ``SchemaDecoding.compile_schema`` made (never set for other engines)."""
         ...
 
     # -- catalog ----------------------------------------------------------------------------------
@@ -141,9 +149,16 @@ class EngineBackend(ABC, Generic[H]):
         # Resident models report loaded=True, the others loaded=False; all load on demand, so routing
         # keeps them eligible under strict loading while preferring what is resident.
         resident = set(self.resident())
+        shaped = isinstance(self, SchemaDecoding)  # tools and JSON mode are honoured only then
         return [
             ModelInfo(
-                id=m.id, backend=self.name, size_bytes=m.size_bytes, loaded=m.id in resident, loads_on_demand=True
+                id=m.id,
+                backend=self.name,
+                size_bytes=m.size_bytes,
+                loaded=m.id in resident,
+                loads_on_demand=True,
+                supports_tools=shaped,
+                supports_json_mode=shaped,
             )
             for m in (await self.catalog()).values()
         ]
@@ -212,92 +227,172 @@ class EngineBackend(ABC, Generic[H]):
 
     async def complete(self, request: BackendRequest) -> BackendResponse:
         sampling = sampling_of(request.body, self.default_max_tokens)
+        plan = await self._plan(request)
         parts: list[str] = []
+        reader: EnvelopeReader | None = None
         last = Delta("", 0, 0, "length")
-        async with aclosing(self._generate(request, sampling)) as deltas:
+        async with aclosing(self._generate(request, sampling, plan)) as deltas:
             async for delta in deltas:
-                parts.append(delta.text)
+                if delta.call:
+                    reader = reader or EnvelopeReader()
+                    reader.feed(delta.text)
+                else:
+                    parts.append(delta.text)
                 last = delta
         usage = Usage(last.prompt_tokens, last.completion_tokens)
         answer_id = new_id(request.endpoint)
-        return whole(request.endpoint, answer_id, request.model, "".join(parts), last.finish or "length", usage)
+        finish = last.finish or "length"
+        calls = None
+        if reader is not None and reader.name is not None:
+            reader.close()
+            calls = [tool_call(reader.id, reader.name, reader.arguments)]
+            finish = "tool_calls" if finish == "stop" else finish
+        elif reader is not None:  # cut off before the call's name: say what was written
+            parts.append(reader.pending)
+        return whole(request.endpoint, answer_id, request.model, "".join(parts), finish, usage, calls)
 
     def stream(self, request: BackendRequest) -> ChunkStream:
         return self._stream(request)
 
     async def _stream(self, request: BackendRequest) -> AsyncGenerator[StreamChunk, None]:
         sampling = sampling_of(request.body, self.default_max_tokens)
+        plan = await self._plan(request)
         writer = ChunkWriter(request.endpoint, request.model)
+        reader: EnvelopeReader | None = None
         opened = False
-        async with aclosing(self._generate(request, sampling)) as deltas:
+        async with aclosing(self._generate(request, sampling, plan)) as deltas:
             async for delta in deltas:
                 if not opened and request.endpoint == "chat":
                     yield writer.opening()
                 opened = True
-                if delta.text:
+                finish = delta.finish
+                if delta.call:
+                    reader = reader or EnvelopeReader()
+                    for chunk in self._call_chunks(writer, reader, delta):
+                        yield chunk
+                    if finish == "stop" and reader.name is not None:
+                        finish = "tool_calls"
+                elif delta.text:
                     yield writer.text(delta.text)
-                if delta.finish is not None:
-                    yield writer.finish(delta.finish)
+                if finish is not None:
+                    yield writer.finish(finish)
                     if sampling.include_usage:
                         yield writer.usage(Usage(delta.prompt_tokens, delta.completion_tokens))
 
-    async def _generate(self, request: BackendRequest, sampling: Sampling) -> AsyncGenerator[Delta, None]:
+    @staticmethod
+    def _call_chunks(writer: ChunkWriter, reader: EnvelopeReader, delta: Delta) -> Iterator[StreamChunk]:
+        """The ``tool_calls`` deltas of one step of a call: its opening once the name is known,
+        then its arguments; at the end, the rest (or the text, if it never became a call)."""
+        name, arguments = reader.feed(delta.text)
+        if name is not None:
+            yield writer.call_opening(0, reader.id, name)
+        if arguments:
+            yield writer.call_arguments(0, arguments)
+        if delta.finish is None:
+            return
+        if reader.name is None:
+            if reader.pending:
+                yield writer.text(reader.pending)
+            return
+        tail = reader.close()
+        if tail:
+            yield writer.call_arguments(0, tail)
+
+    async def _plan(self, request: BackendRequest) -> Plan | None:
+        """The request's shape with its schemas compiled; a 400 for what this engine cannot honour."""
+        shape = shape_of(request.body)
+        if shape is None:
+            return None
+        if not isinstance(self, SchemaDecoding):
+            field = asked_field(request.body)
+            raise InvalidRequest(
+                f"backend {self.name!r} ({self.engine}) cannot constrain decoding, so it cannot honour "
+                f"{field}; send it to a GGUF (llama.cpp) model",
+                param=field,
+            )
+        if request.endpoint != "chat" and shape.mode != "none":
+            raise InvalidRequest("tools need the chat completions endpoint", param="tools")
+        return await asyncio.to_thread(self._compile, self, shape)
+
+    @staticmethod
+    def _compile(engine: SchemaDecoding, shape: Shape) -> Plan:
+        call_schema = shape.call_schema
+        call = engine.compile_schema(call_schema, "tools") if call_schema is not None else None
+        text = engine.compile_schema(shape.text_schema, "response_format") if shape.text_schema is not None else None
+        either = None
+        if call_schema is not None and shape.text_schema is not None and shape.mode == "auto":
+            either = engine.compile_schema({"anyOf": [call_schema, shape.text_schema]}, "response_format")
+        return Plan(shape, call, text, either)
+
+    async def _generate(
+        self, request: BackendRequest, sampling: Sampling, plan: Plan | None
+    ) -> AsyncGenerator[Delta, None]:
         model = await self.local_model(request.model)
         # Admission caps calls per model before they get here; the engine itself only needs the
         # model pinned (and its lock, taken in the worker) for as long as the worker uses it.
         lease = await self.manager.acquire(self.spec(model))
 
         def produce(stop: threading.Event) -> Iterator[Delta]:
-            return self._produce(lease.handle, request, sampling, stop)
+            return self._produce(lease.handle, request, sampling, plan, stop)
 
         async with aclosing(pump(self.executor, produce, lease.release)) as deltas:
             async for delta in deltas:
                 yield delta
 
     def _produce(
-        self, loaded: Loaded[H], request: BackendRequest, sampling: Sampling, stop: threading.Event
+        self, loaded: Loaded[H], request: BackendRequest, sampling: Sampling, plan: Plan | None, stop: threading.Event
     ) -> Iterator[Delta]:
         while not loaded.lock.acquire(timeout=0.05):
             if stop.is_set():
                 return
         try:
-            yield from self._run(loaded, request, sampling, stop)
+            tokens = self._prompt(loaded, request, sampling.max_tokens, plan)
+
+            def decode(constraint: Any, call: bool) -> Iterator[Delta]:
+                return self._decode(loaded, tokens, sampling, constraint, call, stop)
+
+            yield from decode_planned(plan, decode)
         except LatticeError:
             raise
         except Exception as exc:
             detail = str(exc) or type(exc).__name__
             hint = "; the model ran out of memory: lower n_ctx or MAX_CONCURRENT_MODELS" if is_oom(exc) else ""
-            raise UpstreamError(f"{self.engine} generation failed: {detail}{hint}", backend=self.name) from None
+            raise UpstreamError(f"{self.engine} generation failed: {detail}{hint}", backend=self.name) from exc
         finally:
             loaded.lock.release()
 
-    def _run(
-        self, loaded: Loaded[H], request: BackendRequest, sampling: Sampling, stop: threading.Event
+    def _decode(
+        self,
+        loaded: Loaded[H],
+        tokens: list[int],
+        sampling: Sampling,
+        constraint: Any,
+        call: bool,
+        stop: threading.Event,
     ) -> Iterator[Delta]:
-        tokens = self._prompt(loaded, request, sampling.max_tokens)
         prompt = len(tokens)
         budget = min(sampling.max_tokens, loaded.n_ctx - prompt)
-        matcher = StopMatcher(sampling.stop)
+        matcher = StopMatcher(() if call else sampling.stop)  # stop strings end text, never a call
         count = 0
-        steps = self.token_steps(loaded, tokens, sampling)
+        steps = self.token_steps(loaded, tokens, sampling, constraint)
         try:
             for piece in steps:
                 if stop.is_set():
                     return
                 if piece is None:
-                    yield Delta(matcher.flush(), prompt, count, "stop")
+                    yield Delta(matcher.flush(), prompt, count, "stop", call)
                     return
                 count += 1
                 text, hit = matcher.feed(piece)
                 if hit:
-                    yield Delta(text, prompt, count, "stop")
+                    yield Delta(text, prompt, count, "stop", call)
                     return
                 if count >= budget:
-                    yield Delta(text + matcher.flush(), prompt, count, "length")
+                    yield Delta(text + matcher.flush(), prompt, count, "length", call)
                     return
                 if text:
-                    yield Delta(text, prompt, count, None)
-            yield Delta(matcher.flush(), prompt, count, "length")
+                    yield Delta(text, prompt, count, None, call)
+            yield Delta(matcher.flush(), prompt, count, "length", call)
         finally:
             close = getattr(steps, "close", None)
             if close is not None:
@@ -305,7 +400,7 @@ class EngineBackend(ABC, Generic[H]):
 
     # -- prompts ----------------------------------------------------------------------------------
 
-    def _prompt(self, loaded: Loaded[H], request: BackendRequest, answer_tokens: int) -> list[int]:
+    def _prompt(self, loaded: Loaded[H], request: BackendRequest, answer_tokens: int, plan: Plan | None) -> list[int]:
         body = request.body
         limit = loaded.n_ctx - 1  # at least one token of room for the answer
         trim = self.settings.context_over_budget == "trim"
@@ -313,7 +408,7 @@ class EngineBackend(ABC, Generic[H]):
         room = min(answer_tokens, loaded.n_ctx // 2) + self.settings.context_trim_buffer
         target = max(1, loaded.n_ctx - room)
         if request.endpoint == "chat":
-            messages = [{"role": str(m.get("role")), "content": text_of(m.get("content"))} for m in body["messages"]]
+            messages = chat_turns(body["messages"], text_of, plan.shape.note() if plan is not None else None)
             tokens = self.encode_chat(loaded, messages)
             while trim and len(tokens) > target and self._drop_oldest_turn(messages):
                 tokens = self.encode_chat(loaded, messages)

@@ -141,7 +141,7 @@ class ModelManager:
                 kind, message = describe_load_failure(spec.key, exc)
                 self.load_errors[spec.key] = message
                 log.warning("load failed: %s", message)
-                raise BackendUnavailable(message, code=kind, retry_after=30) from None
+                raise BackendUnavailable(message, code=kind, retry_after=30) from exc
             self.load_errors.pop(spec.key, None)
             self._entries[spec.key] = _Entry(spec, handle)
             log.info("loaded %s in %.2fs", spec.key, time.perf_counter() - started)

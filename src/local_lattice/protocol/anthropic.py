@@ -46,6 +46,7 @@ class MessagesRequest(AnthropicBaseModel):
     tools: list[dict[str, Any]] | None = None
     tool_choice: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
+    output_config: dict[str, Any] | None = None
 
 
 STOP_TO_FINISH = {
@@ -150,6 +151,18 @@ def _tool_choice_to_openai(choice: JSONObject) -> Any:
     return {"auto": "auto", "any": "required", "none": "none"}.get(str(kind), "auto")
 
 
+def _output_format_to_openai(request: JSONObject) -> JSONObject | None:
+    """Structured outputs (``output_config.format``, or the beta's ``output_format``) as a
+    ``response_format``."""
+    config = request.get("output_config")
+    spec = config.get("format") if isinstance(config, dict) else request.get("output_format")
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or spec.get("type") != "json_schema" or not isinstance(spec.get("schema"), dict):
+        raise InvalidRequest("output_config.format must be {type: json_schema, schema: {...}}", param="output_config")
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": spec["schema"], "strict": True}}
+
+
 def messages_to_openai(request: JSONObject) -> JSONObject:
     """An Anthropic Messages request as an OpenAI chat completion body."""
     messages: list[JSONObject] = []
@@ -187,6 +200,9 @@ def messages_to_openai(request: JSONObject) -> JSONObject:
         body["tool_choice"] = _tool_choice_to_openai(choice)
         if choice.get("disable_parallel_tool_use"):
             body["parallel_tool_calls"] = False
+    response_format = _output_format_to_openai(request)
+    if response_format is not None:
+        body["response_format"] = response_format
     user = (request.get("metadata") or {}).get("user_id")
     if user:
         body["user"] = str(user)
@@ -256,6 +272,20 @@ def _tool_choice_to_anthropic(choice: Any, parallel: Any) -> JSONObject | None:
     return out
 
 
+def _output_config(response_format: Any) -> JSONObject | None:
+    """A ``response_format`` as Anthropic's structured outputs, which always take a schema."""
+    kind = response_format.get("type") if isinstance(response_format, dict) else response_format
+    if kind in (None, "text"):
+        return None
+    spec = response_format.get("json_schema") if kind == "json_schema" else None
+    if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+        raise InvalidRequest(
+            f"Anthropic models take a response_format of type json_schema with a schema, not {kind!r}",
+            param="response_format",
+        )
+    return {"format": {"type": "json_schema", "schema": spec["schema"]}}
+
+
 def openai_to_messages(body: JSONObject, model: str, default_max_tokens: int = DEFAULT_MAX_TOKENS) -> JSONObject:
     """An OpenAI chat completion body as Anthropic Messages request parameters (``stream`` excluded)."""
     system: list[str] = []
@@ -302,6 +332,9 @@ def openai_to_messages(body: JSONObject, model: str, default_max_tokens: int = D
     choice = _tool_choice_to_anthropic(body.get("tool_choice"), body.get("parallel_tool_calls"))
     if choice is not None and tools:
         params["tool_choice"] = choice
+    output_config = _output_config(body.get("response_format"))
+    if output_config is not None:
+        params["output_config"] = output_config
     if body.get("user"):
         params["metadata"] = {"user_id": str(body["user"])}
     return params

@@ -27,6 +27,7 @@ class ResponsesRequest(OpenAIBaseModel):
     instructions: str | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
+    text: dict[str, Any] | None = None
     stream: bool = False
     max_output_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
@@ -98,6 +99,22 @@ def _tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _response_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``text.format`` as a chat ``response_format`` (the schema's fields move under ``json_schema``)."""
+    spec = (text or {}).get("format")
+    if spec is None:
+        return None
+    kind = spec.get("type") if isinstance(spec, dict) else None
+    if kind in ("text", "json_object"):
+        return {"type": kind}
+    if kind == "json_schema":
+        return {
+            "type": kind,
+            "json_schema": {k: spec[k] for k in ("name", "schema", "strict", "description") if k in spec},
+        }
+    raise InvalidRequest(f"text.format type {kind!r} is not supported (text, json_object or json_schema)", param="text")
+
+
 def to_chat(request: ResponsesRequest, body: dict[str, Any]) -> dict[str, Any]:
     """The chat-completions body equivalent to a Responses request."""
     messages: list[dict[str, Any]] = []
@@ -120,6 +137,9 @@ def to_chat(request: ResponsesRequest, body: dict[str, Any]) -> dict[str, Any]:
             chat["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
         elif isinstance(choice, str):
             chat["tool_choice"] = choice
+    response_format = _response_format(request.text)
+    if response_format is not None:
+        chat["response_format"] = response_format
     if request.stream:
         chat["stream_options"] = {"include_usage": True}
     return chat
@@ -193,7 +213,7 @@ def response_object(
         "error": None,
         "incomplete_details": {"reason": incomplete} if incomplete else None,
         "metadata": {},
-        "text": {"format": {"type": "text"}},
+        "text": request.text or {"format": {"type": "text"}},
         "usage": _usage(usage) if status != "in_progress" else None,
     }
 

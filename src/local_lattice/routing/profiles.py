@@ -2,8 +2,8 @@
 
 A profile is layered, later wins: built-in defaults → what the id itself says (vision words, the
 size token's latency tier and memory, see ``routing.sizes``) → ``defaults`` (profiles file, then
-``[profiles]``) → facts the backend reports (context length, vision, tools) → every ``patterns`` entry
-whose substring is in the id, in order → the exact id's entry. The configured layers sit above the
+``[profiles]``) → facts the backend reports (context length, vision, tools, JSON mode) → every
+``patterns`` entry whose substring is in the id, in order → the exact id's entry. The configured layers sit above the
 built-in guesses: a file's ``defaults`` are never overridden by what the gateway guessed from a name.
 A pattern that is itself a size (``"8b"``) matches only that size token of an id, never the ``8b``
 inside ``8bit`` or the ``3b`` of ``a3b``.
@@ -113,6 +113,7 @@ class ProfileBook:
             "context_window": model.context_length,
             "supports_vision": model.supports_vision,
             "supports_tools": model.supports_tools,
+            "supports_json_mode": model.supports_json_mode,
         }
         merged.update({k: v for k, v in facts.items() if v is not None})
         lowered = model.id.lower()

@@ -161,8 +161,8 @@ async def judge(
     messages = judge_messages(question, ballot, candidates, system)
     params: JSONObject = {"temperature": 0, "max_tokens": 200, "response_format": {"type": "json_object"}}
     call = await runner.call(Job("judge", spec, messages, params), ctx)
-    if not call.ok and call.error_kind == "upstream_4xx":
-        # The judge's server may not do JSON mode; ask again in plain text.
+    if not call.ok and call.error_kind in ("upstream_4xx", "config_error"):
+        # The judge's server (or engine) may not do JSON mode; ask again in plain text.
         params.pop("response_format")
         call = await runner.call(Job("judge", spec, messages, params), ctx)
     if not call.ok:

@@ -232,3 +232,29 @@ def test_error_body_shape() -> None:
     }
     assert error_body(502, "x")["error"]["type"] == "api_error"
     assert error_body(422, "x")["error"]["type"] == "invalid_request_error"
+
+
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+def test_structured_outputs_become_a_json_schema_response_format_and_back() -> None:
+    request = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    body = messages_to_openai({**request, "output_config": {"format": {"type": "json_schema", "schema": SCHEMA}}})
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": SCHEMA, "strict": True},
+    }
+    assert "response_format" not in messages_to_openai(request)
+    params = openai_to_messages(body, "claude")
+    assert params["output_config"] == {"format": {"type": "json_schema", "schema": SCHEMA}}
+    with pytest.raises(InvalidRequest) as bad:
+        messages_to_openai({**request, "output_config": {"format": {"type": "yaml"}}})
+    assert bad.value.param == "output_config"
+
+
+def test_a_json_mode_without_schema_is_refused_for_anthropic_models_not_dropped() -> None:
+    body = {"messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_object"}}
+    with pytest.raises(InvalidRequest) as refused:
+        openai_to_messages(body, "claude")
+    assert refused.value.param == "response_format"
+    assert "output_config" not in openai_to_messages({**body, "response_format": {"type": "text"}}, "claude")

@@ -100,3 +100,21 @@ def test_stream_of_tool_call_deltas_ends_with_complete_items() -> None:
     assert final["output"][0]["arguments"] == '{"city":"P"}'
     assert final["output"][0]["call_id"] == "c1"
     assert final["usage"]["output_tokens"] == 4
+
+
+def test_text_format_becomes_the_chat_response_format_and_is_echoed() -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    text = {"format": {"type": "json_schema", "name": "count", "schema": schema, "strict": True}}
+    parsed, body = request(input="count", text=text)
+    chat = to_chat(parsed, body)
+    assert chat["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "count", "schema": schema, "strict": True},
+    }
+    answer = {"model": "m", "choices": [{"message": {"role": "assistant", "content": '{"n": 1}'}}]}
+    assert from_chat(answer, parsed)["text"] == text
+    plain, plain_body = request(input="hi", text={"format": {"type": "json_object"}})
+    assert to_chat(plain, plain_body)["response_format"] == {"type": "json_object"}
+    with pytest.raises(InvalidRequest) as bad:
+        to_chat(*request(input="hi", text={"format": {"type": "grammar"}}))
+    assert bad.value.param == "text"
