@@ -9,16 +9,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class SwarmPreset(BaseModel):
+    """A named swarm: its agents and how to judge them. The original's presets were bare lists of
+    model specs; such a list is read as the preset's ``models``."""
+
     model_config = ConfigDict(extra="forbid")
 
     models: list[str] = Field(default_factory=list, max_length=16, description="Model specs of the agents.")
     strategy: str = Field(default="best-of-n", max_length=64)
     judge: str | None = Field(default=None, max_length=256)
     max_parallel: int | None = Field(default=None, ge=1, le=64)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, data: Any) -> Any:
+        return {"models": data} if isinstance(data, list) else data
 
 
 class Preferences(BaseModel):
@@ -35,6 +43,13 @@ class Preferences(BaseModel):
         if self.active_swarm_preset is None:
             return None
         return self.swarm_presets.get(self.active_swarm_preset)
+
+    def original(self) -> dict[str, Any]:
+        """The original's view: the default model and each preset as its list of model specs."""
+        return {
+            "default_model": self.default_model or None,
+            "swarm_presets": {name: list(preset.models) for name, preset in self.swarm_presets.items()},
+        }
 
     def merged(self, patch: dict[str, Any]) -> Preferences:
         """A validated copy with ``patch``'s keys replaced (raises pydantic's ValidationError)."""

@@ -102,7 +102,7 @@ def test_ps_shows_models_and_calls_in_flight(gateway: RunningProcess) -> None:
     call.start()
     try:
         deadline = time.monotonic() + 30
-        while httpx.get(gateway.url + "/healthz").json()["admission"]["inflight"] < 1:
+        while httpx.get(gateway.url + "/healthz", headers=headers).json()["admission"]["inflight"] < 1:
             assert time.monotonic() < deadline
             time.sleep(0.02)
         shown = lattice("ps", "--url", gateway.url, "--api-key", KEY)

@@ -100,10 +100,11 @@ def test_bearer_header_works_too(gateway: RunningProcess) -> None:
     assert response.status_code == 200
 
 
-def test_healthz_reports_backends(gateway: RunningProcess) -> None:
-    body = httpx.get(gateway.url + "/healthz").json()
+def test_healthz_reports_backends_to_a_key_holder_only(gateway: RunningProcess) -> None:
+    body = httpx.get(gateway.url + "/healthz", headers={"X-API-Key": KEY}).json()
     assert body["status"] == "ok"
     assert body["backends"]["llama"]["ok"] is True
+    assert httpx.get(gateway.url + "/healthz").json() == {"status": "ok", "ok": True}
 
 
 @pytest.mark.parametrize(

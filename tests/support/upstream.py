@@ -1,20 +1,27 @@
 """A scripted OpenAI-compatible HTTP server for error paths that real model servers can't be made
 to produce on demand (5xx, garbage, slow streams). It is a real server on a loopback socket, run
-in a background thread; the model name picks the behaviour, and it records what it saw."""
+in a background thread (``scripted_upstream``, which records what it saw) or as a process of its
+own (``python -m tests.support.upstream --port P --models a,b``, ``scripted_upstream_process``);
+the model name picks the behaviour. Besides the names in ``MODELS``: ``empty`` answers with empty
+content, ``echo`` answers with the last message's text, any other name answers "ok"."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from tests.support.procs import free_port
+from tests.support.procs import PYTHON, RunningProcess, free_port, run_process
+
+ROOT = Path(__file__).resolve().parents[2]
 
 MODELS = [
     "ok-model",
@@ -90,7 +97,12 @@ def build_app(rec: Recorder, listed: list[str]) -> web.Application:
             await resp.prepare(request)
             await resp.write(_chunk("ok") + b"data: [DONE]\n\n")
             return resp
-        message = {"role": "assistant", "content": "ok"}
+        content = "ok"
+        if model == "empty":
+            content = ""
+        elif model == "echo":
+            content = str(body["messages"][-1].get("content", ""))
+        message = {"role": "assistant", "content": content}
         usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
         answer = web.json_response(
             {
@@ -171,3 +183,26 @@ def scripted_upstream(models: list[str] | None = None) -> Iterator[tuple[str, Re
     rec = Recorder()
     with serve_in_thread(build_app(rec, models or MODELS)) as root:
         yield root + "/v1", rec
+
+
+@contextlib.contextmanager
+def scripted_upstream_process(models: list[str]) -> Iterator[RunningProcess]:
+    """The scripted server as a process of its own, listing ``models``; ``url`` is its ``/v1`` base."""
+    port = free_port()
+    argv = [PYTHON, "-m", "tests.support.upstream", "--port", str(port), "--models", ",".join(models)]
+    base = f"http://127.0.0.1:{port}"
+    with run_process(argv, ready_url=base + "/v1/models", base_url=base + "/v1", cwd=str(ROOT)) as proc:
+        yield proc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A scripted OpenAI-compatible upstream for tests.")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--models", default=",".join(MODELS))
+    args = parser.parse_args()
+    app = build_app(Recorder(), [m for m in args.models.split(",") if m])
+    web.run_app(app, host="127.0.0.1", port=args.port, print=None, handler_cancellation=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -43,8 +43,9 @@ _MESSAGES = {
 
 
 def rate_limited(rejection: Rejection) -> RateLimited:
-    """A rejection as the 429 the client sees: the original's ``retry{}`` and ``queue{}`` details and
-    headers, with ``Retry-After`` estimated from the queue and the model's recent service time."""
+    """A rejection as the 429 the client sees: the original's ``retry{}`` and ``queue{}`` details (our
+    field names and its own) and headers, with ``Retry-After`` estimated from the queue and the
+    model's recent service time."""
     depths = rejection.depths
     message = _MESSAGES[rejection.kind].format(
         total=depths.total_waiting, model=depths.model, depth=depths.model_waiting, waited=rejection.waited
@@ -61,6 +62,7 @@ def rate_limited(rejection: Rejection) -> RateLimited:
             "X-MLX-Queue-Depth": str(depths.model_waiting),
             "X-MLX-InFlight": str(depths.model_inflight),
             "X-Lattice-Queue-Ms": f"{rejection.waited * 1000:.3f}",
+            "X-MLX-Queue-Wait-Ms": str(round(rejection.waited * 1000)),
         },
         extra={
             "retry": {
@@ -69,7 +71,8 @@ def rate_limited(rejection: Rejection) -> RateLimited:
                 "strategy": RETRY_STRATEGY,
                 "estimated_wait_sec": round(rejection.estimate, 3),
             },
-            "queue": depths.as_dict(),
+            "queue": {**depths.as_dict(), **depths.original(rejection.waited)},
+            "status": 429,
         },
     )
 

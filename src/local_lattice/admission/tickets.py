@@ -95,6 +95,16 @@ class Depths:
             data["position"] = self.position
         return data
 
+    def original(self, waited: float) -> dict[str, object]:
+        """The same counts in the original's field names (``waited`` in seconds)."""
+        return {
+            "queued_for_model": self.model_waiting,
+            "inflight_for_model": self.model_inflight,
+            "queued_total": self.total_waiting,
+            "inflight_total": self.total_inflight,
+            "waited_ms": round(waited * 1000),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Rejection:

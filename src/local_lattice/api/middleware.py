@@ -3,9 +3,10 @@
 ``FrontDoor`` stamps the start time and request id into the scope (and the request-id context
 variable the log filter reads), adds the hardening headers, ``X-Request-Id`` and any CORS headers
 to every response (errors included), answers CORS preflights, refuses keys in the query string,
-checks the API key (recording the key's *name* as ``scope["state"]["key_name"]``) and enforces the
-body cap. It is one layer on purpose: each ASGI layer costs a call per message on the hot path.
-It knows nothing of routes beyond the set of public paths it is given.
+checks the API key (recording the key's *name* as ``scope["state"]["key_name"]``; on public paths a
+valid key is recorded too, without refusing anyone) and enforces the body cap. It is one layer on
+purpose: each ASGI layer costs a call per message on the hot path. It knows nothing of routes
+beyond the set of public paths it is given.
 """
 
 from __future__ import annotations
@@ -118,10 +119,17 @@ class FrontDoor:
         )
 
     def _refusal(self, scope: Scope) -> LatticeError | None:
-        """Why this request may not pass, or None; records the key's name when it may."""
+        """Why this request may not pass, or None; records the key's name when it may, and whether
+        the caller proved a key (``authenticated``: a public route may show such a caller more)."""
         state = scope["state"]
-        if not self.keys or self._is_public(scope["path"]):
-            state["key_name"] = ANONYMOUS
+        if not self.keys:
+            state["key_name"], state["authenticated"] = ANONYMOUS, True
+            return None
+        if self._is_public(scope["path"]):
+            presented = presented_keys(state["headers"])
+            names = [name for name in map(self.keys.match, presented) if name is not None]
+            valid = bool(names) and b"" not in presented
+            state["key_name"], state["authenticated"] = (names[0] if valid else ANONYMOUS), valid
             return None
         if scope["query_string"] and has_query_key(scope["query_string"]):
             return AuthenticationFailed(QUERY_KEY, code="api_key_in_query")
@@ -132,7 +140,7 @@ class FrontDoor:
         names = [name for name in map(self.keys.match, presented) if name is not None]
         if not names:
             return AuthenticationFailed(NO_KEY)
-        state["key_name"] = names[0]
+        state["key_name"], state["authenticated"] = names[0], True
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

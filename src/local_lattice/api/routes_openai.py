@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
+from local_lattice import original_state
 from local_lattice.api import dispatch, routes_swarm
 from local_lattice.api.dispatch import gateway_of
 from local_lattice.api.payload import JSONBytes, json_response, read_json, validate
@@ -87,15 +88,23 @@ async def _health(backend: Backend) -> BackendHealth:
 
 
 async def healthz(request: Request) -> Response:
+    """Public: 200 while a backend answers, else 503. A caller without a valid key (when keys are
+    configured) learns only that; with one it gets each backend's state, admission and the
+    original's full state (models, roles, policies, swarm settings) beside ours."""
     gateway = gateway_of(request)
     names = list(gateway.backends)
     results = await asyncio.gather(*(_health(gateway.backends[n]) for n in names))
-    backends = {n: {"ok": r.ok, "detail": r.detail, **r.extra} for n, r in zip(names, results, strict=True)}
     ok = any(r.ok for r in results)
-    return json_response(
-        {"status": "ok" if ok else "unavailable", "backends": backends, "admission": gateway.admission.snapshot()},
-        status=200 if ok else 503,
-    )
+    status = "ok" if ok else "unavailable"
+    if not request.scope["state"].get("authenticated", False):
+        return json_response({"status": status, "ok": ok}, status=200 if ok else 503)
+    backends = {n: {"ok": r.ok, "detail": r.detail, **r.extra} for n, r in zip(names, results, strict=True)}
+    meta = routes_swarm.META_MODELS
+    aliases = {name: (intent, name in routes_swarm.DEPRECATED) for name, (intent, _) in meta.items()}
+    state = original_state.health_state(gateway, await gateway.inventory.snapshot(), ok, aliases)
+    admission = {**gateway.admission.snapshot(), **original_state.admission_state(gateway)}
+    body = {"status": status, "backends": backends, **state, "admission": admission}
+    return json_response(body, status=200 if ok else 503)
 
 
 ROUTES = (

@@ -11,6 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from local_lattice import original_state
 from local_lattice.api.dispatch import gateway_of
 from local_lattice.api.payload import json_response
 from local_lattice.api.route_table import UPSTREAM_ERRORS, RouteSpec
@@ -71,7 +72,8 @@ async def debate(request: Request) -> Response | SSEResponse:
 
 
 async def swarm_models(request: Request) -> Response:
-    """The original's shape: models, loaded, roles, default, and the swarm defaults."""
+    """The original's shape: models, loaded, roles, default, the swarm defaults and its settings
+    (``max_parallel``, ``max_concurrent_models``, ``anthropic_*``, ``swarm_chat_*``)."""
     gateway = gateway_of(request)
     snapshot = await gateway.inventory.snapshot()
     settings = gateway.config.swarm
@@ -87,6 +89,7 @@ async def swarm_models(request: Request) -> Response:
             "default": settings.chat_default_models,
             "swarm": settings.model_dump(),
             "meta_models": sorted({canonical for _, canonical in META_MODELS.values()} | {"swarmVote", "swarm/vote"}),
+            **original_state.swarm_models_fields(gateway),
         }
     )
 

@@ -20,11 +20,11 @@ from local_lattice.api.dispatch import gateway_of
 from local_lattice.api.payload import json_response, read_json
 from local_lattice.api.routes_swarm import DEPRECATED, META_MODELS
 from local_lattice.api.sse import SSEResponse, sse_bytes
-from local_lattice.errors import InvalidRequest
+from local_lattice.errors import InvalidRequest, LatticeError
 from local_lattice.gateway import Gateway
 from local_lattice.observability.record import RequestRecord
 from local_lattice.swarm.debate import DebatePlan, run_debate
-from local_lattice.swarm.outcome import SwarmOutcome
+from local_lattice.swarm.outcome import SwarmOutcome, header_list
 from local_lattice.swarm.pipeline import parse_steps, run_pipeline
 from local_lattice.swarm.runner import SwarmRunner, TextSink
 from local_lattice.swarm.specs import AgentSpec, CallContext, expand, parse_agents
@@ -37,6 +37,8 @@ _SWARM_FIELDS = frozenset(
     {"model", "models", "messages", "strategy", "judge", "judge_system", "max_parallel", "stream", "stream_options",
      "steps", "rounds", "swarm", "queue", "input", "prompt", "n"}
 )  # fmt: skip
+# A debate that names no debaters argues among the roles, as in the original.
+DEFAULT_DEBATERS = ("role:reasoner", "role:fast", "role:coder")
 _json = json_response
 _gateway = gateway_of
 _body = read_json
@@ -205,7 +207,13 @@ async def fanout(request: Request) -> Response | SSEResponse:
     )
     runner, ctx = _runner(gateway, request), _ctx(gateway, request, body)
     body["stream"] = False  # all answers at once: there is no single answer to stream
-    return await _respond(request, body, lambda sink: run_vote(runner, plan, ctx), {}, SwarmOutcome.fanout)
+
+    async def run(sink: TextSink | None) -> SwarmOutcome:
+        outcome = await run_vote(runner, plan, ctx)
+        outcome.extra_headers["X-Swarm-Models"] = header_list(c.model for c in outcome.candidates)
+        return outcome
+
+    return await _respond(request, body, run, {}, SwarmOutcome.fanout)
 
 
 async def pipeline(request: Request) -> Response | SSEResponse:
@@ -228,13 +236,13 @@ async def debate(request: Request) -> Response | SSEResponse:
     rounds = body.get("rounds", 2)
     if not isinstance(rounds, int) or isinstance(rounds, bool):
         raise InvalidRequest("'rounds' must be an integer", param="rounds")
-    agents = await _agents(gateway, body.get("models"))
+    agents = await _agents(gateway, body.get("models") or list(DEFAULT_DEBATERS))
     plan = DebatePlan(
         agents=agents,
         messages=_messages(body, allow_input=True),
         params=_params(body),
         rounds=rounds,
-        judge=_judge(body.get("judge"), None) or agents[0],
+        judge=_judge(body.get("judge"), gateway.config.swarm.chat_default_judge) or agents[0],
         judge_system=body.get("judge_system"),
         max_parallel=_max_parallel(body.get("max_parallel")),
     )
@@ -252,15 +260,17 @@ async def chat(request: Request, body: JSONObject) -> Response | SSEResponse:
     intent, canonical = META_MODELS[name]
     if intent == "pipeline":
         raise InvalidRequest(
-            "the pipeline needs steps: POST /swarm/pipeline with {steps, messages} instead", param="model"
+            "the pipeline needs steps: POST /swarm/pipeline with {steps, messages} instead",
+            param="model",
+            extra={"redirect": "POST /swarm/pipeline"},
         )
     if not settings.chat_enabled:
         raise InvalidRequest("swarm chat models are turned off (SWARM_CHAT_ENABLED=0)", param="model")
     options = body.get("swarm") if isinstance(body.get("swarm"), dict) else {}
     assert isinstance(options, dict)
-    strategy = (
-        "fanout" if intent == "fanout" else strategy_name(options.get("strategy") or settings.chat_default_strategy)
-    )
+    # An explicit strategy wins over the one the name implies.
+    implied = "fanout" if intent == "fanout" else settings.chat_default_strategy
+    strategy = strategy_name(options.get("strategy") or implied)
     plan = VotePlan(
         agents=await _agents(gateway, options.get("models") or settings.chat_default_models, settings.chat_auto_max),
         messages=_messages(body),
@@ -270,9 +280,15 @@ async def chat(request: Request, body: JSONObject) -> Response | SSEResponse:
         judge_system=options.get("judge_system"),
         max_parallel=_max_parallel(options.get("max_parallel")),
     )
-    headers = {"X-Swarm-Strategy": strategy, "X-Swarm-Intent": intent, "X-Swarm-Canonical-Name": canonical}
+    headers = {"X-Swarm-Strategy": strategy, "X-Swarm-Intent": intent}
+    alias = {"X-Swarm-Canonical-Name": canonical} if name != canonical.lower() else {}
+    headers.update(alias)
     if name in DEPRECATED:
         headers["Deprecation"] = "true"
         headers["X-Swarm-Deprecated"] = f"{body['model']} is deprecated; use {canonical}"
     runner, ctx = _runner(gateway, request), _ctx(gateway, request, body)
-    return await _respond(request, body, lambda sink: run_vote(runner, plan, ctx, sink), headers)
+    try:
+        return await _respond(request, body, lambda sink: run_vote(runner, plan, ctx, sink), headers)
+    except LatticeError as exc:
+        exc.headers.update(alias)  # a failed alias still learns its canonical name
+        raise

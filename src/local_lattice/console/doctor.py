@@ -72,7 +72,7 @@ async def check_port(host: str, port: int) -> Finding:
     try:
         async with GatewayClient(url, timeout=PROBE_TIMEOUT) as client:
             health = await client.get("/healthz")
-        if isinstance(health.body, dict) and "admission" in health.body:
+        if isinstance(health.body, dict) and {"status", "ok"} <= health.body.keys():
             return Finding("port", "warn", f"a Local Lattice gateway already runs at {url}", f"lattice ps --url {url}")
     except GatewayUnreachable:
         pass

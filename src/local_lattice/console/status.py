@@ -105,8 +105,10 @@ async def gateway_status(url: str, api_key: str | None) -> tuple[int, Group]:
     async with GatewayClient(url, api_key, timeout=10) as client:
         health = await client.get("/healthz")
         listing = await client.get("/v1/models")
-    if not isinstance(health.body, dict) or "admission" not in health.body:
+    if not isinstance(health.body, dict) or "status" not in health.body:
         return 1, Group(Text(f"{url} does not look like a Local Lattice gateway ({health.error})", style="red"))
+    if "admission" not in health.body:  # the public answer: the state needs the key
+        return 1, Group(Text(f"{url} shows its state only with a key: pass --api-key or set MIDDLE_LAYER_API_KEY"))
     parts: list[Any] = [_backends(health.body)]
     models: list[dict[str, Any]] = []
     if listing.status == 200 and isinstance(listing.body, dict):

@@ -2,8 +2,9 @@
 On a gateway without keys the page itself carries the first snapshot, so it paints with data.
 
 The page is three files read once from the package; names are looked up in a fixed table, never
-joined onto a filesystem path. The API keeps the original product's routes. Errors are raised as
-``LatticeError`` and rendered by the app's one exception handler.
+joined onto a filesystem path. The API keeps the original product's routes and answers with its
+fields beside ours (``{ok, preferences}``, ``{ok, alias, resident}``, ``{ok, diff}``). Errors are
+raised as ``LatticeError`` and rendered by the app's one exception handler.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
 
+from local_lattice import original_state
 from local_lattice.api.route_table import RouteSpec
 from local_lattice.backends.base import ModelLoader
 from local_lattice.dashboard import snapshot
 from local_lattice.errors import InvalidRequest
+from local_lattice.failover import ModelListCache
 from local_lattice.gateway import Gateway
 
 CSP = (
@@ -105,8 +108,26 @@ async def page(request: Request, html: bytes) -> Response:
 
 
 async def api_config(request: Request) -> Response:
-    """The running configuration with every secret masked."""
-    return _json(_gateway(request).config.model_dump(mode="json"))
+    """The running configuration with every secret masked, and the original's summary of it beside
+    (its ``admission`` fields join ours in the one ``admission`` object)."""
+    gateway = _gateway(request)
+    ours = gateway.config.model_dump(mode="json")
+    summary = original_state.config_summary(gateway)
+    dash = gateway.config.dashboard
+    public = {
+        "dashboard_enabled": dash.enabled,
+        "preview_chars": dash.preview_chars,
+        "max_events": dash.max_events,
+        "capture_prompts": dash.capture_prompts,
+        "max_prompt_chars": dash.preview_chars,  # only the preview is ever kept
+        "note": "Chain-of-thought is not exposed.",
+    }
+    return _json({**public, **summary, **ours, "admission": {**ours["admission"], **summary["admission"]}})
+
+
+def _preferences_reply(gateway: Gateway) -> Response:
+    """Ours (``default_model``, ``swarm_presets`` as objects …) and the original's ``{ok, preferences}``."""
+    return _json({"ok": True, "preferences": gateway.preferences.original(), **gateway.preferences.model_dump()})
 
 
 async def api_preferences(request: Request) -> Response:
@@ -121,10 +142,10 @@ async def api_preferences(request: Request) -> Response:
             raise InvalidRequest(f"{where}: {first['msg']}", param=where, code="invalid_field") from None
         except ValueError as exc:
             raise InvalidRequest(str(exc), code="invalid_field") from None
-    return _json(gateway.preferences.model_dump())
+    return _preferences_reply(gateway)
 
 
-async def _loader_for(gateway: Gateway, data: dict[str, Any]) -> tuple[ModelLoader, str]:
+async def _loader_for(gateway: Gateway, data: dict[str, Any]) -> tuple[ModelLoader, str, str]:
     """The backend that can load/unload the model named exactly in ``data`` (400 with a hint otherwise)."""
     model = data.get("model", data.get("alias"))
     if not isinstance(model, str) or not _MODEL_ID.match(model):
@@ -141,7 +162,7 @@ async def _loader_for(gateway: Gateway, data: dict[str, Any]) -> tuple[ModelLoad
     for info in matches:
         backend = gateway.backends[info.backend]
         if isinstance(backend, ModelLoader):
-            return backend, model
+            return backend, model, info.backend
     raise InvalidRequest(
         f"model {model!r} is served by {matches[0].backend}, which cannot load or unload models on request",
         param="model",
@@ -149,26 +170,44 @@ async def _loader_for(gateway: Gateway, data: dict[str, Any]) -> tuple[ModelLoad
     )
 
 
-async def api_models_load(request: Request) -> Response:
-    gateway = _gateway(request)
-    loader, model = await _loader_for(gateway, await _body(request))
-    await loader.load(model)
+async def _resident(gateway: Gateway, backend: str) -> list[str]:
+    """The models ``backend`` holds loaded now (the original's ``resident`` list)."""
     gateway.inventory.invalidate()
-    return _json({"model": model, "loaded": True})
+    inventory = await gateway.inventory.snapshot(fresh=True)
+    return [m.id for m in inventory.models if m.backend == backend and m.loaded]
+
+
+async def api_models_load(request: Request) -> Response:
+    """Ours (``model``, ``loaded``) and the original's ``{ok, alias, resident}``."""
+    gateway = _gateway(request)
+    loader, model, backend = await _loader_for(gateway, await _body(request))
+    await loader.load(model)
+    resident = await _resident(gateway, backend)
+    return _json({"ok": True, "alias": model, "model": model, "loaded": True, "resident": resident})
 
 
 async def api_models_unload(request: Request) -> Response:
     gateway = _gateway(request)
-    loader, model = await _loader_for(gateway, await _body(request))
+    loader, model, backend = await _loader_for(gateway, await _body(request))
     now = await loader.unload(model)
-    gateway.inventory.invalidate()
-    return _json({"model": model, "unloaded": now, "deferred": not now})
+    resident = await _resident(gateway, backend)
+    return _json(
+        {"ok": True, "alias": model, "model": model, "unloaded": now, "deferred": not now, "resident": resident}
+    )
 
 
 async def api_rescan(request: Request) -> Response:
+    """Every model list read again; ours (``models`` count, ``errors``) and the original's
+    ``{ok, diff: {added, removed, unchanged}}`` against what the gateway knew before."""
     gateway = _gateway(request)
+    before = set(gateway.inventory.last.ids())
+    for backend in gateway.backends.values():
+        if isinstance(backend, ModelListCache):
+            backend.forget_models()  # read again from the disk or server, not from a cache
     inventory = await gateway.inventory.snapshot(fresh=True)
-    return _json({"models": len(inventory.models), "errors": dict(inventory.errors)})
+    after = set(inventory.ids())
+    diff = {"added": sorted(after - before), "removed": sorted(before - after), "unchanged": sorted(after & before)}
+    return _json({"ok": True, "diff": diff, "models": len(inventory.models), "errors": dict(inventory.errors)})
 
 
 def route_specs() -> list[RouteSpec]:

@@ -3,6 +3,8 @@
 Read-only: it looks at the gateway (backends, inventory, observer, preferences, roles) and never
 changes it. Backend health checks run concurrently with a short timeout so a dead backend cannot
 stall the page. Error texts are cut to ``dashboard.max_error_chars`` (MLX_DASHBOARD_MAX_ERROR_CHARS).
+The original dashboard's fields (``events``, ``models_available`` …) come first, ours after, under
+their own names.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import asyncio
 import time
 from typing import Any
 
-from local_lattice import __version__
+from local_lattice import __version__, original_state
 from local_lattice.backends.base import Backend, ModelLoader
 from local_lattice.gateway import Gateway
+from local_lattice.routing.inventory import InventorySnapshot
 
 HEALTH_TIMEOUT = 2.0
 
@@ -25,7 +28,30 @@ async def _health(backend: Backend) -> dict[str, Any]:
         return {"ok": False, "detail": f"no answer in {HEALTH_TIMEOUT:g}s"}
     except Exception as exc:  # a health probe must never break the page
         return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
-    return {"ok": result.ok, "detail": result.detail}
+    load_errors = result.extra.get("load_errors")
+    return {"ok": result.ok, "detail": result.detail, **({"load_errors": load_errors} if load_errors else {})}
+
+
+def _original(gateway: Gateway, inventory: InventorySnapshot, health: list[dict[str, Any]]) -> dict[str, Any]:
+    """The original snapshot's fields (ours follow and keep their own names)."""
+    limit = gateway.config.dashboard.max_error_chars
+    errors = {m: _cut(error, limit) for state in health for m, error in state.get("load_errors", {}).items()}
+    admission = original_state.admission_state(gateway)
+    return {
+        "dashboard_enabled": True,
+        "note": original_state.DASHBOARD_NOTE,
+        "mlx_available": any(b.type in original_state.IN_PROCESS for b in gateway.config.backends),
+        "grab_mode": bool(gateway.config.engines.grab_model),
+        "mlx_root": gateway.config.engines.model_root,
+        "models_available": list(dict.fromkeys(m.id for m in inventory.models)),
+        "models_loaded": list(dict.fromkeys(m.id for m in inventory.models if m.loaded)),
+        "memory": original_state.memory(gateway, inventory),
+        "recent_load_errors": errors,
+        "load_error_count": len(errors),
+        "active_by_alias": admission["inflight_by_alias"],
+        "events": gateway.observer.events.original_events(),
+        "config": original_state.config_summary(gateway),
+    }
 
 
 def _cut(text: str | None, limit: int) -> str | None:
@@ -58,6 +84,7 @@ async def build(gateway: Gateway, recent_limit: int = 100) -> dict[str, Any]:
         for m in sorted(inventory.models, key=lambda m: (m.backend, m.id))
     ]
     return {
+        **_original(gateway, inventory, list(health)),
         "version": __version__,
         "now": time.time(),
         "backends": backends,

@@ -145,6 +145,10 @@ class EngineBackend(ABC, Generic[H]):
                 self._catalog_at = time.monotonic()
         return self._catalog
 
+    def forget_models(self) -> None:
+        """The next catalog read scans the folders again (a rescan picks up files added or removed)."""
+        self._catalog_at = -1e18
+
     async def models(self) -> list[ModelInfo]:
         # Resident models report loaded=True, the others loaded=False; all load on demand, so routing
         # keeps them eligible under strict loading while preferring what is resident.

@@ -112,5 +112,9 @@ class EventsRing:
         items = list(self.requests)[-limit:] if limit else list(self.requests)
         return [rec.as_event() for rec in reversed(items)]
 
+    def original_events(self) -> list[dict[str, Any]]:
+        """Every kept request as the original's dashboard rows, oldest first (as it listed them)."""
+        return [rec.as_original_event() for rec in self.requests]
+
     def recent_swarm_runs(self) -> list[dict[str, Any]]:
         return [run.as_event() for run in reversed(self.swarm_runs)]

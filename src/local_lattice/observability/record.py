@@ -74,6 +74,32 @@ class RequestRecord:
             "preview": self.preview,
         }
 
+    def as_original_event(self) -> dict[str, Any]:
+        """The original dashboard's event row. Its ``preview`` is empty unless prompt capture is on
+        (the original kept a preview of the last user message even when capture was off)."""
+        tps = self.tokens_per_second
+        stream = "_stream" if self.stream else ""
+        preview = {} if self.preview is None else {"last_user_preview": self.preview}
+        return {
+            "request_id": self.request_id,
+            "parent_request_id": None,
+            "agent_slot": None,
+            "route_kind": f"{self.operation}{stream}",
+            "requested_model": self.requested_model,
+            "resolved_model": self.model,
+            "backend": self.backend,
+            "stream": self.stream,
+            "prompt_tokens": self.input_tokens,
+            "completion_tokens": self.output_tokens,
+            "total_tokens": self.input_tokens + self.output_tokens,
+            "latency_ms": round(self.latency * 1000),
+            "tokens_per_sec": None if tps is None else round(tps, 3),
+            "status": "ok" if self.status < 400 else "error",
+            "error": self.error_kind,
+            "preview": preview,
+            "ts": self.time,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class SwarmCandidate:

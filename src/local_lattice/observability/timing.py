@@ -1,7 +1,8 @@
 """Per-request phase timings, the ``X-Lattice-*-Ms`` headers and the ``lattice.request`` log line.
 
 Times come from ``time.perf_counter`` and are reported in milliseconds with microsecond resolution
-(the original rounded to whole ms, which made sub-millisecond phases read as 0).
+(the original rounded to whole ms, which made sub-millisecond phases read as 0); its two legacy
+headers keep their whole-millisecond integers for the clients that parse them as such.
 """
 
 from __future__ import annotations
@@ -35,11 +36,14 @@ class Timings:
         return found
 
     def put_headers(self, headers: dict[str, str]) -> None:
-        """Set the four ``X-Lattice-*-Ms`` headers in ``headers``."""
+        """Set the four ``X-Lattice-*-Ms`` headers in ``headers``, and the original's
+        ``X-MLX-Latency-Ms`` (upstream) and ``X-MLX-Queue-Wait-Ms`` in whole milliseconds, as it sent them."""
         headers["X-Lattice-Resolve-Ms"] = f"{self.resolve * 1000:.3f}"
         headers["X-Lattice-Queue-Ms"] = f"{self.queue * 1000:.3f}"
         headers["X-Lattice-Upstream-Ms"] = f"{self.upstream * 1000:.3f}"
         headers["X-Lattice-Total-Ms"] = f"{(time.perf_counter() - self.started) * 1000:.3f}"
+        headers["X-MLX-Latency-Ms"] = str(round(self.upstream * 1000))
+        headers["X-MLX-Queue-Wait-Ms"] = str(round(self.queue * 1000))
 
     def log(
         self,

@@ -62,5 +62,9 @@ class ModelList(_Open):
 
 
 class Health(_Open):
+    """Without a valid key (when keys are configured) only ``status`` and ``ok``; with one, the
+    backends, admission and the original's state as well."""
+
     status: str
-    backends: dict[str, dict[str, Any]]
+    ok: bool
+    backends: dict[str, dict[str, Any]] | None = None

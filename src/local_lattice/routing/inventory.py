@@ -42,6 +42,11 @@ class Inventory:
             self._snapshot = await self._gather()
             return self._snapshot
 
+    @property
+    def last(self) -> InventorySnapshot:
+        """The snapshot taken last, however old (what the gateway knew before a refresh)."""
+        return self._snapshot
+
     def invalidate(self) -> None:
         self._snapshot = InventorySnapshot(models=self._snapshot.models, errors=self._snapshot.errors, taken_at=-1e18)
 

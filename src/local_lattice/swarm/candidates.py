@@ -1,5 +1,9 @@
 """Candidate rows: the outcome of one agent call, the original's ``error_kind`` classification,
-usage totals, and the 502 raised when every agent failed. Pure; no I/O."""
+usage totals, and the 502 raised when every agent failed. Pure; no I/O.
+
+A row carries our fields and the original's beside them: ``error_detail`` is the failure as text
+(the original's), ``error_type``/``error_code`` are our error's type and code; ``spec`` is what the
+caller asked for, which the original calls ``agent_id`` in its fanout ``responses[]``."""
 
 from __future__ import annotations
 
@@ -50,7 +54,9 @@ class Candidate:
     error: str | None = None
     error_kind: ErrorKind | None = None
     http_status: int | None = None
-    error_detail: JSONObject | None = None
+    error_detail: str | None = None
+    error_type: str | None = None
+    error_code: str | None = None
     latency_ms: float = 0.0
     response: JSONObject | None = None
     usage: Usage = field(default_factory=Usage)
@@ -58,10 +64,12 @@ class Candidate:
     cancelled: bool = False
     finish_reason: str | None = None  # the model's own: "length" means the answer was cut off
     resolution: str | None = None  # X-Model-Resolution of its routing (a fallback, a role's entry …)
+    spec: str = ""
 
     def row(self) -> JSONObject:
         return {
             "agent_id": self.agent_id,
+            "spec": self.spec or self.model,
             "model": self.model,
             "routed_to": self.routed_to,
             "resolution": self.resolution,
@@ -70,12 +78,29 @@ class Candidate:
             "error_kind": self.error_kind,
             "http_status": self.http_status,
             "error_detail": self.error_detail,
+            "error_type": self.error_type,
+            "error_code": self.error_code,
             "latency_ms": round(self.latency_ms, 3),
             "response": self.response,
             "text": self.text,
             "finish_reason": self.finish_reason,
             "usage": self.usage.as_dict(),
             **({"cancelled": True} if self.cancelled else {}),
+        }
+
+    def original_row(self) -> JSONObject:
+        """The original's fanout row: ``agent_id`` is the caller's spec, latency whole milliseconds."""
+        return {
+            "agent_id": self.spec or self.model,
+            "model": self.model,
+            "ok": self.ok,
+            "text": self.text,
+            "error": self.error,
+            "error_kind": self.error_kind,
+            "http_status": self.http_status,
+            "error_detail": self.error_detail,
+            "latency_ms": round(self.latency_ms),
+            "response": self.response,
         }
 
 
@@ -135,14 +160,24 @@ class SwarmFailed(UpstreamError):
         return body
 
 
+EMPTY_HINT = (
+    "every answer was empty, which usually means max_tokens is too low (reasoning models can spend it all "
+    "on hidden reasoning): raise max_tokens and retry; each agent's response keeps what it produced"
+)
+
+
 def all_failed(candidates: Sequence[Candidate], summary: str, details: dict[str, Any] | None = None) -> SwarmFailed:
-    """The 502 for a swarm whose agents all failed: ``error_details`` plus ``X-Swarm-Error-Kinds``."""
+    """The 502 for a swarm whose agents all failed: ``error_details`` plus ``X-Swarm-Error-Kinds``.
+    ``upstream_statuses`` counts the statuses seen, by status (the original's map)."""
     counts = Counter(c.error_kind or "unknown" for c in candidates)
+    if set(counts) == {"empty_response"}:
+        summary = f"{summary}: {EMPTY_HINT}"
+    statuses = Counter(str(c.http_status) for c in candidates if c.http_status is not None)
     error_details = {
         "summary": summary,
         "agent_count": len(candidates),
         "kinds": dict(counts),
-        "upstream_statuses": sorted({c.http_status for c in candidates if c.http_status is not None}),
+        "upstream_statuses": dict(sorted(statuses.items())),
         "agents": [c.row() for c in candidates],
         **(details or {}),
     }

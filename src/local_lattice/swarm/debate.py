@@ -79,18 +79,31 @@ async def run_debate(
         latest, rounds_run = results, round_no
     assert latest is not None
     final = await _judge(runner, plan, latest, ctx, sink)
-    extra: JSONObject = {"rounds": rounds_run, "judge": final.model if final else None, "transcript": transcript}
+    judge_model = final.model if final else None
+    extra: JSONObject = {"rounds": rounds_run, "judge": judge_model, "transcript": transcript}
     earlier = [c for c in spent if all(c is not mine for mine in latest)]
     calls = [*earlier, *([final] if final else [])]
+    # The original names the judge in ``model`` and the rounds in a header.
+    named, rounds_header = f"swarm/debate/{judge_model or '?'}", {"X-Swarm-Rounds": str(rounds_run)}
     if final is not None and final.ok:
         why = f"judge synthesized {sum(c.ok for c in latest)} final positions after {rounds_run} rounds"
-        return SwarmOutcome("debate", final, final.text, latest, why, calls, extra)
+        return SwarmOutcome(
+            "debate", final, final.text, latest, why, calls, extra, model_name=named, extra_headers=rounds_header
+        )
     if final is not None and sink is not None and sink.started:
         raise UpstreamError(f"the debate judge failed mid-answer: {final.error}", code="swarm_judge_failed")
     index = longest(latest)
     why = "no judge configured" if final is None else f"judge unavailable ({final.error_kind}: {final.error})"
     return SwarmOutcome(
-        "debate", latest[index], latest[index].text, latest, f"{why}; longest final answer", calls, extra
+        "debate",
+        latest[index],
+        latest[index].text,
+        latest,
+        f"{why}; longest final answer",
+        calls,
+        extra,
+        model_name=named,
+        extra_headers=rounds_header,
     )
 
 

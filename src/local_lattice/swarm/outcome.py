@@ -1,15 +1,31 @@
 """A swarm's result and how it is reported: the ``chat.completion`` with the ``swarm`` object, the
-``swarm.fanout`` object, usage summed over every call and per candidate, and the X-Swarm headers."""
+``swarm.fanout`` object, usage summed over every call and per candidate, and the X-Swarm headers.
+
+The original's names sit beside ours: a fanout also lists its ``responses[]`` rows, a pipeline's and a
+debate's ``model`` read ``swarm/pipeline/<last step's model>`` and ``swarm/debate/<judge>``, and a
+strategy may add its own headers (``X-Swarm-Steps``, ``X-Swarm-Rounds``, ``X-Swarm-Models``)."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from local_lattice.observability.record import SwarmCandidate, SwarmRun
 from local_lattice.swarm.candidates import Candidate, error_kinds_header, total_usage
 from local_lattice.types import JSONObject, Usage
+
+# Printable ASCII but the list separator and the escape character.
+_ITEM_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in ",%")
+
+
+def header_list(items: Iterable[str]) -> str:
+    """A comma-separated header value (``X-Swarm-Steps``, ``X-Swarm-Models``): each item as it is
+    when printable ASCII, else percent-encoded as UTF-8, so a client's step name can neither break
+    the head nor be mistaken for two items."""
+    return ",".join(quote(item, safe=_ITEM_SAFE, errors="backslashreplace") for item in items)
 
 
 @dataclass(slots=True)
@@ -21,6 +37,8 @@ class SwarmOutcome:
     rationale: str = ""
     calls: list[Candidate] = field(default_factory=list)  # judge, aggregator, pipeline steps …
     extra: JSONObject = field(default_factory=dict)
+    model_name: str | None = None  # the answer's ``model`` when not ``swarm/<winner>``
+    extra_headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def winner_model(self) -> str:
@@ -60,7 +78,7 @@ class SwarmOutcome:
             "id": f"chatcmpl-swarm-{uuid.uuid4().hex[:16]}",
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": f"swarm/{self.winner_model}",
+            "model": self.model_name or f"swarm/{self.winner_model}",
             "choices": [
                 {
                     "index": 0,
@@ -80,6 +98,7 @@ class SwarmOutcome:
             "object": "swarm.fanout",
             "created": int(time.time()),
             "candidates": [c.row() for c in self.candidates],
+            "responses": [c.original_row() for c in self.candidates],
             "results": [{"agent_id": c.agent_id, "model": c.model, "text": c.text} for c in ok],
             "usage": self.usage().as_dict(),
             "swarm": self.meta(),
@@ -95,4 +114,5 @@ class SwarmOutcome:
         kinds = error_kinds_header(self.candidates)
         if kinds:
             headers["X-Swarm-Error-Kinds"] = kinds
+        headers.update(self.extra_headers)
         return headers

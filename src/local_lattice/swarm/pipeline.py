@@ -1,6 +1,7 @@
 """Pipelines: steps run one after another; ``{{previous}}``, ``{{input}}`` and ``{{<step name>}}`` in a
 step's ``system``/``user`` are replaced literally by earlier text. Substitution is one pass, so
-braces inside substituted text are never expanded again; unknown placeholders stay as written."""
+braces inside substituted text are never expanded again; unknown placeholders stay as written.
+A step without a name is ``step_0``, ``step_1`` … by its position, as in the original."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 from local_lattice.errors import InvalidRequest
 from local_lattice.swarm.candidates import all_failed
 from local_lattice.swarm.judge import question_of
-from local_lattice.swarm.outcome import SwarmOutcome
+from local_lattice.swarm.outcome import SwarmOutcome, header_list
 from local_lattice.swarm.runner import Job, SwarmRunner
 from local_lattice.swarm.specs import AgentSpec, CallContext, parse_agents
 from local_lattice.types import JSONObject
@@ -48,7 +49,7 @@ def parse_steps(raw: Any) -> list[Step]:
                 raise InvalidRequest(f"{where}.{key}: expected a string", param=where)
         steps.append(
             Step(
-                name=str(name) if isinstance(name, str) and name.strip() else f"step{i + 1}",
+                name=str(name) if isinstance(name, str) and name.strip() else f"step_{i}",
                 agent=agent,
                 system=item.get("system"),
                 user=item.get("user"),
@@ -84,4 +85,14 @@ async def run_pipeline(
         values[step.name] = call.text
         values["previous"] = call.text
     last = calls[-1]
-    return SwarmOutcome("pipeline", last, last.text, [], f"last of {len(steps)} steps", calls, {"history": history})
+    return SwarmOutcome(
+        "pipeline",
+        last,
+        last.text,
+        [],
+        f"last of {len(steps)} steps",
+        calls,
+        {"history": history},
+        model_name=f"swarm/pipeline/{last.model}",
+        extra_headers={"X-Swarm-Steps": header_list(step.name for step in steps)},
+    )

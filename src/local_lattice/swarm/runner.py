@@ -25,7 +25,7 @@ from local_lattice.config import SwarmConfig
 from local_lattice.errors import LatticeError, UpstreamError
 from local_lattice.routing.inventory import Inventory
 from local_lattice.routing.resolver import Resolution
-from local_lattice.swarm.candidates import Candidate, classify
+from local_lattice.swarm.candidates import EMPTY_HINT, Candidate, classify
 from local_lattice.swarm.specs import AgentSpec, CallContext
 from local_lattice.types import BackendResponse, ChunkStream, Endpoint, JSONObject, ModelInfo, StreamChunk, Usage
 
@@ -147,7 +147,7 @@ class SwarmRunner:
         """Run one call to the end and report it as a candidate; it never raises for a failed call
         (cancellation still propagates). ``on_text`` makes it stream and hands over each delta."""
         started = time.perf_counter()
-        cand = Candidate(job.agent_id, job.spec.model)
+        cand = Candidate(job.agent_id, job.spec.model, spec=job.spec.model)
         try:
             budget = self._budget(job, ctx)
             if budget <= 0:
@@ -164,6 +164,7 @@ class SwarmRunner:
                 cand.ok = True
             else:
                 cand.error, cand.error_kind = "the model answered with empty content", "empty_response"
+                cand.error_detail = f"{cand.error}: {EMPTY_HINT}"
         except (LatticeError, TimeoutError) as exc:
             self._failed(cand, exc, job)
         except Exception as exc:  # a foreign exception from a backend must not sink the whole swarm
@@ -179,11 +180,12 @@ class SwarmRunner:
         cand.error_kind, cand.http_status = kind, status
         if isinstance(exc, LatticeError):
             cand.error = exc.message
-            cand.error_detail = {"type": exc.type, "code": exc.code}
+            cand.error_type, cand.error_code = exc.type, exc.code
         elif isinstance(exc, TimeoutError):
             cand.error = f"no answer within {self._budget(job, CallContext()):.1f}s or the swarm deadline"
         else:
             cand.error = f"{type(exc).__name__}: {exc}"
+        cand.error_detail = cand.error
 
     @staticmethod
     def _note_route(cand: Candidate, routed: RoutedModel) -> None:
@@ -297,6 +299,10 @@ class SwarmRunner:
     def _settled(task: asyncio.Task[Candidate], job: Job) -> Candidate:
         if task.cancelled():
             return Candidate(
-                job.agent_id, job.spec.model, error="cancelled: another agent answered first", cancelled=True
+                job.agent_id,
+                job.spec.model,
+                error="cancelled: another agent answered first",
+                cancelled=True,
+                spec=job.spec.model,
             )
         return task.result()

@@ -43,12 +43,19 @@ async def test_overload_is_a_plain_429_with_the_originals_details(
     assert statuses == [200, 200, 429]
     ok = [a for a in answers if a.status_code == 200]
     assert max(float(a.headers["X-Lattice-Queue-Ms"]) for a in ok) > 200  # the second one really waited
+    for answer in ok:  # the original's legacy headers: whole milliseconds, agreeing with ours
+        assert answer.headers["X-MLX-Queue-Wait-Ms"] == str(round(float(answer.headers["X-Lattice-Queue-Ms"])))
+        assert answer.headers["X-MLX-Latency-Ms"] == str(round(float(answer.headers["X-Lattice-Upstream-Ms"])))
     rejected = next(a for a in answers if a.status_code == 429)
     error = rejected.json()["error"]
     assert error["type"] == "queue_overloaded_model"
     assert error["retry"]["strategy"]
     assert error["retry"]["jitter_sec"] == 0.25
     assert error["queue"]["model_depth"] == 1
+    # The original's names for the same counts, beside ours.
+    assert (error["queue"]["queued_for_model"], error["queue"]["inflight_for_model"]) == (1, 1)
+    assert (error["queue"]["queued_total"], error["queue"]["inflight_total"], error["queue"]["waited_ms"]) == (1, 1, 0)
+    assert error["status"] == 429
     assert int(rejected.headers["Retry-After"]) >= 1
     assert rejected.headers["X-MLX-Retry-Jitter-Sec"] == "0.25"
     assert rejected.headers["X-MLX-Queue-Depth"] == "1"

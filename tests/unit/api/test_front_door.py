@@ -55,6 +55,27 @@ def test_healthz_is_public(client: TestClient) -> None:
     assert client.get("/healthz").status_code == 200
 
 
+@pytest.mark.parametrize(
+    "headers", [{}, {"X-API-Key": "nope"}, {"Authorization": "Basic k1"}, {"X-API-Key": "k1", "Authorization": "x"}]
+)
+def test_healthz_without_a_valid_key_discloses_nothing(client: TestClient, headers: dict[str, str]) -> None:
+    response = client.get("/healthz", headers=headers)
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "ok": True}
+
+
+@pytest.mark.parametrize("headers", [{"X-API-Key": "k2"}, {"Authorization": "Bearer k1"}])
+def test_healthz_with_a_valid_key_carries_the_full_state(client: TestClient, headers: dict[str, str]) -> None:
+    body = client.get("/healthz", headers=headers).json()
+    assert body["backends"]["f"]["ok"] is True  # ours
+    assert (body["ok"], body["models"], body["lmstudio_models"], body["mlx_models"]) == (True, ["m1"], ["m1"], [])
+    assert body["strict_loaded_models"] is True
+    assert body["swarm_chat_canonical"] == "swarmCouncil"
+    assert body["swarm_chat_aliases"]["swarmintelligence"] == {"intent": "council", "deprecated": True}
+    assert body["generation_advisory_timeout_sec"] == 300.0
+    assert body["admission"]["queued_total"] == body["admission"]["waiting"] == 0
+
+
 def test_security_headers_and_request_id_on_every_response(client: TestClient) -> None:
     response = client.get("/nowhere", headers={"X-API-Key": "k1", "X-Request-Id": "abc-123"})
     assert response.status_code == 404

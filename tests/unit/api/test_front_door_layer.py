@@ -26,6 +26,9 @@ def test_the_matching_key_name_is_in_the_scope() -> None:
     assert client.get("/x", headers={"X-API-Key": "bob-key-1234567"}).text == "bob"
     assert client.get("/x", headers={"Authorization": "Bearer alice-key-123456"}).text == "alice"
     assert client.get("/healthz").text == "anonymous"
+    # A public path refuses no one, but a valid key is still recognised there.
+    assert client.get("/healthz", headers={"X-API-Key": "bob-key-1234567"}).text == "bob"
+    assert client.get("/healthz", headers={"X-API-Key": "wrong"}).text == "anonymous"
     assert client.get("/x", headers={"X-API-Key": "alice-key-123456", "Authorization": "Basic eDp5"}).status_code == 401
 
 

@@ -15,13 +15,14 @@ from local_lattice.errors import UpstreamError
 from tests.unit.swarm.conftest import judge_picks
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+ANSWER = "The capital of France is Paris, on the Seine."
 
 
 @pytest.fixture
 def fakes() -> dict[str, FakeBackend]:
     return {
         "b1": FakeBackend.with_models("b1", "short", reply="Paris", loaded=True),
-        "b2": FakeBackend.with_models("b2", "long", reply="The capital of France is Paris, on the Seine.", loaded=True),
+        "b2": FakeBackend.with_models("b2", "long", reply=ANSWER, loaded=True),
         "j": FakeBackend.with_models("j", "judge", script=judge_picks("Seine")),  # type: ignore[arg-type]
     }
 
@@ -142,13 +143,49 @@ def test_swarm_answers_carry_real_timings(
     assert ms["Total"] >= ms["Upstream"] + ms["Resolve"] - 0.01
 
 
+def test_fanout_responses_are_the_original_rows(client: TestClient, fakes: dict[str, FakeBackend]) -> None:
+    fakes["b1"].fail_with = UpstreamError("backend 'b1' answered 500: kaboom", code="upstream_500")
+    resp = client.post("/swarm/fanout", json={"models": ["role:none,short", "long"], "messages": MESSAGES})
+    assert resp.status_code == 200, resp.text
+    failed, answered = resp.json()["responses"]
+    assert failed["agent_id"] == "role:none,short"  # the spec as the caller wrote it
+    assert (failed["model"], failed["ok"], failed["error_kind"], failed["http_status"]) == (
+        "short", False, "upstream_5xx", 500
+    )  # fmt: skip
+    assert isinstance(failed["error_detail"], str)
+    assert "kaboom" in failed["error_detail"]
+    assert (answered["agent_id"], answered["ok"], answered["text"], answered["error"]) == ("long", True, ANSWER, None)
+    assert isinstance(answered["latency_ms"], int)
+    assert answered["response"]["object"] == "chat.completion"
+    assert set(answered) >= {"agent_id", "model", "ok", "text", "error", "error_kind", "http_status", "error_detail"}
+    assert resp.headers["X-Swarm-Models"] == "short,long"
+
+
 def test_pipeline(client: TestClient) -> None:
     steps = [{"name": "a", "model": "short"}, {"name": "b", "model": "long", "user": "improve {{a}}"}]
     resp = client.post("/swarm/pipeline", json={"steps": steps, "messages": MESSAGES})
     data = resp.json()
     assert resp.status_code == 200
-    assert data["model"] == "swarm/long"
+    assert data["model"] == "swarm/pipeline/long"  # the original's name: the last step's model
     assert [h["name"] for h in data["swarm"]["history"]] == ["a", "b"]
+    assert resp.headers["X-Swarm-Steps"] == "a,b"
+
+
+def test_step_names_in_the_header_are_escaped(client: TestClient) -> None:
+    steps = [{"name": "plan, then\r\nX-Evil: 1", "model": "short"}, {"name": "résumé 100%", "model": "long"}]
+    resp = client.post("/swarm/pipeline", json={"steps": steps, "messages": MESSAGES})
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["X-Swarm-Steps"] == "plan%2C then%0D%0AX-Evil: 1,r%C3%A9sum%C3%A9 100%25"
+    assert "X-Evil" not in resp.headers
+    assert [h["name"] for h in resp.json()["swarm"]["history"]] == [s["name"] for s in steps]  # the body keeps them
+
+
+def test_pipeline_unnamed_steps_are_step_0_step_1(client: TestClient, fakes: dict[str, FakeBackend]) -> None:
+    steps = [{"model": "short"}, {"model": "long", "user": "Improve: {{step_0}}"}]
+    resp = client.post("/swarm/pipeline", json={"steps": steps, "messages": MESSAGES})
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["X-Swarm-Steps"] == "step_0,step_1"
+    assert fakes["b2"].seen[-1].body["messages"][-1]["content"] == "Improve: Paris"
 
 
 def test_pipeline_failed_step(client: TestClient, fakes: dict[str, FakeBackend]) -> None:
@@ -176,6 +213,24 @@ def test_debate(client: TestClient, fakes: dict[str, FakeBackend]) -> None:
     assert data["swarm"]["strategy"] == "debate"
     assert data["swarm"]["rounds"] == 2
     assert len(data["swarm"]["transcript"]) == 4
+    assert data["model"] == "swarm/debate/judge"
+    assert resp.headers["X-Swarm-Rounds"] == "2"
+
+
+def test_debate_defaults_to_the_roles_and_the_reasoner_judge() -> None:
+    roles = {"reasoner": ["judge"], "fast": ["short"], "coder": ["long"]}
+    fakes = {
+        "b1": FakeBackend.with_models("b1", "short", reply="Paris"),
+        "b2": FakeBackend.with_models("b2", "long", reply="Paris, on the Seine."),
+        "j": FakeBackend.with_models("j", "judge", reply="Paris."),
+    }
+    with TestClient(create_app(Config.model_validate({"roles": roles}), fakes)) as test_client:
+        resp = test_client.post("/swarm/debate", json={"messages": MESSAGES, "rounds": 1})
+    assert resp.status_code == 200, resp.text
+    swarm = resp.json()["swarm"]
+    assert [t["model"] for t in swarm["transcript"]] == ["judge", "short", "long"]
+    assert swarm["judge"] == "judge"
+    assert resp.json()["model"] == "swarm/debate/judge"
 
 
 @pytest.mark.parametrize(
@@ -192,15 +247,38 @@ def test_chat_meta_models(client: TestClient, model: str, intent: str, canonical
     resp = client.post("/v1/chat/completions", json={"model": model, "messages": MESSAGES})
     assert resp.status_code == 200, resp.text
     assert resp.headers["X-Swarm-Intent"] == intent
-    assert resp.headers["X-Swarm-Canonical-Name"] == canonical
+    # Only an alias is told its canonical name.
+    assert resp.headers.get("X-Swarm-Canonical-Name") == (None if model == canonical else canonical)
     assert resp.headers["X-Model-Routed-To"].startswith("swarm/")
     assert ("Deprecation" in resp.headers) == (model == "swarmIntelligence")
+
+
+def test_an_explicit_strategy_wins_over_the_fanout_intent(client: TestClient) -> None:
+    body = {
+        "model": "swarm/fanout",
+        "messages": MESSAGES,
+        "swarm": {"models": ["short", "long"], "strategy": "longest"},
+    }
+    resp = client.post("/v1/chat/completions", json=body)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["X-Swarm-Strategy"] == "longest"
+    assert resp.json()["swarm"]["winner"] == "long"
+
+
+def test_a_failed_alias_still_names_its_canonical(client: TestClient, fakes: dict[str, FakeBackend]) -> None:
+    fakes["b1"].fail_with = UpstreamError("backend 'b1' answered 500: kaboom")
+    resp = client.post(
+        "/v1/chat/completions", json={"model": "swarmVote", "messages": MESSAGES, "swarm": {"models": ["short"]}}
+    )
+    assert resp.status_code == 502
+    assert resp.headers["X-Swarm-Canonical-Name"] == "swarmCouncil"
 
 
 def test_chat_pipeline_points_to_the_route(client: TestClient) -> None:
     resp = client.post("/v1/chat/completions", json={"model": "swarm/pipeline", "messages": MESSAGES})
     assert resp.status_code == 400
     assert "/swarm/pipeline" in resp.json()["error"]["message"]
+    assert resp.json()["error"]["redirect"] == "POST /swarm/pipeline"
 
 
 def test_chat_swarm_options_and_stream(client: TestClient) -> None:
@@ -247,3 +325,9 @@ def test_swarm_models(client: TestClient) -> None:
     data = client.get("/swarm/models").json()
     assert data["loaded"] == ["short", "long"]
     assert data["swarm"]["chat_default_strategy"] == "best-of-n"
+    # The original's fields beside ours.
+    assert (data["max_parallel"], data["max_concurrent_models"]) == (4, 2)
+    assert (data["anthropic_available"], data["anthropic_model"]) == (False, None)
+    assert data["swarm_chat_enabled"] is True
+    assert data["swarm_chat_default_models"] == ["short", "long"]
+    assert data["swarm_chat_default_strategy"] == "best-of-n"

@@ -193,15 +193,54 @@ def test_load_and_unload(client: TestClient) -> None:
         models = client.get("/dashboard/api/snapshot", headers=AUTH).json()["models"]
         return {m["id"]: m["loaded"] for m in models if m["backend"] == "local"}
 
-    assert client.post("/dashboard/api/models/load", json={"model": "big"}, headers=AUTH).json()["loaded"] is True
+    reply = client.post("/dashboard/api/models/load", json={"model": "big"}, headers=AUTH).json()
+    assert reply == {"ok": True, "alias": "big", "model": "big", "loaded": True, "resident": ["small", "big"]}
     assert loaded() == {"big": True, "small": True}
     response = client.post("/dashboard/api/models/unload", json={"alias": "small"}, headers=AUTH)
-    assert response.json() == {"model": "small", "unloaded": True, "deferred": False}
+    assert response.json() == {
+        "ok": True, "alias": "small", "model": "small", "unloaded": True, "deferred": False, "resident": ["big"]
+    }  # fmt: skip
     assert loaded() == {"big": True, "small": False}
 
 
-def test_rescan(client: TestClient) -> None:
-    assert client.post("/dashboard/api/admin/rescan", headers=AUTH).json() == {"models": 3, "errors": {}}
+def test_rescan_reports_what_changed(client: TestClient) -> None:
+    client.get("/dashboard/api/snapshot", headers=AUTH)  # what the gateway knows now
+    local = client.app.state.gateway.backends["local"]  # type: ignore[attr-defined]
+    local.model_list[:] = [ModelInfo("small", "local", loaded=True), ModelInfo("new", "local", loaded=False)]
+    reply = client.post("/dashboard/api/admin/rescan", headers=AUTH).json()
+    assert reply["ok"] is True
+    assert reply["diff"] == {"added": ["new"], "removed": ["big"], "unchanged": ["m1", "small"]}
+    assert (reply["models"], reply["errors"]) == (3, {})
+
+
+def test_preferences_take_the_original_body_and_answer_both_shapes(client: TestClient) -> None:
+    body = {"default_model": "m1", "swarm_presets": {"baseline": ["m1", "small"]}}
+    reply = client.post("/dashboard/api/preferences", json=body, headers=AUTH).json()
+    assert reply["ok"] is True
+    assert reply["preferences"] == body  # the original's reply: presets as the lists sent
+    assert reply["swarm_presets"]["baseline"]["models"] == ["m1", "small"]  # ours, beside it
+    assert client.app.state.gateway.preferences.swarm_presets["baseline"].strategy == "best-of-n"  # type: ignore[attr-defined]
+
+
+def test_snapshot_and_config_carry_the_original_fields(client: TestClient) -> None:
+    client.post(CHAT, json={"model": "m1", "messages": [{"role": "user", "content": "hi"}]}, headers=AUTH)
+    snap = client.get("/dashboard/api/snapshot", headers=AUTH).json()
+    assert snap["models_available"] == ["small", "big", "m1"]
+    assert snap["models_loaded"] == ["small"]
+    (event,) = snap["events"]
+    assert (event["route_kind"], event["requested_model"], event["resolved_model"], event["status"]) == (
+        "chat", "m1", "m1", "ok"
+    )  # fmt: skip
+    assert event["total_tokens"] == event["prompt_tokens"] + event["completion_tokens"] > 0
+    assert event["preview"] == {}  # prompt capture is off: nothing of the prompt is kept
+    assert isinstance(event["latency_ms"], int)
+    assert snap["config"]["admission"]["inflight_total"] == 0
+    assert snap["config"]["model_roles"]["coder"] == ["m1", "*coder*"]
+    config = client.get("/dashboard/api/config", headers=AUTH).json()
+    assert (config["dashboard_enabled"], config["max_events"], config["capture_prompts"]) == (True, 200, False)
+    assert config["admission"]["queue_max_total"] == 128
+    assert config["admission"]["queued_by_alias"] == {}
+    assert config["server"]["api_keys"] == ["**********"]  # ours is still there
 
 
 def test_dashboard_can_be_turned_off(tmp_path: Path) -> None:

@@ -58,5 +58,5 @@ def test_steps_are_required_and_named() -> None:
     with pytest.raises(InvalidRequest):
         parse_steps([{"name": "x"}])
     steps = parse_steps([{"model": "m", "user": "{{previous}}"}, {"name": "b", "model": "n", "max_tokens": 3}])
-    assert [s.name for s in steps] == ["step1", "b"]
+    assert [s.name for s in steps] == ["step_0", "b"]
     assert steps[1].agent.overrides == {"max_tokens": 3}

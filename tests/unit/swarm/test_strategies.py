@@ -55,7 +55,7 @@ async def test_error_kinds_and_all_failed(strict_runner: SwarmRunner) -> None:
         "connection_error": 1, "upstream_5xx": 1, "empty_response": 1, "model_not_resolved": 1
     }  # fmt: skip
     assert details["agent_count"] == 4
-    assert details["upstream_statuses"] == [404, 500, 503]
+    assert details["upstream_statuses"] == {"404": 1, "500": 1, "503": 1}  # the original's count map
     assert (
         err.headers["X-Swarm-Error-Kinds"] == "connection_error=1,empty_response=1,model_not_resolved=1,upstream_5xx=1"
     )
