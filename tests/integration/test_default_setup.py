@@ -206,16 +206,51 @@ def in_flight(gateway: RunningProcess) -> dict[str, float]:
     }
 
 
+ROUTE_BODIES: list[tuple[str, dict[str, Any]]] = [
+    ("/v1/chat/completions", {"model": "auto", "messages": ASK, "max_tokens": 4}),
+    (
+        "/v1/chat/completions",
+        {"model": "swarmCouncil", "messages": ASK, "max_tokens": 4, "swarm": {"strategy": "longest"}},
+    ),
+    ("/v1/chat/completions", {"model": "swarm/fanout", "messages": ASK, "max_tokens": 4}),
+    ("/v1/completions", {"model": "auto", "prompt": "Once upon a time", "max_tokens": 4}),
+    ("/v1/messages", {"model": "auto", "messages": ASK, "max_tokens": 4}),
+    ("/v1/responses", {"model": "auto", "input": "Tell me a story.", "max_output_tokens": 4}),
+    ("/swarm/fanout", {"models": ["role:fast", "role:coder"], "messages": ASK, "max_tokens": 4}),
+    ("/swarm/vote", {"models": ["role:fast", "role:coder"], "messages": ASK, "max_tokens": 4}),
+    (
+        "/swarm/pipeline",
+        {"steps": [{"name": "a", "model": "auto"}, {"name": "b", "model": "auto"}], "messages": ASK, "max_tokens": 4},
+    ),
+    ("/swarm/debate", {"models": ["role:fast", "role:coder"], "messages": ASK, "rounds": 1, "max_tokens": 4}),
+]
+
+
 def test_in_flight_returns_to_zero(gateway: RunningProcess) -> None:
-    council = {"model": "swarmCouncil", "messages": ASK, "max_tokens": 4, "swarm": {"strategy": "longest"}}
-    for _ in range(3):
-        assert httpx.post(gateway.url + "/v1/chat/completions", json=council, timeout=300).status_code == 200
-        streamed = httpx.post(gateway.url + "/v1/chat/completions", json={**council, "stream": True}, timeout=300)
-        assert streamed.status_code == 200
-    gauges = in_flight(gateway)
-    assert gauges.get("/v1/chat/completions") == 0
-    assert set(gauges.values()) == {0.0}
+    """Every route kind, streamed and not, a refused request and a client that leaves mid-stream:
+    afterwards the gauge of every route and the dashboard's total are 0 (an idle server)."""
+    for path, body in ROUTE_BODIES:
+        for stream in (False, True):
+            reply = httpx.post(gateway.url + path, json={**body, "stream": stream}, timeout=300)
+            assert reply.status_code == 200, (path, stream, reply.text)
+    bad = httpx.post(gateway.url + "/v1/chat/completions", json={"model": "auto", "messages": "nope"})
+    assert bad.status_code == 400
+    long = {
+        "model": "swarmCouncil",
+        "messages": ASK,
+        "max_tokens": 200,
+        "stream": True,
+        "swarm": {"strategy": "longest"},
+    }
+    with httpx.stream("POST", gateway.url + "/v1/chat/completions", json=long, timeout=300) as live:
+        next(live.iter_lines())  # the first event, then the client hangs up
+    deadline = time.monotonic() + 60
+    while set(in_flight(gateway).values()) != {0.0}:
+        assert time.monotonic() < deadline, in_flight(gateway)
+        time.sleep(0.1)
+    assert in_flight(gateway).get("/v1/chat/completions") == 0
     assert httpx.get(gateway.url + "/dashboard/api/snapshot").json()["totals"]["in_flight"] == 0
+    assert httpx.get(gateway.url + "/healthz").json()["admission"]["inflight"] == 0
 
 
 def test_error_policy_is_a_404_naming_the_loaded_model(tmp_path: Path) -> None:
