@@ -45,7 +45,13 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def load_config(config_path: Path | None, host: str | None, port: int | None, profile: str | None = None) -> Config:
+def load_config(
+    config_path: Path | None,
+    host: str | None,
+    port: int | None,
+    profile: str | None = None,
+    drain_seconds: float | None = None,
+) -> Config:
     path = config_path or (Path(os.environ["LATTICE_CONFIG"]) if os.environ.get("LATTICE_CONFIG") else None)
     try:
         env = profile_env(profile, os.environ, Path.cwd()) if profile else os.environ
@@ -54,6 +60,8 @@ def load_config(config_path: Path | None, host: str | None, port: int | None, pr
             config.server.host = host
         if port is not None:
             config.server.port = port
+        if drain_seconds is not None:
+            config.server.drain_seconds = drain_seconds
         check_bind(config.server)
         build_policy(config)  # a malformed roles or profiles file stops the start here, named
     except (ConfigError, UnknownProfile) as exc:
@@ -78,9 +86,8 @@ def _grabbed(config: Config) -> Config:
 
 
 def run_server(config: Config, banner: bool = True) -> None:
-    import uvicorn
-
     from local_lattice import heap
+    from local_lattice.api import serving
     from local_lattice.api.app import create_app, redactor_for
     from local_lattice.api.connection_guard import ConnectionGuard, ConnectionLimits, guarded_protocol, raise_fd_limit
     from local_lattice.console.banner import print_banner
@@ -104,18 +111,12 @@ def run_server(config: Config, banner: bool = True) -> None:
 
     server = config.server
     limits = raise_fd_limit(ConnectionLimits(server.max_connections, server.max_head_bytes, server.head_timeout))
-    uvicorn.run(
+    serving.run(
         create_app(config, on_ready=ready, progress=LoadProgressDisplay()),
-        host=server.host,
-        port=server.port,
-        loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http=guarded_protocol(ConnectionGuard(limits)),  # httptools with batched writes, heads and connections capped
-        ws="none",  # no WebSocket routes
-        access_log=False,
-        server_header=False,  # one header less to validate and send per response; names no version
-        log_level="warning",
-        log_config=None,  # uvicorn's lines go through our handler: same format, request ids, keys masked
-        timeout_graceful_shutdown=5,
+        server.host,
+        server.port,
+        server.drain_seconds,
+        guarded_protocol(ConnectionGuard(limits)),  # heads and connections capped
     )
 
 
@@ -128,9 +129,16 @@ def serve(
         str | None, typer.Option(help="lmstudio | mlx | stable[=safe|balanced|faster]; the environment wins.")
     ] = None,
     banner: Annotated[bool, typer.Option(help="Print the start banner (URL, auth, backends, models).")] = True,
+    drain_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help="On SIGTERM, seconds running requests may take before they are ended (overrides "
+            "LATTICE_DRAIN_SECONDS)."
+        ),
+    ] = None,
 ) -> None:
     """Run the gateway."""
-    run_server(load_config(config, host, port, profile), banner=banner)
+    run_server(load_config(config, host, port, profile, drain_seconds), banner=banner)
 
 
 _URL = typer.Option(help="A running gateway's root URL.")

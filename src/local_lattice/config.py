@@ -81,6 +81,14 @@ class ServerConfig(_Section):
         False, description="Let browsers send credentials cross-origin; refused with the origin *."
     )
     log_timing: bool = Field(True, description="Log one timing line per request (env LATTICE_LOG_TIMING).")
+    drain_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        description="On SIGTERM/SIGINT, seconds requests still running may take to finish; then streams end with "
+        "an error event server_shutting_down and [DONE], other requests with a 503 (env LATTICE_DRAIN_SECONDS, "
+        "lattice serve --drain-seconds).",
+    )
 
     @model_validator(mode="after")
     def _cors(self) -> ServerConfig:

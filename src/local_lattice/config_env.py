@@ -91,6 +91,12 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("CORS_ORIGINS", ("server", "cors_origins"), _csv, "Comma-separated allowed origins."),
     EnvSetting("LATTICE_LOG_TIMING", ("server", "log_timing"), _bool, "0 turns the per-request timing log off."),
     EnvSetting(
+        "LATTICE_DRAIN_SECONDS",
+        ("server", "drain_seconds"),
+        float,
+        "Seconds running requests may take to finish when the server is told to stop.",
+    ),
+    EnvSetting(
         "MODEL_LIST_TTL",
         ("backends", "*", "model_list_ttl"),
         float,

@@ -9,10 +9,13 @@
     ├── PayloadTooLarge                413 request_too_large
     ├── HeadersTooLarge                431 request_headers_too_large
     ├── RateLimited                    429 (type given by the limiter, e.g. queue_timeout)
+    ├── ClientClosedRequest            499 client_disconnected (recorded only: nobody is left to read it)
     ├── UpstreamError                  502 upstream_error (a backend failed or answered garbage)
     │   └── UpstreamStatusError        the upstream's own 4xx status and message
     ├── BackendUnavailable             503 backend_unavailable, with Retry-After
+    ├── ServerShuttingDown             503 server_shutting_down, with Retry-After
     ├── TooManyConnections             503 too_many_connections (the server's connection cap)
+    ├── DeadlineExceeded               504 deadline_exceeded (the request's own deadline passed)
     └── NotImplementedRoute            501 not_implemented
 
 Backends translate their foreign exceptions (aiohttp, llama.cpp, anthropic …) into these in one
@@ -120,6 +123,14 @@ class RateLimited(LatticeError):
         self.headers.setdefault("Retry-After", str(max(1, math.ceil(retry_after))))
 
 
+class ClientClosedRequest(LatticeError):
+    """The client went away before its answer was complete (nginx's 499). Only ever recorded."""
+
+    status = 499
+    type = "client_disconnected"
+    code = "client_disconnected"
+
+
 class UpstreamError(LatticeError):
     status = 502
     type = "upstream_error"
@@ -165,3 +176,23 @@ class NotImplementedRoute(LatticeError):
     status = 501
     type = "not_implemented"
     code = "not_implemented"
+
+
+class ServerShuttingDown(LatticeError):
+    """The server is stopping and the drain time ran out before this request finished."""
+
+    status = 503
+    type = "server_shutting_down"
+    code = "server_shutting_down"
+
+    def __init__(self, message: str = "the gateway is shutting down; retry shortly", **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.headers.setdefault("Retry-After", "1")
+
+
+class DeadlineExceeded(LatticeError):
+    """The request's deadline (``deadline_ms``, ``X-Lattice-Deadline-Ms``) passed before its answer."""
+
+    status = 504
+    type = "deadline_exceeded"
+    code = "deadline_exceeded"

@@ -19,7 +19,7 @@ from tests.support.servers import gateway_process
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 GRACE = 0.75  # seconds: event-loop and process scheduling on a busy 2-core machine
-KINDS = {"queue_overloaded_total", "queue_overloaded_model", "queue_timeout", "deadline_exceeded"}
+KINDS = {"queue_overloaded_total", "queue_overloaded_model", "queue_timeout"}
 PROMPT = "Count from 1 to 200, separated by commas."
 
 
@@ -69,8 +69,11 @@ async def ask(client: httpx.AsyncClient, priority: int, deadline_ms: float, key:
 
 
 def check_answer(answer: Answer) -> None:
-    assert answer.status in (200, 429), answer
-    if answer.status == 429:
+    assert answer.status in (200, 429, 504), answer
+    if answer.status == 504:  # the deadline bounds the whole call, not only its wait
+        assert answer.kind == "deadline_exceeded", answer
+        assert answer.seconds <= answer.deadline_ms / 1000 + GRACE, answer
+    elif answer.status == 429:
         assert answer.kind in KINDS
         assert answer.retry_after is not None
         assert answer.retry_after.isdigit()
@@ -79,6 +82,7 @@ def check_answer(answer: Answer) -> None:
     else:
         assert answer.queue_ms is not None
         assert answer.queue_ms / 1000 <= answer.deadline_ms / 1000 + GRACE, answer
+        assert answer.seconds <= answer.deadline_ms / 1000 + GRACE, answer  # never a success after it
 
 
 async def service_seconds(client: httpx.AsyncClient) -> float:
@@ -99,14 +103,16 @@ async def test_burst_of_ten_times_capacity(gateway: RunningProcess) -> None:
         answers = [*await asyncio.gather(*burst), await blocker]
     for answer in answers:
         check_answer(answer)
-    assert {a.status for a in answers} == {200, 429}
+    assert 200 in {a.status for a in answers}
+    assert {429, 504} & {a.status for a in answers}
     high = [a.queue_ms for a in answers if a.priority == 5 and a.status == 200 and a.queue_ms is not None]
     low = [a.queue_ms for a in answers if a.priority == -5 and a.status == 200 and a.queue_ms is not None]
     assert high, answers
     assert len(high) >= len(low)
     if low:
         assert statistics.median(high) < statistics.median(low)
-    assert any(a.status == 429 for a in answers if a.priority == -5)  # the background calls are the ones shed
+    # the background calls are the ones shed (or, their deadline passed, cut)
+    assert any(a.status in (429, 504) for a in answers if a.priority == -5)
 
 
 async def test_a_flood_from_one_key_cannot_push_another_past_its_deadline(gateway: RunningProcess) -> None:

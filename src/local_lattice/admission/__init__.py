@@ -6,7 +6,7 @@
 """
 
 from local_lattice.admission.controls import PriorityPolicy, client_of, context_of
-from local_lattice.admission.owner import Admission, Waiter, rate_limited
+from local_lattice.admission.owner import Admission, Waiter, rejected
 from local_lattice.admission.tickets import QueueContext
 
-__all__ = ["Admission", "PriorityPolicy", "QueueContext", "Waiter", "client_of", "context_of", "rate_limited"]
+__all__ = ["Admission", "PriorityPolicy", "QueueContext", "Waiter", "client_of", "context_of", "rejected"]

@@ -1,5 +1,6 @@
 """The one owner of admission state on the event loop: it turns calls into scheduler events, applies
-the decisions (wakes waiters, arms the one expiry timer) and renders rejections as ``RateLimited``.
+the decisions (wakes waiters, arms the one expiry timer) and renders rejections as ``RateLimited``
+(429), or ``DeadlineExceeded`` (504) when the request's own deadline is what ran out.
 
 Every method runs synchronously on the loop and mutates state without awaiting, so no lock is
 needed: the loop is the owner. Callers hold a ``Waiter``; ``close()`` ends its part exactly once
@@ -28,7 +29,7 @@ from local_lattice.admission.tickets import (
     Ticket,
 )
 from local_lattice.config import Config
-from local_lattice.errors import RateLimited
+from local_lattice.errors import DeadlineExceeded, RateLimited
 
 RETRY_STRATEGY = "retry_after_with_jitter"
 DEFAULT_WAIT_SEC = 20.0
@@ -42,43 +43,54 @@ _MESSAGES = {
 }
 
 
-def rate_limited(rejection: Rejection) -> RateLimited:
-    """A rejection as the 429 the client sees: the original's ``retry{}`` and ``queue{}`` details (our
-    field names and its own) and headers, with ``Retry-After`` estimated from the queue and the
-    model's recent service time."""
+def rejected(rejection: Rejection) -> RateLimited | DeadlineExceeded:
+    """A rejection as the error the client sees: a 429 (a 504 when the request's own deadline ran
+    out: waiting longer cannot help it) with the original's ``retry{}`` and ``queue{}`` details (our
+    field names and its own) and headers, ``Retry-After`` estimated from the queue and the model's
+    recent service time."""
     depths = rejection.depths
     message = _MESSAGES[rejection.kind].format(
         total=depths.total_waiting, model=depths.model, depth=depths.model_waiting, waited=rejection.waited
     )
-    jitter = f"{rejection.jitter:g}"
+    if rejection.kind == "deadline_exceeded":
+        return DeadlineExceeded(message, headers=_headers(rejection), extra=_details(rejection, 504))
     return RateLimited(
         f"{message}; retry after {rejection.retry_after} s",
         retry_after=rejection.retry_after,
         kind=rejection.kind,
         waited=rejection.waited,
-        headers={
-            "Retry-After": str(rejection.retry_after),
-            "X-MLX-Retry-Jitter-Sec": jitter,
-            "X-MLX-Queue-Depth": str(depths.model_waiting),
-            "X-MLX-InFlight": str(depths.model_inflight),
-            "X-Lattice-Queue-Ms": f"{rejection.waited * 1000:.3f}",
-            "X-MLX-Queue-Wait-Ms": str(round(rejection.waited * 1000)),
-        },
-        extra={
-            "retry": {
-                "retry_after_sec": rejection.retry_after,
-                "jitter_sec": rejection.jitter,
-                "strategy": RETRY_STRATEGY,
-                "estimated_wait_sec": round(rejection.estimate, 3),
-            },
-            "queue": {**depths.as_dict(), **depths.original(rejection.waited)},
-            "status": 429,
-        },
+        headers=_headers(rejection),
+        extra=_details(rejection, 429),
     )
 
 
+def _headers(rejection: Rejection) -> dict[str, str]:
+    depths = rejection.depths
+    return {
+        "Retry-After": str(rejection.retry_after),
+        "X-MLX-Retry-Jitter-Sec": f"{rejection.jitter:g}",
+        "X-MLX-Queue-Depth": str(depths.model_waiting),
+        "X-MLX-InFlight": str(depths.model_inflight),
+        "X-Lattice-Queue-Ms": f"{rejection.waited * 1000:.3f}",
+        "X-MLX-Queue-Wait-Ms": str(round(rejection.waited * 1000)),
+    }
+
+
+def _details(rejection: Rejection, status: int) -> dict[str, object]:
+    return {
+        "retry": {
+            "retry_after_sec": rejection.retry_after,
+            "jitter_sec": rejection.jitter,
+            "strategy": RETRY_STRATEGY,
+            "estimated_wait_sec": round(rejection.estimate, 3),
+        },
+        "queue": {**rejection.depths.as_dict(), **rejection.depths.original(rejection.waited)},
+        "status": status,
+    }
+
+
 class Waiter:
-    """One caller's ticket. ``wait()`` returns the grant or raises ``RateLimited``; ``close()`` must
+    """One caller's ticket. ``wait()`` returns the grant or raises the rejection; ``close()`` must
     follow (``Admission.admit`` does both)."""
 
     def __init__(self, owner: Admission, ticket: Ticket, outcome: asyncio.Future[Outcome]) -> None:
@@ -112,7 +124,7 @@ class Waiter:
         if isinstance(outcome, Grant):
             return outcome
         self._closed = True
-        raise rate_limited(outcome.rejection)
+        raise rejected(outcome.rejection)
 
     def close(self) -> None:
         """End this ticket's part: leave the queue, or free the slot. Idempotent."""
@@ -195,7 +207,7 @@ class Admission:
         return context_of(body_queue, headers, policy=self.policy, now=self.clock(), wall_now=self.wall_clock())
 
     def enter(self, model: str, backend: str, context: QueueContext) -> Waiter:
-        """Ask to run one call of ``model`` on ``backend``. Raises ``RateLimited`` if turned away at
+        """Ask to run one call of ``model`` on ``backend``. Raises the rejection if turned away at
         once (no byte has been written yet, so the client gets a plain 429)."""
         now = self.clock()
         wait = self.default_wait if context.max_wait is None else context.max_wait
@@ -222,7 +234,7 @@ class Admission:
             waiter.close()
             result = outcome.result()
             assert not isinstance(result, Grant)
-            raise rate_limited(result.rejection)
+            raise rejected(result.rejection)
         return waiter
 
     def admit(self, model: str, backend: str, context: QueueContext) -> Admitted:

@@ -3,6 +3,7 @@ that builds the gateway state. Nothing imports this module but the CLI and tests
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -28,12 +29,14 @@ from local_lattice.api import (
 )
 from local_lattice.api import routes_openai as r
 from local_lattice.api.guard import Guard
+from local_lattice.api.lifeline import Lifeline, deadline_error
 from local_lattice.api.middleware import FrontDoor
 from local_lattice.api.route_table import RouteSpec, generating_paths, public_paths
+from local_lattice.api.sse import SSEResponse
 from local_lattice.backends.base import Backend, LoadProgress
 from local_lattice.config import Config
 from local_lattice.dashboard import routes as dashboard
-from local_lattice.errors import LatticeError, NotFound
+from local_lattice.errors import ClientClosedRequest, LatticeError, NotFound
 from local_lattice.gateway import Gateway
 from local_lattice.routing.serving import serving_config
 from local_lattice.security.cors import CorsPolicy
@@ -75,21 +78,63 @@ async def render_unexpected(request: Request, exc: Exception) -> Response:
     return payload.json_response(error.envelope(), status=500)
 
 
-def handled(endpoint: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
-    """``endpoint`` as an ASGI app that renders its own failures as the app's exception handlers
-    do: what the guard calls for a generating route instead of going through the router."""
+class Handled:
+    """A route's endpoint as an ASGI app with a lifeline (``api/lifeline.py``): what the guard calls
+    for a generating route instead of going through the router, and the router for a watched one.
+    It renders the endpoint's failures as the app's exception handlers do (in the route's own error
+    shape), and an early end as its answer: nothing for a client that left (recorded as 499),
+    ``504 deadline_exceeded`` or ``503 server_shutting_down`` otherwise. Past the request's
+    deadline, any failure is answered as the deadline's."""
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    __slots__ = ("endpoint", "error_body", "read_body")
+
+    def __init__(self, spec: RouteSpec) -> None:
+        self.endpoint = spec.endpoint
+        self.error_body = spec.error_body
+        # The guard reads generating bodies first; other bodies are read before the lifeline is
+        # armed, so its watcher (under a server without the hook) cannot take them.
+        self.read_body = not spec.generates
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
+        if self.read_body:
+            await request.body()
+        life = Lifeline.arm(scope, receive)
         try:
-            response = await endpoint(request)
-        except LatticeError as exc:
-            response = await render_lattice_error(request, exc)
-        except Exception as exc:
-            response = await render_unexpected(request, exc)
-        await response(scope, receive, send)
+            response = await self._respond(request, life)
+            if response is None:
+                return
+            if not isinstance(response, SSEResponse):
+                life.disarm()  # the answer is made: a client leaving now changes nothing
+            await response(scope, receive, send)
+        finally:
+            life.disarm()
 
-    return app
+    async def _respond(self, request: Request, life: Lifeline) -> Response | SSEResponse | None:
+        try:
+            response: Response | SSEResponse = await self.endpoint(request)
+        except asyncio.CancelledError:
+            if life.ending is None:
+                raise
+            return self._ended(request, life.settle())
+        except LatticeError as exc:
+            return self._error(request, deadline_error() if life.overdue() else exc)
+        except Exception as exc:
+            return await render_unexpected(request, exc)
+        if life.ending is not None:  # the cancellation was swallowed on the way: the ending stands
+            return self._ended(request, life.settle())
+        return response
+
+    def _ended(self, request: Request, ending: LatticeError) -> Response | None:
+        if isinstance(ending, ClientClosedRequest):
+            _observe_failure(request, ending.status, ending.code or ending.type)
+            return None  # nobody is there to read an answer
+        return self._error(request, ending)
+
+    def _error(self, request: Request, exc: LatticeError) -> Response:
+        _observe_failure(request, exc.status, exc.code or exc.type)
+        body = exc.envelope() if self.error_body is None else self.error_body(exc)
+        return payload.json_response(body, status=exc.status, headers=exc.headers)
 
 
 class GatewayApp(Starlette):
@@ -123,7 +168,7 @@ def route_specs(config: Config) -> list[RouteSpec]:
 
 
 def routes(config: Config) -> list[Route]:
-    return [spec.route() for spec in route_specs(config)]
+    return [spec.route(Handled(spec) if spec.lifeline else None) for spec in route_specs(config)]
 
 
 def redactor_for(config: Config) -> Redactor:
@@ -135,8 +180,7 @@ def redactor_for(config: Config) -> Redactor:
 
 def _middleware(config: Config, specs: list[RouteSpec]) -> list[Middleware]:
     server, limits = config.server, config.limits
-    # "/dashboard" itself is public too: the router redirects it to the page.
-    public = public_paths(specs) | ({dashboard.PREFIX} if config.dashboard.enabled else set())
+    public = public_paths(specs)
     cors = CorsPolicy(server.cors_origins, server.cors_allow_credentials) if server.cors_origins else None
     limiter = Limiter(limits.per_key, limits.per_ip, limits.keys, limits.max_tracked_clients)
     page_headers = ((dashboard.PREFIX, ((b"content-security-policy", dashboard.CSP.encode()),)),)
@@ -155,7 +199,7 @@ def _middleware(config: Config, specs: list[RouteSpec]) -> list[Middleware]:
             limiter=limiter,
             generating_paths=generating_paths(specs),
             public_paths=public,
-            direct={spec.path: handled(spec.endpoint) for spec in specs if spec.generates},
+            direct={spec.path: Handled(spec) for spec in specs if spec.generates},
         ),
     ]
 
@@ -187,7 +231,7 @@ def create_app(
     specs = route_specs(config)
     app = GatewayApp(
         outer=_middleware(config, specs),
-        routes=[spec.route() for spec in specs],
+        routes=[spec.route(Handled(spec) if spec.lifeline else None) for spec in specs],
         exception_handlers={
             LatticeError: render_lattice_error,
             HTTPException: render_http_error,
@@ -195,6 +239,9 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    # No redirects to the slash-less or slashed twin of a path: Starlette builds them from the Host
+    # header the client sent, and the gateway never sends a client to a host it named itself.
+    app.router.redirect_slashes = False
     app.state.openapi = openapi.OpenAPIDocument(specs, config.limits)
     app.state.redactor = redactor_for(config)
     return app

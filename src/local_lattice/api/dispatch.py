@@ -17,6 +17,7 @@ from starlette.requests import Request
 
 from local_lattice.admission import QueueContext
 from local_lattice.admission.tickets import Grant
+from local_lattice.api.lifeline import Lifeline
 from local_lattice.api.middleware import header_dict
 from local_lattice.api.sse import SSEResponse, queued
 from local_lattice.errors import LatticeError, RateLimited
@@ -58,6 +59,7 @@ class Prepared:
     body: dict[str, Any]
     headers: dict[str, str]
     queue: QueueContext
+    life: Lifeline | None = None
     upstream_started: float = 0.0
 
     def finish(self, status: int, error_kind: str | None = None) -> None:
@@ -69,13 +71,16 @@ async def prepare(request: Request, record: RequestRecord, endpoint: Endpoint, b
     gateway.observer.requested(record, body)
     headers = header_map(request)
     queue = gateway.admission.context(body.get("queue"), headers)
+    life = Lifeline.of(request.scope)
+    if life is not None and queue.deadline is not None:
+        life.bound(queue.deadline)  # the deadline bounds the whole request, not only its wait
     mark = time.perf_counter()
     routed = await gateway.route(endpoint, body.get("model"), body=body, headers=headers)
     record.timings.resolve = time.perf_counter() - mark
     gateway.observer.routed(record, routed.model.id, routed.model.backend)
     for field in GATEWAY_FIELDS:
         body.pop(field, None)
-    return Prepared(gateway, record, routed, endpoint, body, {}, queue)
+    return Prepared(gateway, record, routed, endpoint, body, {}, queue, life)
 
 
 def _after_call(prepared: Prepared, routed: Routed) -> None:
@@ -112,6 +117,8 @@ async def complete(prepared: Prepared) -> BackendResponse:
     except RateLimited as exc:
         _refused(prepared, exc)
         raise
+    if prepared.life is not None:
+        prepared.life.check()
     _after_call(prepared, routed)
     if answer.usage is not None:
         prepared.record.input_tokens = answer.usage.prompt_tokens
@@ -184,7 +191,7 @@ async def stream_reply(prepared: Prepared, frame: Framer, fail: Callable[[Lattic
         except BaseException:
             waiter.close()
             raise
-        return stream_response(prepared, frame(first, stream), waiter.close)
+        return stream_response(prepared, frame(first, stream), fail, waiter.close)
 
     async def start(grant: Grant) -> AsyncIterator[bytes]:
         prepared.record.timings.queue = grant.waited
@@ -193,20 +200,20 @@ async def stream_reply(prepared: Prepared, frame: Framer, fail: Callable[[Lattic
 
     prepared.headers["X-Model-Routed-To"] = prepared.routed.routed_to
     prepared.headers.update(prepared.record.timings.headers())
-    return stream_response(prepared, queued(waiter, start, failed), waiter.close)
+    return stream_response(prepared, queued(waiter, start, failed), fail, waiter.close)
 
 
 def stream_response(
-    prepared: Prepared, frames: AsyncIterator[bytes], release: Callable[[], None] | None = None
+    prepared: Prepared,
+    frames: AsyncIterator[bytes],
+    fail: Callable[[LatticeError], bytes],
+    release: Callable[[], None] | None = None,
 ) -> SSEResponse:
-    def closed(disconnected: bool) -> None:
+    def closed(status: int, error_kind: str | None) -> None:
         if release is not None:
             release()
         prepared.record.timings.upstream = time.perf_counter() - prepared.upstream_started
         # A failure mid-stream keeps the 200 the client saw; its kind is on the record already.
-        if disconnected:
-            prepared.finish(499, "client_disconnected")
-        else:
-            prepared.finish(200)
+        prepared.finish(status, error_kind)
 
-    return SSEResponse(frames, prepared.headers, on_close=closed, on_end=release)
+    return SSEResponse(frames, prepared.headers, on_close=closed, on_end=release, fail=fail)

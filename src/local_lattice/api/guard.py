@@ -9,7 +9,7 @@ token estimate. Public routes pass straight through. Decisions live in ``local_l
 
 A generating route given in ``direct`` is called straight from here, without the router's matching
 and exception layers: those routes carry the traffic, and each layer costs a call per message.
-``direct`` maps a path to an ASGI app that renders its own errors (``api.app.handled``).
+``direct`` maps a path to an ASGI app that renders its own errors (``api.app.Handled``).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from collections.abc import Collection, Sequence
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from local_lattice.api.payload import header_value
 from local_lattice.errors import (
     AuthenticationFailed,
     InvalidRequest,
@@ -77,7 +78,7 @@ async def send_error(send: Send, exc: LatticeError, extra_headers: Sequence[tupl
     """Render ``exc`` as the OpenAI envelope straight onto the wire (used outside routing)."""
     body = orjson.dumps(exc.envelope())
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers.extend((k.lower().encode(), v.encode()) for k, v in exc.headers.items())
+    headers.extend((k.lower().encode(), header_value(v)) for k, v in exc.headers.items())
     headers.extend(extra_headers)
     await send({"type": "http.response.start", "status": exc.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -96,7 +96,9 @@ def _operation(spec: RouteSpec, method: str) -> dict[str, Any]:
         success["content"] = {"application/json": {"schema": body_schema}}
     if spec.streams:
         success["content"].update(_SSE)
-    responses: dict[str, Any] = {"200": success}
+    if 300 <= spec.success_status < 400:
+        success = {"description": "Redirect", "headers": {"Location": {"schema": {"type": "string"}}}}
+    responses: dict[str, Any] = {str(spec.success_status): success}
     for status in spec.statuses():
         responses[str(status)] = {"$ref": "#/components/responses/Error"}
     op: dict[str, Any] = {

@@ -3,8 +3,10 @@ against a wire model (400 naming the field), render JSON answers."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -15,9 +17,22 @@ from local_lattice.errors import InvalidRequest
 from local_lattice.security.inputs import decode_json
 
 JSON = "application/json"
+_MEMBER = re.compile(r"[\[\]\-]|^[A-Z]")
 
 
 _JSON_TYPE = (b"content-type", b"application/json")
+# Everything printable in ASCII but the escape character itself.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+def header_value(text: str) -> bytes:
+    """``text`` as a response header value: printable ASCII as it is, anything else (control
+    characters, other scripts) percent-encoded as UTF-8. Header values carry text from clients
+    (a model spec in ``X-Model-Resolution``) and upstreams (model ids): none may split the head,
+    and none may make the server refuse to write it."""
+    if text.isascii() and text.isprintable():
+        return text.encode()
+    return quote(text, safe=_HEADER_SAFE).encode()
 
 
 class JSONBytes(Response):
@@ -30,7 +45,7 @@ class JSONBytes(Response):
         self.background = None
         raw = [_JSON_TYPE, (b"content-length", str(len(body)).encode())]
         if headers:
-            raw.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
+            raw.extend((k.lower().encode("latin-1"), header_value(v)) for k, v in headers.items())
         self.raw_headers = raw
 
 
@@ -52,6 +67,8 @@ def validate(model: type[BaseModel], body: dict[str, Any]) -> None:
         model.model_validate(body)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
+        # A union's member shows in the path under its type's name (``constrained-str``, ``list[…]``,
+        # ``AgentObject``): the client named none of them.
+        where = ".".join(str(part) for part in first["loc"] if not _MEMBER.search(str(part))) or "body"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise InvalidRequest(f"{where}: {first['msg']}{more}", param=where, code="invalid_field") from None

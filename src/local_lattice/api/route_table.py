@@ -34,12 +34,23 @@ class RouteSpec:
     streams: bool = False  # may answer text/event-stream when the body sets "stream": true
     public: bool = False  # no API key needed, no rate limits
     generates: bool = False  # body limits apply and tokens are charged to rate limits
+    watched: bool = False  # no model runs, but a client leaving still ends it (generating routes always are)
     errors: tuple[int, ...] = ()
     tags: tuple[str, ...] = ()
     media_type: str = "application/json"  # of the success answer (pages, scripts, metrics differ)
+    success_status: int = 200  # a redirect (3xx) answers with a Location and no body
+    # The error body for this route (default: OpenAI's envelope; the Anthropic route renders its own).
+    error_body: Callable[[Any], Any] | None = None
 
-    def route(self) -> Route:
-        return Route(self.path, self.endpoint, methods=list(self.methods))
+    @property
+    def lifeline(self) -> bool:
+        """Served with a lifeline (``api/lifeline.py``): a client leaving, a deadline or the server's
+        shutdown ends it early."""
+        return self.generates or self.watched
+
+    def route(self, app: Any = None) -> Route:
+        """The Starlette route, calling ``app`` (an ASGI app) instead of the endpoint when given."""
+        return Route(self.path, self.endpoint if app is None else app, methods=list(self.methods))
 
     def statuses(self) -> tuple[int, ...]:
         """Error statuses this route may answer, for the OpenAPI document."""
@@ -48,6 +59,10 @@ class RouteSpec:
             found.update(AUTH_ERRORS)
         if self.request_model is not None:
             found.update(BODY_ERRORS)
+        if self.lifeline:
+            found.add(503)  # still running when the server's drain time ran out
+        if self.generates:
+            found.add(504)  # past the request's deadline
         return tuple(sorted(found))
 
 

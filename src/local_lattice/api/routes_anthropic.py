@@ -38,15 +38,8 @@ def error_data(exc: LatticeError) -> dict[str, Any]:
 
 
 async def messages(request: Request) -> Response | SSEResponse:
+    """Failures are rendered in Anthropic's shape by the route's ``error_body``."""
     record = dispatch.begin(request, "messages")
-    try:
-        return await _messages(request, record)
-    except LatticeError as exc:
-        dispatch.gateway_of(request).observer.finish(record, exc.status, exc.code or exc.type)
-        return json_response(error_data(exc), status=exc.status, headers=exc.headers)
-
-
-async def _messages(request: Request, record: Any) -> Response | SSEResponse:
     raw = await read_json(request)
     validate(MessagesRequest, raw)
     prepared = await dispatch.prepare(request, record, "chat", messages_to_openai(raw))
@@ -84,5 +77,5 @@ async def _events(
 
 ROUTES = (
     RouteSpec("/v1/messages", messages, ("POST",), "Anthropic Messages API on any backend", MessagesRequest,
-              streams=True, generates=True, errors=UPSTREAM_ERRORS, tags=("anthropic",)),
+              streams=True, generates=True, errors=UPSTREAM_ERRORS, tags=("anthropic",), error_body=error_data),
 )  # fmt: skip

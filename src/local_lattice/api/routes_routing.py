@@ -9,9 +9,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from local_lattice.api.dispatch import gateway_of
-from local_lattice.api.payload import json_response, read_json
+from local_lattice.api.payload import json_response, read_json, validate
 from local_lattice.api.route_table import RouteSpec
-from local_lattice.protocol.openai import ChatCompletionRequest
+from local_lattice.protocol.openai import ResolveRequest
 from local_lattice.types import Endpoint, JSONObject
 
 # The swarm layer's documented defaults (SWARM_CHAT_DEFAULT_MODELS, _STRATEGY, _AUTO_MAX), reported
@@ -31,6 +31,7 @@ def endpoint_of(body: JSONObject) -> Endpoint:
 async def resolve_dry_run(request: Request) -> Response:
     """What a request with this body would run on, in order, and why; runs nothing."""
     body = await read_json(request)
+    validate(ResolveRequest, body)
     endpoint = endpoint_of(body)
     routed = await gateway_of(request).route(endpoint, body.get("model"), body=body, headers=request.headers)
     resolution = routed.resolution
@@ -57,5 +58,5 @@ async def resolve_dry_run(request: Request) -> Response:
 
 ROUTES = (
     RouteSpec("/v1/resolve", resolve_dry_run, ("POST",), "Which model a request would get, and why (runs nothing)",
-              ChatCompletionRequest, errors=(404,), tags=("routing",)),
+              ResolveRequest, errors=(404,), tags=("routing",), watched=True),
 )  # fmt: skip

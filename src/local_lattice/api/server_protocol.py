@@ -13,6 +13,10 @@ client for every answer. ``BatchingWriter`` sits between the protocol and the so
 Whatever waits goes out when the loop next runs its ready callbacks (a stream's head whose first
 event is not ready yet, too); a write past ``FLUSH_BYTES`` goes at once, so the transport's flow
 control still pauses a fast writer.
+
+It also drives requests' lifelines (``api/lifeline.py``): every request's scope advertises the
+``lattice.lifeline`` extension, and a connection lost before its answer was complete ends that
+answer's request at once (``end_request``), which the server also calls when it stops draining.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from collections.abc import Sized
 from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from local_lattice.api.lifeline import LIFE, SERVER_EXTENSIONS
+from local_lattice.errors import ClientClosedRequest, LatticeError
 
 FLUSH_BYTES = 64 * 1024
 
@@ -100,4 +107,20 @@ class BatchingHttpProtocol(HttpToolsProtocol):
         # The first thing a request's cycle writes is its response's head (or a 100 Continue,
         # which the loop's next turn sends all the same).
         self.writer.hold_next()
+        cast(dict[str, Any], self.scope)["extensions"] = SERVER_EXTENSIONS
         super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.end_request(ClientClosedRequest("the client closed the connection"))
+
+    def end_request(self, ending: LatticeError) -> None:
+        """End the request whose answer is under way, if it has a lifeline (a request still being
+        read has none yet; an answered one is left alone)."""
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            return
+        life = cycle.scope["state"].get(LIFE)
+        if life is not None:
+            life.end(ending)

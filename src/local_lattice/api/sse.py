@@ -8,7 +8,6 @@ the upstream request or the engine's generation, at once rather than at the next
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -18,7 +17,9 @@ from starlette.types import Receive, Scope, Send
 
 from local_lattice.admission import Waiter
 from local_lattice.admission.tickets import Grant
-from local_lattice.errors import LatticeError
+from local_lattice.api.lifeline import Lifeline
+from local_lattice.api.payload import header_value
+from local_lattice.errors import ClientClosedRequest, LatticeError
 from local_lattice.types import ChunkStream, StreamChunk
 
 log = logging.getLogger("lattice.sse")
@@ -134,14 +135,25 @@ def chat_failure(exc: LatticeError) -> bytes:
 
 
 class SSEResponse:
+    """An SSE answer. Its pump writes the head and the body's frames; the request's lifeline
+    (``api/lifeline.py``) cancels the pump when the client leaves, the deadline passes or the
+    server stops draining — the last two end the stream with ``fail(error)`` (an error event and,
+    on chat streams, ``[DONE]``) and a proper end of the body. Without a lifeline (a server or
+    caller that arms none) a watcher reads ``receive`` for the disconnect.
+
+    ``on_close(status, error_kind)`` runs exactly once, whatever happened (also when writing failed,
+    e.g. a header the server refused): 200 for a stream that ran to its end or was ended with an
+    error event, 499 for a client that left, 500 when writing failed."""
+
     media_type = b"text/event-stream"
 
     def __init__(
         self,
         body: AsyncIterator[bytes],
         headers: dict[str, str],
-        on_close: Callable[[bool], None] | None = None,
+        on_close: Callable[[int, str | None], None] | None = None,
         on_end: Callable[[], None] | None = None,
+        fail: Callable[[LatticeError], bytes] = chat_failure,
     ) -> None:
         """``on_end`` runs once the body is exhausted, before the last (empty) message goes out: the
         server may start the connection's next request as soon as that message is sent, before
@@ -150,6 +162,8 @@ class SSEResponse:
         self.headers = headers
         self.on_close = on_close
         self.on_end = on_end
+        self.fail = fail
+        self._started = False
 
     def _raw_headers(self) -> list[tuple[bytes, bytes]]:
         raw = [
@@ -157,30 +171,72 @@ class SSEResponse:
             (b"cache-control", b"no-cache"),
             (b"x-accel-buffering", b"no"),
         ]
-        raw.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items())
+        raw.extend((k.lower().encode("latin-1"), header_value(v)) for k, v in self.headers.items())
         return raw
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        life = Lifeline.of(scope)
         pump = asyncio.ensure_future(self._pump(send))
-        watch = asyncio.ensure_future(self._watch(receive))
-        disconnected = False
+        tasks: tuple[asyncio.Future[None], ...] = (pump,)
+        if life is not None:
+            life.follow(pump)
+        else:
+            tasks = (pump, asyncio.ensure_future(self._watch(receive)))
+        failure: BaseException | None = None
+        status: int = 499
+        kind: str | None = "client_disconnected"
         try:
-            done, _ = await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
-            disconnected = pump not in done
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (pump, watch):
-                if not task.done():
-                    task.cancel()
-            for task in (pump, watch):
-                with contextlib.suppress(asyncio.CancelledError, OSError):
-                    await task
-            if self.on_close is not None:
-                self.on_close(disconnected)
+            try:
+                failure = await self._settle(tasks)
+                status, kind = await self._ending(pump, life, failure, send)
+            finally:
+                if self.on_close is not None:
+                    self.on_close(status, kind)
+        if failure is not None and not isinstance(failure, OSError):
+            raise failure
+
+    @staticmethod
+    async def _settle(tasks: tuple[asyncio.Future[None], ...]) -> BaseException | None:
+        """Stop what still runs; return the pump's failure (not a cancellation), if it failed."""
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.wait(tasks)
+        pump = tasks[0]
+        return None if pump.cancelled() else pump.exception()
+
+    async def _ending(
+        self, pump: asyncio.Future[None], life: Lifeline | None, failure: BaseException | None, send: Send
+    ) -> tuple[int, str | None]:
+        """The status and error kind the stream ends with; writes the terminal frames of a stream
+        that its deadline or the server's shutdown ended."""
+        if isinstance(failure, OSError):  # the connection broke under a write: the client is gone
+            return 499, "client_disconnected"
+        if failure is not None:
+            log.error("writing a stream failed", exc_info=failure)
+            return 500, "stream_write_failed"
+        if not pump.cancelled():
+            return 200, None
+        ending = life.ending if life is not None else None
+        if ending is None or isinstance(ending, ClientClosedRequest):
+            return 499, "client_disconnected"
+        if self.on_end is not None:
+            self.on_end()
+        try:
+            if not self._started:
+                await send({"type": "http.response.start", "status": 200, "headers": self._raw_headers()})
+            await send({"type": "http.response.body", "body": self.fail(ending), "more_body": False})
+        except Exception:  # the client left meanwhile, or the server refused: nothing more to write
+            log.warning("could not end the stream with its %s event", ending.code, exc_info=True)
+        return 200, ending.code
 
     async def _pump(self, send: Send) -> None:
         body = self.body
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self._raw_headers()})
+            self._started = True
             async for data in body:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
             if self.on_end is not None:

@@ -17,17 +17,20 @@ from starlette.responses import Response
 
 from local_lattice.admission import QueueContext
 from local_lattice.api.dispatch import gateway_of
-from local_lattice.api.payload import json_response, read_json
+from local_lattice.api.lifeline import Lifeline
+from local_lattice.api.payload import json_response, read_json, validate
 from local_lattice.api.routes_swarm import DEPRECATED, META_MODELS
 from local_lattice.api.sse import SSEResponse, sse_bytes
-from local_lattice.errors import InvalidRequest, LatticeError
+from local_lattice.errors import InvalidRequest, LatticeError, ModelNotFound
 from local_lattice.gateway import Gateway
 from local_lattice.observability.record import RequestRecord
+from local_lattice.protocol.openai import whole_number
+from local_lattice.protocol.swarm import DebateRequest, PipelineRequest, SwarmRequest
 from local_lattice.swarm.debate import DebatePlan, run_debate
 from local_lattice.swarm.outcome import SwarmOutcome, header_list
 from local_lattice.swarm.pipeline import parse_steps, run_pipeline
 from local_lattice.swarm.runner import SwarmRunner, TextSink
-from local_lattice.swarm.specs import AgentSpec, CallContext, expand, parse_agents
+from local_lattice.swarm.specs import SENTINELS, AgentSpec, CallContext, expand, parse_agents
 from local_lattice.swarm.strategies import VotePlan, run_vote, strategy_name
 from local_lattice.swarm.streaming import ChunkMaker, stream_swarm
 from local_lattice.types import JSONObject, ModelInfo, StreamChunk
@@ -47,7 +50,7 @@ _body = read_json
 def _messages(body: JSONObject, *, allow_input: bool = False) -> list[JSONObject]:
     messages = body.get("messages")
     if messages is None and allow_input:
-        text = body.get("input", body.get("prompt"))
+        text = body.get("input") if body.get("input") is not None else body.get("prompt")
         if isinstance(text, str) and text.strip():
             return [{"role": "user", "content": text}]
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
@@ -62,18 +65,18 @@ def _params(body: JSONObject) -> JSONObject:
 def _max_parallel(raw: Any) -> int | None:
     if raw is None:
         return None
-    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 1:
+    number = whole_number(raw)
+    if number is None or number < 1:
         raise InvalidRequest("'max_parallel' must be a positive integer", param="max_parallel")
-    return raw
+    return number
 
 
 def _judge(raw: Any, default: str | None) -> AgentSpec | None:
     if raw is None:
         raw = default
-    if raw is None or raw == "":
-        return None
-    (spec,) = parse_agents(raw if isinstance(raw, dict) else str(raw), "judge")[:1]
-    return spec
+    if raw is None or (isinstance(raw, str) and not raw.replace(",", "").strip()):
+        return None  # no judge named: the strategy's default
+    return parse_agents(raw if isinstance(raw, dict) else str(raw), "judge")[0]
 
 
 async def _agents(gateway: Gateway, raw: Any, cap: int = 0) -> list[AgentSpec]:
@@ -104,6 +107,9 @@ def _ctx(gateway: Gateway, request: Request, body: JSONObject) -> CallContext:
     """Priority and deadline from the body's ``queue{}`` or the queue headers (validated as for any
     request), the deadline capped by the swarm's own overall timeout."""
     queue = gateway.admission.context(body.get("queue"), request.headers)
+    life = Lifeline.of(request.scope)
+    if life is not None and queue.deadline is not None:
+        life.bound(queue.deadline)  # the client's deadline bounds the whole swarm
     cap = time.monotonic() + gateway.config.swarm.fanout_timeout
     deadline = cap if queue.deadline is None else min(queue.deadline, cap)
     return CallContext(priority=queue.priority, deadline=deadline)
@@ -149,6 +155,9 @@ async def _respond(
 
     if not body.get("stream"):
         outcome = await observed(None)
+        life = Lifeline.of(request.scope)
+        if life is not None:
+            life.check()
         observer.finish(record, 200)
         return _json(render(outcome), headers={**headers, **outcome.headers(), **timings.headers()})
     maker = ChunkMaker()
@@ -168,9 +177,9 @@ async def _respond(
     if headers.get("X-Swarm-Strategy") != "fanout":
         headers["X-Swarm-Winner"] = maker.model.removeprefix("swarm/")
 
-    def closed(disconnected: bool) -> None:
+    def closed(status: int, error_kind: str | None) -> None:
         timings.upstream = time.perf_counter() - started
-        observer.finish(record, 499 if disconnected else 200, "client_disconnected" if disconnected else None)
+        observer.finish(record, status, error_kind)
 
     return SSEResponse(sse_bytes(first, stream), {**headers, **timings.headers()}, on_close=closed)
 
@@ -179,6 +188,7 @@ async def vote(request: Request) -> Response | SSEResponse:
     _record(request)  # first, so a request refused for its body is counted too
     gateway = _gateway(request)
     body = await _body(request)
+    validate(SwarmRequest, body)
     plan = VotePlan(
         agents=await _agents(gateway, body.get("models")),
         messages=_messages(body),
@@ -198,6 +208,7 @@ async def fanout(request: Request) -> Response | SSEResponse:
     _record(request)  # first, so a request refused for its body is counted too
     gateway = _gateway(request)
     body = await _body(request)
+    validate(SwarmRequest, body)
     plan = VotePlan(
         agents=await _agents(gateway, body.get("models")),
         messages=_messages(body),
@@ -220,6 +231,7 @@ async def pipeline(request: Request) -> Response | SSEResponse:
     _record(request)  # first, so a request refused for its body is counted too
     gateway = _gateway(request)
     body = await _body(request)
+    validate(PipelineRequest, body)
     steps = parse_steps(body.get("steps"))
     messages = _messages(body, allow_input=True)
     runner, ctx, params = _runner(gateway, request), _ctx(gateway, request, body), _params(body)
@@ -233,10 +245,19 @@ async def debate(request: Request) -> Response | SSEResponse:
     _record(request)  # first, so a request refused for its body is counted too
     gateway = _gateway(request)
     body = await _body(request)
-    rounds = body.get("rounds", 2)
-    if not isinstance(rounds, int) or isinstance(rounds, bool):
+    validate(DebateRequest, body)
+    rounds = whole_number(body.get("rounds", 2))
+    if rounds is None:
         raise InvalidRequest("'rounds' must be an integer", param="rounds")
-    agents = await _agents(gateway, body.get("models") or list(DEFAULT_DEBATERS))
+    models = body.get("models") or list(DEFAULT_DEBATERS)
+    agents = await _agents(gateway, models)
+    if len(agents) < 2 and any(a.model.lower() in SENTINELS for a in parse_agents(models)):
+        # The request asked for what is there; what is there is one model: the state's answer, not a 400.
+        raise ModelNotFound(
+            f"the sentinel in 'models' matched {len(agents)} chat model, a debate needs two",
+            param="models",
+            code="not_enough_models",
+        )
     plan = DebatePlan(
         agents=agents,
         messages=_messages(body, allow_input=True),

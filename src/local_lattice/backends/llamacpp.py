@@ -45,11 +45,25 @@ def default_threads() -> int:
 
 
 class LlamaModel:
-    """An open GGUF: the llama.cpp object and its chat formatter."""
+    """An open GGUF: the llama.cpp object, its chat formatter and the abort callback llama.cpp holds
+    (kept here so it lives as long as the context that calls it)."""
 
     def __init__(self, llm: Any, formatter: Jinja2ChatFormatter) -> None:
         self.llm = llm
         self.formatter = formatter
+        self.abort: Any = None
+
+
+def abort_when_stopped(loaded: Loaded[LlamaModel]) -> None:
+    """Let llama.cpp abort a decode half-way once the running generation's stop is set: evaluating a
+    long prompt is one step, which would otherwise run to its end for a client that is gone."""
+
+    def aborted(_data: Any) -> bool:
+        stop = loaded.stop
+        return stop is not None and stop.is_set()
+
+    loaded.model.abort = llama_cpp.ggml_abort_callback(aborted)
+    llama_cpp.llama_set_abort_callback(loaded.model.llm._ctx.ctx, loaded.model.abort, None)
 
 
 # A call's envelope writes its name before its arguments, so a stream can name the call early.
@@ -111,7 +125,9 @@ class LlamaCppBackend(EngineBackend[LlamaModel], SchemaDecoding):
             eos_token=vocab.token_get_text(eos_id) if eos_id != -1 else "",
             bos_token=vocab.token_get_text(bos_id) if bos_id != -1 else "",
         )
-        return Loaded(LlamaModel(llm, formatter), n_ctx=llm.n_ctx(), lock=threading.Lock())
+        loaded = Loaded(LlamaModel(llm, formatter), n_ctx=llm.n_ctx(), lock=threading.Lock())
+        abort_when_stopped(loaded)
+        return loaded
 
     def close_model(self, loaded: Loaded[LlamaModel]) -> None:
         loaded.model.llm.close()

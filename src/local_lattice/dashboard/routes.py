@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 from html import escape as html_escape
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
@@ -41,7 +41,23 @@ STATIC = {
     "dashboard.css": "text/css; charset=utf-8",
     "dashboard.js": "text/javascript; charset=utf-8",
 }
-_MODEL_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
+_MODEL_ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,256}$"
+_MODEL_ID = re.compile(_MODEL_ID_PATTERN)
+ModelId = Annotated[str, Field(pattern=_MODEL_ID_PATTERN)]
+
+
+class ModelAction(BaseModel):
+    """The body of the load and unload calls: an exact model id (``alias`` is the original's name)."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "anyOf": [{"required": [name], "properties": {name: {"type": "string"}}} for name in ("model", "alias")]
+        },
+    )
+
+    model: ModelId | None = Field(None, description="An exact id from GET /v1/models.")
+    alias: ModelId | None = Field(None, description="The same, under the original's name.")
 
 
 def _files() -> dict[str, bytes]:
@@ -147,7 +163,7 @@ async def api_preferences(request: Request) -> Response:
 
 async def _loader_for(gateway: Gateway, data: dict[str, Any]) -> tuple[ModelLoader, str, str]:
     """The backend that can load/unload the model named exactly in ``data`` (400 with a hint otherwise)."""
-    model = data.get("model", data.get("alias"))
+    model = data.get("model") if data.get("model") is not None else data.get("alias")
     if not isinstance(model, str) or not _MODEL_ID.match(model):
         raise InvalidRequest('send {"model": "<exact model id>"}', param="model", code="invalid_field")
     inventory = await gateway.inventory.snapshot(fresh=True)
@@ -226,10 +242,25 @@ def route_specs() -> list[RouteSpec]:
     async def index(request: Request) -> Response:
         return await page(request, files["index.html"])
 
-    def api(path: str, endpoint: Any, summary: str, methods: tuple[str, ...] = ("GET",)) -> RouteSpec:
-        return RouteSpec(path, endpoint, methods, summary, tags=("dashboard",), errors=(400, 404))
+    def api(
+        path: str, endpoint: Any, summary: str, methods: tuple[str, ...] = ("GET",), body: type[BaseModel] | None = None
+    ) -> RouteSpec:
+        return RouteSpec(path, endpoint, methods, summary, body, tags=("dashboard",), errors=(400, 404))
+
+    async def to_page(request: Request) -> Response:
+        # Relative, so it names no host: never the Host header a client sent, and right behind a prefix.
+        return Response(status_code=307, headers={"Location": "dashboard/", **PAGE_HEADERS})
 
     return [
+        RouteSpec(
+            PREFIX,
+            to_page,
+            summary="Redirects to the page",
+            public=True,
+            tags=("dashboard",),
+            media_type="text/html",
+            success_status=307,
+        ),
         public("/dashboard/", index, "The dashboard page", STATIC["index.html"]),
         public("/dashboard/auth", auth_info, "Whether the dashboard needs a key"),
         *(
@@ -240,7 +271,7 @@ def route_specs() -> list[RouteSpec]:
         api("/dashboard/api/snapshot", api_snapshot, "Live state for the dashboard"),
         api("/dashboard/api/config", api_config, "The configuration, secrets masked"),
         api("/dashboard/api/preferences", api_preferences, "Runtime preferences", ("GET", "POST")),
-        api("/dashboard/api/models/load", api_models_load, "Load a discovered model", ("POST",)),
-        api("/dashboard/api/models/unload", api_models_unload, "Unload a model", ("POST",)),
+        api("/dashboard/api/models/load", api_models_load, "Load a discovered model", ("POST",), ModelAction),
+        api("/dashboard/api/models/unload", api_models_unload, "Unload a model", ("POST",), ModelAction),
         api("/dashboard/api/admin/rescan", api_rescan, "Refresh every model list", ("POST",)),
     ]

@@ -53,11 +53,14 @@ Message = dict[str, str]
 
 @dataclass(eq=False)
 class Loaded(Generic[H]):
-    """A resident model: the engine's object, its context length and a lock (engines are not re-entrant)."""
+    """A resident model: the engine's object, its context length and a lock (engines are not re-entrant).
+    ``stop`` is the running generation's stop signal (set while the lock is held), for an engine that
+    can abort a step half-way (llama.cpp's abort callback: a long prompt is one long step)."""
 
     model: H
     n_ctx: int
     lock: threading.Lock
+    stop: threading.Event | None = None
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,7 @@ class EngineBackend(ABC, Generic[H]):
         async def close(loaded: Loaded[H]) -> None:
             await asyncio.get_running_loop().run_in_executor(loop_executor, self.close_model, loaded)
 
-        return LoadSpec(self.key(model.id), model.size_bytes, open_, close)
+        return LoadSpec(self.key(model.id), model.size_bytes, open_, close, model.path)
 
     # -- ModelLoader ------------------------------------------------------------------------------
 
@@ -349,6 +352,7 @@ class EngineBackend(ABC, Generic[H]):
         while not loaded.lock.acquire(timeout=0.05):
             if stop.is_set():
                 return
+        loaded.stop = stop
         try:
             tokens = self._prompt(loaded, request, sampling.max_tokens, plan)
 
@@ -363,6 +367,7 @@ class EngineBackend(ABC, Generic[H]):
             hint = "; the model ran out of memory: lower n_ctx or MAX_CONCURRENT_MODELS" if is_oom(exc) else ""
             raise UpstreamError(f"{self.engine} generation failed: {detail}{hint}", backend=self.name) from exc
         finally:
+            loaded.stop = None
             loaded.lock.release()
 
     def _decode(

@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
 from local_lattice.engines.failures import describe_load_failure
@@ -40,6 +41,7 @@ class LoadSpec(Generic[H]):
     size_bytes: int
     open: Callable[[], Awaitable[H]]
     close: Callable[[H], Awaitable[None]]
+    source: Path | None = None  # the file or folder it loads from: for the log, never for a message
 
 
 @dataclass(eq=False)
@@ -138,9 +140,9 @@ class ModelManager:
                 self.load_errors[spec.key] = exc.message
                 raise
             except Exception as exc:
-                kind, message = describe_load_failure(spec.key, exc)
+                kind, message = describe_load_failure(spec.key, exc, spec.source)
                 self.load_errors[spec.key] = message
-                log.warning("load failed: %s", message)
+                log.warning("load of %s from %s failed: %s", spec.key, spec.source, exc)
                 raise BackendUnavailable(message, code=kind, retry_after=30) from exc
             self.load_errors.pop(spec.key, None)
             self._entries[spec.key] = _Entry(spec, handle)

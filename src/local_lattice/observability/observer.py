@@ -10,7 +10,7 @@ dashboard): done per request, interleaved with the network work, it cost twice a
 Built by the gateway from the config (no module-level state). The request path calls ``begin``
 when a request arrives, ``routed`` once a model is chosen and ``finish`` exactly once at the end
 (the exception handler calls ``fail``, which finishes a record the route left open). Other parts
-feed it too: admission sets queue depths, swarm adds ``SwarmRun`` records.
+feed it too: the metrics route sets queue depths from admission, swarm adds ``SwarmRun`` records.
 """
 
 from __future__ import annotations
@@ -166,6 +166,9 @@ class Observer:
     def swarm_run(self, run: SwarmRun) -> None:
         self.events.swarm_runs.append(run)
         self.metrics.swarm_runs.labels(run.strategy).inc()
+
+    def queue_depths(self) -> dict[str, int]:
+        return dict(self._queue_depths)
 
     def set_queue_depth(self, model: str, depth: int) -> None:
         self._queue_depths[model] = depth

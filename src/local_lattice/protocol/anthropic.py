@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from local_lattice.errors import InvalidRequest
+from local_lattice.protocol.openai import ModelSpec
 from local_lattice.types import JSONObject
 
 DEFAULT_MAX_TOKENS = 1024
@@ -26,15 +27,57 @@ class AnthropicBaseModel(BaseModel):
     model_config = ConfigDict(extra="allow", allow_inf_nan=False, defer_build=True)
 
 
-class MessageParam(AnthropicBaseModel):
-    role: Literal["user", "assistant"]
-    content: str | list[dict[str, Any]]
+class TextBlock(AnthropicBaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ImageSource(AnthropicBaseModel):
+    type: Literal["base64", "url"]
+    media_type: str | None = None
+    data: str | None = None
+    url: str | None = None
+
+
+class ImageBlock(AnthropicBaseModel):
+    type: Literal["image"]
+    source: ImageSource
+
+
+class ToolResultBlock(AnthropicBaseModel):
+    type: Literal["tool_result"]
+    tool_use_id: str
+    content: str | list[dict[str, Any]] = ""
+    is_error: bool | None = None
+
+
+# The blocks a user turn may carry, told apart by ``type`` (what ``_user_to_openai`` translates).
+UserBlock = Annotated[TextBlock | ImageBlock | ToolResultBlock, Field(discriminator="type")]
+
+
+class AssistantBlock(AnthropicBaseModel):
+    """text and tool_use are carried over; other kinds (thinking …) carry nothing another model can use."""
+
+    type: str
+
+
+class UserParam(AnthropicBaseModel):
+    role: Literal["user"]
+    content: str | Annotated[list[UserBlock], Field(min_length=1)]
+
+
+class AssistantParam(AnthropicBaseModel):
+    role: Literal["assistant"]
+    content: str | list[AssistantBlock]
+
+
+MessageParam = Annotated[UserParam | AssistantParam, Field(discriminator="role")]
 
 
 class MessagesRequest(AnthropicBaseModel):
     """``POST /v1/messages``; ``model`` is any spec the gateway understands."""
 
-    model: Any = None
+    model: ModelSpec = None
     messages: list[MessageParam] = Field(..., min_length=1)
     max_tokens: int = Field(..., ge=1)
     system: str | list[dict[str, Any]] | None = None
@@ -175,7 +218,8 @@ def messages_to_openai(request: JSONObject) -> JSONObject:
         else:
             messages.append(_assistant_to_openai(message["content"]))
     body: JSONObject = {"model": request.get("model"), "messages": messages, "max_tokens": request["max_tokens"]}
-    for key in ("temperature", "top_p", "top_k", "stream"):
+    # ``queue`` is the gateway's own (priority, wait, deadline), read by admission as on every route.
+    for key in ("temperature", "top_p", "top_k", "stream", "queue"):
         if request.get(key) is not None:
             body[key] = request[key]
     if request.get("stop_sequences"):

@@ -7,9 +7,10 @@ meaning of ``model`` is the routing layer's business, so ``model`` accepts any J
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 
 class OpenAIBaseModel(BaseModel):
@@ -18,17 +19,42 @@ class OpenAIBaseModel(BaseModel):
 
 
 # OpenAI's spec: a list of content parts has at least one part.
-def _whole(value: Any) -> Any:
+def integral(value: Any) -> Any:
     """JSON's ``3.0`` is the integer 3 (JSON Schema agrees); other floats stay floats and fail."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 # Strict models refuse `true` for a number; this keeps integral floats acceptable as integers.
 # Bounded to 64 bits, as the document says: larger numbers are not ints any client means.
-Int = Annotated[int, Field(ge=-(2**63), le=2**63 - 1), BeforeValidator(_whole)]
-PositiveInt = Annotated[int, Field(ge=1, le=2**63 - 1), BeforeValidator(_whole)]
+Int = Annotated[int, Field(ge=-(2**63), le=2**63 - 1), BeforeValidator(integral)]
+PositiveInt = Annotated[int, Field(ge=1, le=2**63 - 1), BeforeValidator(integral)]
+
+
+def whole_number(value: Any) -> int | None:
+    """An integer as JSON may write it (``3`` or ``3.0``), else None: for code reading a raw body."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    return int(value) if isinstance(value, float) and value.is_integer() else None
+
 
 Content = str | Annotated[list[dict[str, Any]], Field(min_length=1)]
+
+# Control characters (C0, DEL, C1): no model id has them, and a spec is echoed into headers.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*$"
+
+
+def _no_control_characters(value: Any) -> Any:
+    if isinstance(value, str) and _CONTROL.search(value):
+        raise ValueError("a model spec must not contain control characters")
+    return value
+
+
+# ``model``: any JSON value (its meaning is routing's), but a string without control characters.
+# (A JSON Schema ``pattern`` applies to strings only, so the document says just that.)
+ModelSpec = Annotated[Any, AfterValidator(_no_control_characters), Field(json_schema_extra={"pattern": _PRINTABLE})]
 
 
 class SystemMessage(OpenAIBaseModel):
@@ -84,13 +110,13 @@ class QueueOptions(OpenAIBaseModel):
 class SamplingFields(OpenAIBaseModel):
     """Fields chat and text completions share."""
 
-    model: Any = None
+    model: ModelSpec = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     max_tokens: PositiveInt | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    n: Annotated[int, Field(ge=1, le=16), BeforeValidator(_whole)] | None = None
+    n: Annotated[int, Field(ge=1, le=16), BeforeValidator(integral)] | None = None
     stop: str | list[str] | None = None
     seed: Int | None = None
     user: str | None = None
@@ -109,7 +135,20 @@ class CompletionRequest(SamplingFields):
 
 
 class EmbeddingRequest(OpenAIBaseModel):
-    model: Any = None
+    model: ModelSpec = None
     input: str | list[str] | list[Int] | list[list[Int]] = Field(...)
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: PositiveInt | None = None
+
+
+class ResolveRequest(SamplingFields):
+    """``POST /v1/resolve``: the body a chat, completions or embeddings request would send (its
+    shape tells which, or ``endpoint`` says so), validated as that request would be."""
+
+    endpoint: Literal["chat", "completions", "embeddings"] | None = None
+    messages: Annotated[list[ChatMessage], Field(min_length=1)] | None = None
+    prompt: str | list[str] | None = None
+    input: str | list[str] | list[Int] | list[list[Int]] | None = None
+    max_completion_tokens: PositiveInt | None = None
+    tools: list[dict[str, Any]] | None = None
+    response_format: dict[str, Any] | None = None

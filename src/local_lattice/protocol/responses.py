@@ -9,32 +9,85 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 from local_lattice.errors import InvalidRequest
-from local_lattice.protocol.openai import OpenAIBaseModel
+from local_lattice.protocol.openai import ModelSpec, OpenAIBaseModel, PositiveInt
+
+
+class _Item(OpenAIBaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+
+class MessageItem(_Item):
+    """A turn; ``content`` is text or parts (``input_text``/``output_text``/``text``, ``input_image``;
+    other parts carry nothing a chat model reads)."""
+
+    type: Literal["message"] = "message"
+    role: Literal["user", "assistant", "system", "developer"] = "user"
+    content: str | list[dict[str, Any]] | None = None
+
+
+class FunctionCallItem(_Item):
+    type: Literal["function_call"]
+    call_id: str | None = None
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+class FunctionCallOutputItem(_Item):
+    type: Literal["function_call_output"]
+    call_id: str
+    output: Any = None
+
+
+class ReasoningItem(_Item):
+    """Hidden reasoning of an earlier answer: local models get none of it back."""
+
+    type: Literal["reasoning"]
+
+
+InputItem = MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem
+# At least one item a chat model reads (a list of reasoning items alone says nothing).
+_SAYS_SOMETHING = {"contains": {"not": {"required": ["type"], "properties": {"type": {"const": "reasoning"}}}}}
+
+
+class FunctionTool(_Item):
+    type: Literal["function"]
+    name: str | None = None
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
 
 
 class ResponsesRequest(OpenAIBaseModel):
     # The validator is built on the first Responses request, not when the app is imported.
     model_config = ConfigDict(defer_build=True)
 
-    model: Any = None
-    input: str | list[dict[str, Any]] = Field(...)
+    model: ModelSpec = None
+    input: str | Annotated[list[InputItem], Field(min_length=1, json_schema_extra=_SAYS_SOMETHING)] = Field(...)
     instructions: str | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: list[FunctionTool] | None = None
     tool_choice: str | dict[str, Any] | None = None
     text: dict[str, Any] | None = None
     stream: bool = False
-    max_output_tokens: int | None = Field(None, ge=1)
+    max_output_tokens: PositiveInt | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     previous_response_id: None = Field(
         None, description="Not supported: the gateway keeps no conversation state; send the whole input."
     )
+
+    @field_validator("input")
+    @classmethod
+    def _says_something(cls, value: Any) -> Any:
+        if isinstance(value, list) and all(isinstance(item, ReasoningItem) for item in value):
+            raise ValueError("needs at least one item other than reasoning")
+        return value
 
 
 def new_id(prefix: str) -> str:
@@ -123,7 +176,7 @@ def to_chat(request: ResponsesRequest, body: dict[str, Any]) -> dict[str, Any]:
     if isinstance(request.input, str):
         messages.append({"role": "user", "content": request.input})
     else:
-        messages.extend(_messages(request.input))
+        messages.extend(_messages([item.model_dump(exclude_unset=True) for item in request.input]))
     chat: dict[str, Any] = {"model": body.get("model"), "messages": messages, "stream": request.stream}
     if request.max_output_tokens is not None:
         chat["max_tokens"] = request.max_output_tokens
@@ -131,7 +184,7 @@ def to_chat(request: ResponsesRequest, body: dict[str, Any]) -> dict[str, Any]:
         if body.get(key) is not None:
             chat[key] = body[key]
     if request.tools:
-        chat["tools"] = _tools(request.tools)
+        chat["tools"] = _tools([tool.model_dump(exclude_unset=True) for tool in request.tools])
         choice = request.tool_choice
         if isinstance(choice, dict) and choice.get("type") == "function":
             chat["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
@@ -203,7 +256,7 @@ def response_object(
         "model": model,
         "output": output,
         "instructions": request.instructions,
-        "tools": request.tools or [],
+        "tools": [tool.model_dump(exclude_unset=True) for tool in request.tools or ()],
         "tool_choice": request.tool_choice or "auto",
         "parallel_tool_calls": True,
         "temperature": request.temperature,

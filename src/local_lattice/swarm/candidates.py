@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from local_lattice.errors import (
     BackendUnavailable,
+    DeadlineExceeded,
     InvalidRequest,
     LatticeError,
     ModelNotFound,
@@ -108,6 +109,8 @@ def classify(exc: BaseException) -> tuple[ErrorKind, int | None]:
     """The original's error kind (and an HTTP status when one is known) for a failed call."""
     if isinstance(exc, TimeoutError):
         return "timeout", None
+    if isinstance(exc, DeadlineExceeded):
+        return "timeout", exc.status
     if not isinstance(exc, LatticeError):
         return "unknown", None
     status: int | None = exc.status

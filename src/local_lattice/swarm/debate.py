@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from local_lattice.errors import InvalidRequest, UpstreamError
+from local_lattice.protocol.swarm import MAX_DEBATE_ROUNDS
 from local_lattice.swarm.candidates import Candidate, all_failed
 from local_lattice.swarm.judge import longest, question_of
 from local_lattice.swarm.outcome import SwarmOutcome
@@ -19,7 +20,7 @@ DEBATE_JUDGE_SYSTEM = (
     "You moderate a debate. Read the question and the debaters' final answers, weigh their arguments, "
     "and write the single best final answer. Reply with the answer only."
 )
-MAX_ROUNDS = 6
+MAX_ROUNDS = MAX_DEBATE_ROUNDS
 
 
 @dataclass(slots=True)

@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from local_lattice.errors import InvalidRequest, UpstreamError
+from local_lattice.protocol.swarm import STRATEGIES, STRATEGY_ALIASES
 from local_lattice.swarm.candidates import Candidate, all_failed
 from local_lattice.swarm.judge import judge, longest, make_ballot, question_of, shown, verdict_meta
 from local_lattice.swarm.outcome import SwarmOutcome
@@ -17,8 +18,7 @@ from local_lattice.swarm.runner import Job, SwarmRunner, TextSink
 from local_lattice.swarm.specs import AgentSpec, CallContext
 from local_lattice.types import JSONObject
 
-STRATEGIES = ("best-of-n", "first-success", "longest", "fanout", "majority", "synthesize")
-_ALIASES = {"best_of_n": "best-of-n", "judge": "best-of-n", "first_success": "first-success", "moa": "synthesize"}
+_ALIASES = STRATEGY_ALIASES
 SYNTH_SYSTEM = (
     "You merge several draft answers to the same request into one answer that is better than each: keep "
     "what is correct, fix what is wrong, drop repetition. Reply with the final answer only."

@@ -8,7 +8,7 @@ import pytest
 
 from local_lattice.admission import Admission, QueueContext
 from local_lattice.admission.tickets import BackendCaps, Limits
-from local_lattice.errors import RateLimited
+from local_lattice.errors import DeadlineExceeded, RateLimited
 
 
 class FakeClock:
@@ -97,9 +97,11 @@ async def test_waiters_time_out_when_the_clock_passes_their_budget() -> None:
     deadline = admission.enter("m", "b", QueueContext(deadline=clock.now + 0.2))
     clock.now += 0.3
     admission.poke()
-    with pytest.raises(RateLimited) as caught:
+    with pytest.raises(DeadlineExceeded) as missed:
         await deadline.wait()
-    assert caught.value.type == "deadline_exceeded"
+    assert missed.value.status == 504
+    assert missed.value.type == missed.value.code == "deadline_exceeded"
+    assert missed.value.extra["queue"]["model"] == "b/m"  # the original's queue details stay
     assert short.position() == 0
     clock.now += 0.3
     admission.poke()
@@ -113,7 +115,7 @@ async def test_waiters_time_out_when_the_clock_passes_their_budget() -> None:
 async def test_a_past_deadline_is_rejected_at_once() -> None:
     clock = FakeClock()
     admission = make(clock)
-    with pytest.raises(RateLimited) as caught:
+    with pytest.raises(DeadlineExceeded) as caught:
         admission.enter("m", "b", QueueContext(deadline=clock.now - 1))
     assert caught.value.type == "deadline_exceeded"
     assert admission.snapshot()["waiting"] == 0

@@ -27,6 +27,7 @@ from local_lattice.security.redact import LogFilter, Redactor
 EXPECTED_PUBLIC = {
     "/healthz",
     "/openapi.json",
+    "/dashboard",  # a redirect to the page
     "/dashboard/",
     "/dashboard/auth",
     "/dashboard/static/dashboard.css",

@@ -26,8 +26,8 @@ def test_on_end_runs_before_the_final_message_and_on_close_after() -> None:
             order.append("final message")
 
     response = SSEResponse(
-        _frames(), {}, on_close=lambda disconnected: order.append(f"closed {disconnected}"),
+        _frames(), {}, on_close=lambda status, kind: order.append(f"closed {status} {kind}"),
         on_end=lambda: order.append("ended"),
     )  # fmt: skip
     asyncio.run(response({"type": "http"}, receive, send))
-    assert order == ["ended", "final message", "closed False"]
+    assert order == ["ended", "final message", "closed 200 None"]

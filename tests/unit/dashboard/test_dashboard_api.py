@@ -70,10 +70,11 @@ def test_page_has_no_inline_script_style_or_remote_source(client: TestClient) ->
     assert "eval(" not in script
 
 
-def test_bare_path_redirects(client: TestClient) -> None:
-    response = client.get("/dashboard", follow_redirects=False)
+def test_bare_path_redirects_relatively(client: TestClient) -> None:
+    response = client.get("/dashboard", follow_redirects=False, headers={"Host": "evil.example"})
     assert response.status_code == 307
-    assert response.headers["location"].endswith("/dashboard/")
+    assert response.headers["location"] == "dashboard/"  # never the client's Host
+    assert client.get("/dashboard").status_code == 200  # followed, it is the page
 
 
 @pytest.mark.parametrize(("method", "path"), API_ROUTES)

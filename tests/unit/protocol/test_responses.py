@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from pydantic import ValidationError
 
 from local_lattice.errors import InvalidRequest
 from local_lattice.protocol.responses import ResponsesRequest, ResponseStream, from_chat, to_chat
@@ -53,10 +54,18 @@ def test_tools_and_tool_round_trip_items_become_chat_messages() -> None:
     assert chat["max_tokens"] == 50
 
 
-def test_non_function_tools_are_refused() -> None:
-    parsed, body = request(input="x", tools=[{"type": "web_search"}])
-    with pytest.raises(InvalidRequest, match="web_search"):
-        to_chat(parsed, body)
+def test_non_function_tools_are_refused_by_the_request_model() -> None:
+    with pytest.raises(ValidationError, match="function"):
+        request(input="x", tools=[{"type": "web_search"}])
+
+
+@pytest.mark.parametrize(
+    "items",
+    [[{"type": "reasoning"}], [{"role": "tool", "content": "x"}], [{"type": "function_call_output", "output": "x"}]],
+)
+def test_input_items_a_chat_cannot_carry_are_refused_by_the_request_model(items: list[object]) -> None:
+    with pytest.raises(ValidationError):
+        request(input=items)
 
 
 def test_chat_tool_calls_become_function_call_items() -> None:
