@@ -212,6 +212,11 @@ class BackendConfig(_Section):
     )
     n_ctx: int = Field(4096, ge=64, description="llamacpp: context length in tokens (capped by the model's own).")
     n_threads: int | None = Field(None, ge=1, description="llamacpp: CPU threads (default: all cores but one).")
+    prompt_cache: Literal["auto", "cache_prompt", "prompt_cache_key", "off"] = Field(
+        "auto",
+        description="How a session's stickiness is passed on when several backends serve its model: "
+        "cache_prompt (llama.cpp's server), prompt_cache_key (OpenAI), off; auto picks by the server.",
+    )
 
     @field_validator("proxy")
     @classmethod
@@ -346,6 +351,35 @@ class RoutingConfig(_Section):
     fallback_attempts: int = Field(3, ge=1, le=16, description="Candidates tried when one fails before its first byte.")
     failure_threshold: int = Field(3, ge=1, description="Failures in a row that put a backend on cool-down.")
     cooldown_seconds: float = Field(30.0, ge=0, description="Seconds a failing backend is skipped.")
+    balance: Literal["affinity", "least_loaded", "round_robin"] = Field(
+        "affinity",
+        description="How one of several backends serving the same id is picked: affinity keeps a session "
+        "(X-Session-Id, prompt_cache_key, user, else the conversation's start) on one backend and spreads the "
+        "rest least-loaded; least_loaded: power of two choices by outstanding requests and latency; "
+        "round_robin: in turn.",
+    )
+    affinity_load_factor: float = Field(
+        1.25,
+        ge=1.0,
+        description="A session leaves its backend while that one carries more than this times the mean "
+        "outstanding requests (bounded-load consistent hashing).",
+    )
+    slow_start_seconds: float = Field(
+        30.0, ge=0, description="A backend back from a cool-down takes a growing share of requests over this time."
+    )
+    health_check_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="Active health checks of backends that share an id with another, every this many seconds "
+        "(0 = off; passive ejection stays on).",
+    )
+    hedge_after_ms: float = Field(
+        0.0,
+        ge=0,
+        description="Start the next candidate when the chosen one has sent no byte in this time; the first "
+        "byte wins (0 = off; per request X-Lattice-Hedge-Ms).",
+    )
+    hedge_billed: bool = Field(False, description="Allow hedging to and from backends that are billed.")
 
     @field_validator("discover_servers")
     @classmethod

@@ -49,6 +49,7 @@ class BackendTracker:
     in_flight: dict[str, int] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
     cooling_until: dict[str, float] = field(default_factory=dict)
+    recovered_at: dict[str, float] = field(default_factory=dict)  # when a cool-down last ended (slow start)
 
     def begin(self, name: str) -> None:
         self.in_flight[name] = self.in_flight.get(name, 0) + 1
@@ -58,12 +59,18 @@ class BackendTracker:
 
     def succeeded(self, name: str) -> None:
         self.failures.pop(name, None)
-        self.cooling_until.pop(name, None)
+        if self.cooling_until.pop(name, None) is not None:
+            self.recovered_at[name] = self.clock()
 
     def failed(self, name: str) -> None:
         count = self.failures[name] = self.failures.get(name, 0) + 1
         if count >= self.threshold:
             self.cooling_until[name] = self.clock() + self.cooldown
+
+    def eject(self, name: str) -> None:
+        """A health check failed: skip the backend for a cool-down, as if it had failed repeatedly."""
+        self.failures[name] = max(self.failures.get(name, 0), self.threshold)
+        self.cooling_until[name] = self.clock() + self.cooldown
 
     def cooling(self, name: str) -> bool:
         return name in self.cooling_until
@@ -153,6 +160,9 @@ async def run_candidates(
             notes.append(f"{model.backend}/{model.id} failed ({exc.code}), failed over")
             last = exc
             continue
+        except BaseException:
+            tracker.end(model.backend)  # cancelled (the client left, a hedge won): the call is over
+            raise
         tracker.succeeded(model.backend)
         return Attempt(model, _annotated(resolution, model, notes + clamps)), result
     if last is None:
@@ -160,6 +170,11 @@ async def run_candidates(
     if notes:
         last.headers["X-Model-Resolution"] = _annotated(resolution, resolution.chosen, notes).explanation
     raise last
+
+
+def explain(resolution: Resolution, model: ModelInfo, notes: list[str]) -> Resolution:
+    """``resolution`` as it stands once ``model`` answered, with the attempts' notes added."""
+    return _annotated(resolution, model, notes)
 
 
 def _annotated(resolution: Resolution, model: ModelInfo, notes: list[str]) -> Resolution:

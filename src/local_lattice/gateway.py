@@ -4,16 +4,19 @@ Built in the app's lifespan from the config (or given backends, for tests) and p
 HTTP layer calls it, it calls routing, the cloud policy, failover and backends. It holds no HTTP
 types. Running a request: candidates in order (failover), each call billed when its backend is
 priced, and — when configured and every local candidate failed — the cloud as a last resort.
+Copies of one id on several backends are ordered by the fleet (``routing.fleet_state``: affinity,
+least-loaded, round robin), timed for it and, when asked, hedged (``hedging``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, TypeVar
 
-from local_lattice.admission import Admission
+from local_lattice.admission import Admission, QueueContext
 from local_lattice.backends.base import Backend, LoadProgress, Startable
 from local_lattice.backends.registry import build_backends
 from local_lattice.cloud.billing import Billing
@@ -22,10 +25,13 @@ from local_lattice.cloud.escalation import Decision, Policy, decide_after_failur
 from local_lattice.cloud.specs import Resolver, directory_of, resolve_with_cloud
 from local_lattice.config import Config
 from local_lattice.engines.defaults import with_default_backends
-from local_lattice.errors import LatticeError
+from local_lattice.errors import LatticeError, RateLimited
 from local_lattice.failover import Attempt, BackendTracker, fails_over, open_stream, run_candidates, tracked
+from local_lattice.hedging import HEDGE_HEADER, Calls, HedgePlan, Release, Seat, hedge_delay, run_hedged
 from local_lattice.observability.observer import Observer
 from local_lattice.preferences import Preferences
+from local_lattice.probes import HealthChecks
+from local_lattice.routing.fleet_state import Fleet, Live, Placement
 from local_lattice.routing.hints import Hints, infer_hints, prompt_chars
 from local_lattice.routing.index import ModelIndex
 from local_lattice.routing.inventory import Inventory, InventorySnapshot
@@ -50,6 +56,8 @@ class Routed:
     backend: Backend
     model: ModelInfo
     resolution: Resolution
+    placement: Placement | None = None  # how the fleet ordered copies of the id, if it did
+    hedge_after: float = 0.0  # seconds without a first byte before the next candidate starts (0: never)
 
     @property
     def routed_to(self) -> str:
@@ -74,6 +82,11 @@ class Gateway:
         self.billing = Billing(PriceBook.of(config), BudgetLedger.of(config))
         # Admission's answer to "would you reject this model now?" (for spilling to the cloud).
         self.admission = Admission.from_config(config)
+        self.fleet = Fleet.of(routing)
+        self.hedge_after = routing.hedge_after_ms / 1000
+        every = routing.health_check_seconds  # a check never outlasts its interval
+        self.health_checks = HealthChecks(self.tracker, self.backends, self.fleet.members, every, min(5.0, every))
+        self.observer.metrics.watch_fleet(lambda: self.fleet.rows(self.tracker.in_flight))
 
     @property
     def runtime_default(self) -> str:
@@ -90,6 +103,7 @@ class Gateway:
         for backend in self.backends.values():
             if isinstance(backend, Startable):
                 await backend.start(progress)
+        self.health_checks.start()
 
     def index(self, snapshot: InventorySnapshot, kind: ModelKind) -> ModelIndex:
         """The search index of ``snapshot``'s local models (built once per snapshot and kind).
@@ -111,9 +125,11 @@ class Gateway:
         *,
         body: JSONObject | None = None,
         headers: Mapping[str, str] | None = None,
+        dry_run: bool = False,
     ) -> Routed:
         """Resolve ``spec`` (with hints from ``body`` and ``headers``) to candidates; no backend runs.
-        For a chat body the escalation policy may put the cloud first (big task, local would reject)."""
+        For a chat body the escalation policy may put the cloud first (big task, local would reject).
+        ``dry_run``: the fleet decides as it would but remembers nothing."""
         if self.tracker.cooling_until:
             await self.tracker.readmit(self.backends)
         snapshot = await self.inventory.snapshot()
@@ -141,6 +157,15 @@ class Gateway:
             return partial(local, policy=self.item_policy)
 
         resolution = resolve_with_cloud(spec, snapshot.models, kind, self.cloud, local, item)  # the index decides
+        placement = None
+        if index.any_copies or self.fleet.ids:
+            now = Live(tracker.in_flight, tracker.failures, tracker.recovered_at, tracker.clock())
+            resolution, placement = self.fleet.arrange(
+                resolution, endpoint, body, headers or {}, now, record=not dry_run
+            )
+        hedge_after = self.hedge_after
+        if headers is not None and (asked := headers.get(HEDGE_HEADER)) is not None:
+            hedge_after = hedge_delay(asked)
         chosen = resolution.chosen
         if (
             body is not None
@@ -156,7 +181,7 @@ class Gateway:
                 budget_left=target is not None and self.billing.budget.left(target.backend),
             )
             return self._apply(decision, resolution)
-        return Routed(self.backends[chosen.backend], chosen, resolution)
+        return Routed(self.backends[chosen.backend], chosen, resolution, placement, hedge_after)
 
     def _apply(self, decision: Decision, resolution: Resolution | None) -> Routed:
         if decision.target is None:
@@ -185,6 +210,81 @@ class Gateway:
         explained = f"{tried} ; {fallback.resolution.explanation}"
         return replace(fallback, resolution=replace(fallback.resolution, explanation=explained))
 
+    def _billed(self, model: ModelInfo) -> bool:
+        return self.cloud.is_cloud(model.backend) or self.billing.prices.price(model.backend, model.id) is not None
+
+    def _hedgeable(self, model: ModelInfo) -> bool:
+        return self.config.routing.hedge_billed or not self._billed(model)
+
+    def _hedge_seat(self, queue: QueueContext, model: ModelInfo) -> Release | None:
+        """An admission slot for a hedge on ``model``, if one is free this moment."""
+        try:
+            waiter = self.admission.enter(model.id, model.backend, queue)
+        except RateLimited:
+            return None
+        if waiter.granted:
+            return waiter.close
+        waiter.close()
+        return None
+
+    def _hedge_plan(self, routed: Routed, seat: Seat | None) -> HedgePlan | None:
+        resolution = routed.resolution
+        if routed.hedge_after <= 0 or seat is None or len(resolution.candidates) < 2:
+            return None
+        if not self._hedgeable(resolution.chosen):
+            return None
+        fleet = self.fleet
+        return HedgePlan(
+            routed.hedge_after,
+            self._hedgeable,
+            partial(self._hedge_seat, seat.queue),
+            seat.release,
+            fleet.hedge_started,
+            fleet.hedge_won,
+            fleet.answered,
+        )
+
+    def _timed(self, call: Callable[[Backend, BackendRequest], Awaitable[T]], placement: Placement) -> Any:
+        """``call``, telling the fleet how long each backend took to its first byte (and passing the
+        session on to backends that keep a prompt cache per session)."""
+        fleet, clock = self.fleet, time.monotonic
+        session = placement.session.hex if placement.session is not None else None
+
+        async def timed(backend: Backend, request: BackendRequest) -> T:
+            request.session = session
+            started = clock()
+            result = await call(backend, request)
+            fleet.answered(backend.name, clock() - started)
+            return result
+
+        return timed
+
+    async def _run_routed(
+        self,
+        routed: Routed,
+        endpoint: Endpoint,
+        body: JSONObject,
+        call: Callable[[Backend, BackendRequest], Any],
+        seat: Seat | None = None,
+        discard: Callable[[Any], Awaitable[None]] | None = None,
+    ) -> tuple[Attempt, Any, Release]:
+        if routed.placement is not None:
+            call = self._timed(call, routed.placement)
+        plan = self._hedge_plan(routed, seat) if seat is not None else None
+        if plan is not None:
+            calls = Calls(
+                endpoint, body, self.backends, self.tracker, self.policy.profiles, prompt_chars(body),
+                self.config.routing.fallback_attempts, call, discard or _nothing,
+            )  # fmt: skip
+            try:
+                return await run_hedged(routed.resolution, plan, calls)
+            except LatticeError as exc:
+                cloud = self._cloud_fallback(exc, routed, endpoint)
+                if cloud is None:
+                    raise
+                return (*await self._run(cloud, endpoint, body, call), _no_release)
+        return (*await self._run(routed, endpoint, body, call), _no_release)
+
     async def _run(
         self,
         routed: Routed,
@@ -212,26 +312,48 @@ class Gateway:
     def _routed(self, attempt: Attempt) -> Routed:
         return Routed(self.backends[attempt.model.backend], attempt.model, attempt.resolution)
 
-    async def complete(self, routed: Routed, endpoint: Endpoint, body: JSONObject) -> tuple[Routed, BackendResponse]:
-        """Run a whole request on ``routed``'s candidates in order, failing over before the first byte."""
-        attempt, answer = await self._run(routed, endpoint, body, self.billing.complete)
+    async def complete(
+        self, routed: Routed, endpoint: Endpoint, body: JSONObject, seat: Seat | None = None
+    ) -> tuple[Routed, BackendResponse]:
+        """Run a whole request on ``routed``'s candidates in order, failing over before the first byte
+        (and hedging, given the request's admission ``seat``, when ``routed`` asks for it)."""
+        attempt, answer, release = await self._run_routed(routed, endpoint, body, self.billing.complete, seat)
         self.tracker.end(attempt.model.backend)
+        release()
         return self._routed(attempt), answer
 
     async def stream(
-        self, routed: Routed, endpoint: Endpoint, body: JSONObject
+        self, routed: Routed, endpoint: Endpoint, body: JSONObject, seat: Seat | None = None
     ) -> tuple[Routed, StreamChunk | None, ChunkStream]:
         """Open a stream on the first candidate that yields a first chunk; the rest stream as produced."""
 
         async def call(backend: Backend, request: BackendRequest) -> tuple[StreamChunk | None, ChunkStream]:
             return await open_stream(self.billing.stream(backend, request))
 
-        attempt, (first, rest) = await self._run(routed, endpoint, body, call)
-        name = attempt.model.backend
-        return self._routed(attempt), first, tracked(rest, lambda: self.tracker.end(name))
+        attempt, (first, rest), release = await self._run_routed(routed, endpoint, body, call, seat, _close_stream)
+        name, tracker = attempt.model.backend, self.tracker
+
+        def ended() -> None:
+            tracker.end(name)
+            release()
+
+        return self._routed(attempt), first, tracked(rest, ended)
 
     async def aclose(self) -> None:
+        await self.health_checks.aclose()
         self.admission.aclose()
         for backend in self.backends.values():
             await backend.aclose()
         self.observer.close()
+
+
+def _no_release() -> None:
+    return None
+
+
+async def _nothing(result: Any) -> None:
+    return None
+
+
+async def _close_stream(opened: tuple[StreamChunk | None, ChunkStream]) -> None:
+    await opened[1].aclose()

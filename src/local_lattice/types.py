@@ -71,6 +71,9 @@ class BackendRequest:
     model: str
     body: JSONObject
     timeout: float | None = None
+    # The conversation this call belongs to (a hex digest), when several backends serve its model:
+    # a backend may pass it on to a server that keeps a prompt cache per session.
+    session: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,3 +105,15 @@ class BackendHealth:
     ok: bool
     detail: str = ""
     extra: JSONObject = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FleetRow:
+    """One backend that shares a model id with others, as metrics and the dashboard show it."""
+
+    backend: str
+    outstanding: int
+    latency: float | None  # EWMA seconds to the first byte
+    affinity: dict[str, int]  # outcome ("hit", "new", "moved", "spilled") -> requests
+    hedges_started: int
+    hedges_won: int

@@ -262,3 +262,45 @@ def test_the_default_setups_dashboard_shows_data_on_first_paint(browser: WebDriv
     assert "Requests1" in at_load["totals"].replace(" ", "")
     assert later["models"] == at_load["models"]  # the polls that followed drew the same state
     assert severe(browser) == []
+
+
+@pytest.mark.slow
+def test_fleet_members_show_their_load_latency_affinity_and_hedges(browser: WebDriver) -> None:
+    config = load(None, {"MIDDLE_LAYER_API_KEY": KEY, "LATTICE_LEDGER_PATH": ":memory:"})
+    one = FakeBackend.with_models("box-a", "shared-7b", reply="from a")
+    two = FakeBackend.with_models("box-b", "shared-7b", reply="from b")
+    app = create_app(config, {"box-a": one, "box-b": two})
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        base = f"http://127.0.0.1:{port}"
+        body = {"model": "shared-7b", "messages": [{"role": "user", "content": "hello"}]}
+        for _turn in range(3):
+            for session in ("s1", "s2", "s3", "s4"):
+                headers = {"X-API-Key": KEY, "X-Session-Id": session}
+                assert (
+                    httpx.post(base + "/v1/chat/completions", json=body, headers=headers, timeout=30).status_code == 200
+                )
+        browser.get(base + "/dashboard/")
+        browser.execute_script("sessionStorage.clear()")
+        browser.get(base + "/dashboard/")
+        wait = WebDriverWait(browser, 15, poll_frequency=0.1)
+        wait.until(lambda d: d.find_element(By.ID, "login").is_displayed())
+        browser.find_element(By.ID, "key").send_keys(KEY)
+        browser.find_element(By.ID, "login-submit").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#backends .fleet")) == 2)
+        lines = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#backends .fleet")]
+        assert all(line.startswith("fleet: 0 outstanding") for line in lines), lines
+        assert all("ms to first byte" in line and "hedges 0/0 won" in line for line in lines), lines
+        hits = sum(int(line.split(" affinity hits")[0].rsplit(" ", 1)[1]) for line in lines)
+        assert hits == 8  # four sessions, three turns each: every turn after the first is a hit
+        shot(browser, "05-fleet")
+        assert severe(browser) == []
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

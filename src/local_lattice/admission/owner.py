@@ -160,6 +160,11 @@ class Admitted:
         if self._waiter is not None:
             self._waiter.close()
 
+    def close(self) -> None:
+        """Free the slot before the block ends (a hedge answered first elsewhere); idempotent."""
+        if self._waiter is not None:
+            self._waiter.close()
+
 
 class Admission:
     def __init__(

@@ -15,13 +15,15 @@ from typing import Any
 
 from starlette.requests import Request
 
-from local_lattice.admission import QueueContext
+from local_lattice.admission import QueueContext, Waiter
+from local_lattice.admission.owner import Admitted
 from local_lattice.admission.tickets import Grant
 from local_lattice.api.lifeline import Lifeline
 from local_lattice.api.middleware import header_dict
 from local_lattice.api.sse import SSEResponse, queued
 from local_lattice.errors import LatticeError, RateLimited
 from local_lattice.gateway import Gateway, Routed
+from local_lattice.hedging import Seat
 from local_lattice.observability.record import RequestRecord
 from local_lattice.types import BackendResponse, ChunkStream, Endpoint, StreamChunk
 from local_lattice.usage import ensure_usage, wants_usage
@@ -107,12 +109,21 @@ def _refused(prepared: Prepared, exc: LatticeError) -> None:
         prepared.record.timings.queue = exc.waited
 
 
+def _seat(prepared: Prepared, slot: Admitted | Waiter | None) -> Seat | None:
+    """The request's slot, for a hedge to free when it answers first (only when hedging is asked)."""
+    if slot is None or prepared.routed.hedge_after <= 0:
+        return None
+    return Seat(prepared.queue, slot.close)
+
+
 async def complete(prepared: Prepared) -> BackendResponse:
+    admitted = prepared.gateway.admission.admit(*_admission_args(prepared))
     try:
-        async with prepared.gateway.admission.admit(*_admission_args(prepared)) as grant:
+        async with admitted as grant:
             prepared.record.timings.queue = grant.waited
             mark = time.perf_counter()
-            routed, answer = await prepared.gateway.complete(prepared.routed, prepared.endpoint, prepared.body)
+            seat = _seat(prepared, admitted)
+            routed, answer = await prepared.gateway.complete(prepared.routed, prepared.endpoint, prepared.body, seat)
             prepared.record.timings.upstream = time.perf_counter() - mark
     except RateLimited as exc:
         _refused(prepared, exc)
@@ -148,14 +159,15 @@ async def _observed(stream: ChunkStream, record: RequestRecord) -> AsyncGenerato
         await stream.aclose()
 
 
-async def open_stream(prepared: Prepared) -> tuple[StreamChunk | None, ChunkStream]:
+async def open_stream(prepared: Prepared, slot: Waiter | None = None) -> tuple[StreamChunk | None, ChunkStream]:
     """Start the stream on the first candidate that yields a first chunk, so failures before the
-    first byte still get a plain error status."""
+    first byte still get a plain error status. ``slot`` is the request's admission ticket."""
     record = prepared.record
     record.stream = True
     prepared.upstream_started = mark = time.perf_counter()
     body = prepared.body
-    routed, first, stream = await prepared.gateway.stream(prepared.routed, prepared.endpoint, body)
+    seat = _seat(prepared, slot)
+    routed, first, stream = await prepared.gateway.stream(prepared.routed, prepared.endpoint, body, seat)
     if wants_usage(body):
         stream = ensure_usage(stream, body, routed.model.id, first)
     record.timings.upstream = time.perf_counter() - mark
@@ -187,7 +199,7 @@ async def stream_reply(prepared: Prepared, frame: Framer, fail: Callable[[Lattic
 
     if waiter.granted:
         try:
-            first, stream = await open_stream(prepared)
+            first, stream = await open_stream(prepared, waiter)
         except BaseException:
             waiter.close()
             raise
@@ -195,7 +207,7 @@ async def stream_reply(prepared: Prepared, frame: Framer, fail: Callable[[Lattic
 
     async def start(grant: Grant) -> AsyncIterator[bytes]:
         prepared.record.timings.queue = grant.waited
-        first, stream = await open_stream(prepared)
+        first, stream = await open_stream(prepared, waiter)
         return frame(first, stream)
 
     prepared.headers["X-Model-Routed-To"] = prepared.routed.routed_to

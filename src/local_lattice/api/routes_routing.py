@@ -33,7 +33,9 @@ async def resolve_dry_run(request: Request) -> Response:
     body = await read_json(request)
     validate(ResolveRequest, body)
     endpoint = endpoint_of(body)
-    routed = await gateway_of(request).route(endpoint, body.get("model"), body=body, headers=request.headers)
+    routed = await gateway_of(request).route(
+        endpoint, body.get("model"), body=body, headers=request.headers, dry_run=True
+    )
     resolution = routed.resolution
     candidates = [{"id": m.id, "backend": m.backend, "loaded": m.loaded, "kind": m.kind} for m in resolution.candidates]
     headers = {"X-Model-Routed-To": routed.routed_to}

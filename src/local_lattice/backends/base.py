@@ -62,3 +62,11 @@ class Startable(Protocol):
     """A backend with work to do before serving (e.g. preloading models); run once at startup."""
 
     async def start(self, progress: LoadProgress | None = None) -> None: ...
+
+
+@runtime_checkable
+class Probed(Protocol):
+    """A backend that can check afresh that its server answers, past what it has cached (active
+    health checks use it; a cached answer would say nothing)."""
+
+    async def probe(self) -> BackendHealth: ...

@@ -599,6 +599,11 @@ class Pool:
         conn.counted = True
         return conn
 
+    @property
+    def in_use(self) -> int:
+        """Connections open and not idle: requests being sent or answered."""
+        return self._open - len(self._idle)
+
     def release(self, conn: _Connection) -> None:
         """A connection whose answer was read to its end goes back to the idle list."""
         if self._closed:

@@ -59,6 +59,8 @@ class HttpxAnswer:
         self._upstream = upstream
         self._response = response
         self._deadline = deadline
+        self._closed = False
+        upstream.answers_open += 1
         self.status = response.status_code
         coding = response.headers.get("content-encoding", "")
         self._decoder = ContentDecoder.for_coding(coding, upstream.max_decoded_bytes)
@@ -97,6 +99,9 @@ class HttpxAnswer:
             await self.aclose()
 
     async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._upstream.answers_open -= 1
         await self._response.aclose()
 
     async def __aenter__(self) -> HttpxAnswer:
@@ -127,6 +132,7 @@ class HttpxUpstream:
         self.max_answer_bytes = max_answer_bytes
         self.max_decoded_bytes = max_decoded_bytes
         self.proxy = proxy
+        self.answers_open = 0  # answers not yet closed
         self._client = httpx.AsyncClient(
             http2=True,
             proxy=proxy,
@@ -155,6 +161,11 @@ class HttpxUpstream:
         request = self._client.build_request(method, self.base + path, content=body or None)
         response = await self.within(self._client.send(request, stream=True), deadline, answering=False)
         return HttpxAnswer(self, response, deadline)
+
+    @property
+    def in_use(self) -> int:
+        """Answers being read (a request still being sent is not counted)."""
+        return self.answers_open
 
     async def aclose(self) -> None:
         await self._client.aclose()

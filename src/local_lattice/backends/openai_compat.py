@@ -6,7 +6,9 @@ behind a proxy and for remote https origins), the model-list cache, reading the 
 (``event_stream.EventStream``) and the mapping of the transport's failures to
 ``local_lattice.errors`` (all in ``_failure``, reached through ``_map_errors``). Every call has one
 time limit, kept by the transport (``within``).
-It forwards only the backend's own key: client credentials never reach it.
+It forwards only the backend's own key: client credentials never reach it. A call that belongs to
+a session (``BackendRequest.session``, set when several backends serve its model) is marked for the
+server's prompt cache: ``cache_prompt`` for llama.cpp's server, ``prompt_cache_key`` for OpenAI.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ from local_lattice.types import (
 
 _PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
 _EMBED_WORDS = ("embed", "bge-", "e5-", "minilm", "nomic-embed", "gte-")
+_PROMPT_CACHE_KEY_HOSTS = ("api.openai.com",)  # servers known to take ``prompt_cache_key``
+LIST_TIMEOUT = 10.0  # seconds for a model list
 
 
 def guess_kind(model_id: str) -> ModelKind:
@@ -64,6 +68,7 @@ class OpenAIBackend:
         self._paths: dict[str, str] = {}
         self._models: list[ModelInfo] = []
         self._models_at = -1e18
+        self._listed = False  # a model list has been fetched once
         self._models_lock = asyncio.Lock()
         headers = {"Content-Type": "application/json"}
         if config.api_key is not None:
@@ -71,6 +76,9 @@ class OpenAIBackend:
         self._headers = headers
         # An upstream may echo the key it was sent in an error body; that text reaches clients and logs.
         self._redactor = Redactor([config.api_key.get_secret_value()] if config.api_key is not None else [])
+        self._cache_field: str | None = None if config.prompt_cache in ("auto", "off") else config.prompt_cache
+        if config.prompt_cache == "auto" and urlsplit(config.url).hostname in _PROMPT_CACHE_KEY_HOSTS:
+            self._cache_field = "prompt_cache_key"
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -158,7 +166,16 @@ class OpenAIBackend:
                 {k: v for k, v in m.items() if v is not None} if isinstance(m, dict) else m for m in messages
             ]
         body["model"] = request.model
+        if request.session is not None and self._cache_field is not None:
+            self._mark_session(body, request.session)
         return body
+
+    def _mark_session(self, body: dict[str, Any], session: str) -> None:
+        """Tell the server which cached prompt this call continues (a field the client set wins)."""
+        if self._cache_field == "cache_prompt":
+            body.setdefault("cache_prompt", True)
+        else:
+            body.setdefault("prompt_cache_key", session)
 
     # -- the protocol -----------------------------------------------------------------------------
 
@@ -221,7 +238,14 @@ class OpenAIBackend:
         async with self._models_lock:
             if time.monotonic() - self._models_at < self.config.model_list_ttl:
                 return self._models
-            self._models = await self.fetch_models()
+            try:
+                self._models = await self.fetch_models()
+            except UpstreamError as exc:
+                # A server busy answering this gateway's calls may list its models late (llama-cpp-
+                # python's lists them only between requests): busy is not gone, keep the last list.
+                if exc.code != "upstream_timeout" or not self._listed or not self.upstream().in_use:
+                    raise
+            self._listed = True
             self._models_at = time.monotonic()
             return self._models
 
@@ -231,6 +255,10 @@ class OpenAIBackend:
     async def fetch_models(self) -> list[ModelInfo]:
         data = await self._get_json(self.base_url + "/models")
         items = data.get("data", []) if isinstance(data, dict) else []
+        if self.config.prompt_cache == "auto" and any(
+            isinstance(item, dict) and item.get("owned_by") == "llamacpp" for item in items
+        ):
+            self._cache_field = "cache_prompt"  # llama.cpp's own server names itself so
         return [
             ModelInfo(id=str(item["id"]), backend=self.name, kind=guess_kind(str(item["id"])))
             for item in items
@@ -239,7 +267,7 @@ class OpenAIBackend:
 
     async def _get_json(self, url: str) -> Any:
         with self._map_errors():
-            resp = await self.upstream().request("GET", self._path(url), within=10.0)
+            resp = await self.upstream().request("GET", self._path(url), within=LIST_TIMEOUT)
             content = await resp.read()
             if resp.status >= 400:
                 self._raise_for_status(resp.status, content)
@@ -255,6 +283,16 @@ class OpenAIBackend:
             models = await self.models()
         except LatticeError as exc:
             return BackendHealth(ok=False, detail=exc.message)
+        return BackendHealth(ok=True, detail=f"{len(models)} models", extra={"models": len(models)})
+
+    async def probe(self) -> BackendHealth:
+        """The model list fetched now; a success refreshes the cache, a failure leaves it alone (the
+        calls in flight decide about those)."""
+        try:
+            models = await self.fetch_models()
+        except LatticeError as exc:
+            return BackendHealth(ok=False, detail=exc.message)
+        self._models, self._models_at, self._listed = models, time.monotonic(), True
         return BackendHealth(ok=True, detail=f"{len(models)} models", extra={"models": len(models)})
 
     async def aclose(self) -> None:

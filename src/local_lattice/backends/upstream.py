@@ -51,6 +51,11 @@ class Upstream(Protocol):
         self, method: str, path: str, body: bytes = b"", *, within: float | None = None
     ) -> UpstreamAnswer: ...
 
+    @property
+    def in_use(self) -> int:
+        """Requests being sent or answered."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

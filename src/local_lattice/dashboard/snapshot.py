@@ -17,6 +17,7 @@ from local_lattice import __version__, original_state
 from local_lattice.backends.base import Backend, ModelLoader
 from local_lattice.gateway import Gateway
 from local_lattice.routing.inventory import InventorySnapshot
+from local_lattice.types import FleetRow
 
 HEALTH_TIMEOUT = 2.0
 
@@ -58,6 +59,18 @@ def _cut(text: str | None, limit: int) -> str | None:
     return text if text is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _fleet(row: FleetRow) -> dict[str, Any]:
+    """A backend's share of a fleet (several backends serving one id)."""
+    return {
+        "outstanding": row.outstanding,
+        "latency_ms": None if row.latency is None else round(row.latency * 1000, 1),
+        "affinity": row.affinity,
+        "affinity_hits": row.affinity.get("hit", 0),
+        "hedges_started": row.hedges_started,
+        "hedges_won": row.hedges_won,
+    }
+
+
 async def build(gateway: Gateway, recent_limit: int = 100) -> dict[str, Any]:
     limit = gateway.config.dashboard.max_error_chars
     names = list(gateway.backends)
@@ -67,6 +80,7 @@ async def build(gateway: Gateway, recent_limit: int = 100) -> dict[str, Any]:
     )
     observer = gateway.observer
     observer.flush()  # the charts include requests that finished a moment ago
+    fleet = {row.backend: row for row in gateway.fleet.rows(gateway.tracker.in_flight)}
     backends = [
         {
             "name": name,
@@ -74,6 +88,7 @@ async def build(gateway: Gateway, recent_limit: int = 100) -> dict[str, Any]:
             "can_load": isinstance(gateway.backends[name], ModelLoader),
             "models": sum(1 for m in inventory.models if m.backend == name),
             "error": _cut(inventory.errors.get(name), limit),
+            "fleet": _fleet(fleet[name]) if name in fleet else None,
             **state,
             "detail": _cut(state.get("detail"), limit),
         }

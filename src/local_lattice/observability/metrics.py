@@ -6,19 +6,21 @@ tokens, errors, in flight) are plain counters and bucket lists, updated without 
 lookups — the request path runs on the event loop thread only — and turned into metric families
 when ``/metrics`` is scraped (``RequestCollector``). Gauges that describe state (queue depth,
 loaded models) and rare counters are ordinary prometheus-client metrics set by whoever owns that
-state. ``docs/observability.md`` maps each name to its OpenTelemetry GenAI counterpart.
+state; the fleet's per-backend figures are read from the gateway at scrape time (``FleetCollector``).
+``docs/observability.md`` maps each name to its OpenTelemetry GenAI counterpart.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from local_lattice.observability.record import RequestRecord
+from local_lattice.types import FleetRow
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -121,6 +123,47 @@ class RequestCollector(Collector):
             yield kind(f.name, f.documentation, labels=f.labels)
 
 
+class FleetCollector(Collector):
+    """Per backend that shares a model id with others: calls outstanding, the latency EWMA, affinity
+    outcomes, hedges started and won — read from ``rows`` when scraped."""
+
+    def __init__(self, rows: Callable[[], Iterable[FleetRow]]) -> None:
+        self.rows = rows
+
+    def _families(
+        self,
+    ) -> tuple[GaugeMetricFamily, GaugeMetricFamily, CounterMetricFamily, CounterMetricFamily, CounterMetricFamily]:
+        backend = ["backend"]
+        return (
+            GaugeMetricFamily("lattice_backend_outstanding", "Calls in flight on a fleet backend.", labels=backend),
+            GaugeMetricFamily(
+                "lattice_backend_latency_ewma_seconds", "Moving average of a fleet backend's time to first byte.",
+                labels=backend,
+            ),
+            CounterMetricFamily(
+                "lattice_affinity", "Requests placed by session affinity, by outcome (hit, new, moved, spilled).",
+                labels=["backend", "outcome"],
+            ),
+            CounterMetricFamily("lattice_hedges_started", "Hedge calls started on a backend.", labels=backend),
+            CounterMetricFamily("lattice_hedges_won", "Hedge calls on a backend that answered first.", labels=backend),
+        )  # fmt: skip
+
+    def collect(self) -> Iterator[Metric]:
+        outstanding, latency, affinity, started, won = families = self._families()
+        for row in self.rows():
+            outstanding.add_metric([row.backend], row.outstanding)
+            if row.latency is not None:
+                latency.add_metric([row.backend], row.latency)
+            for outcome, count in sorted(row.affinity.items()):
+                affinity.add_metric([row.backend, outcome], count)
+            started.add_metric([row.backend], row.hedges_started)
+            won.add_metric([row.backend], row.hedges_won)
+        yield from families
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -203,6 +246,10 @@ class Metrics:
         for backend, count, loaded in available:
             self.models_available.labels(backend).set(count)
             self.models_loaded.labels(backend).set(loaded)
+
+    def watch_fleet(self, rows: Callable[[], Iterable[FleetRow]]) -> None:
+        """Export the fleet's per-backend figures, read from ``rows`` at each scrape."""
+        self.registry.register(FleetCollector(rows))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

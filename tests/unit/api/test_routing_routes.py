@@ -12,6 +12,7 @@ from local_lattice.backends.fake import FakeBackend
 from local_lattice.config import load
 from local_lattice.errors import BackendUnavailable
 from local_lattice.types import ModelInfo
+from tests.support.sessions import sessions_homed_on
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 
@@ -46,11 +47,14 @@ def test_unmet_hard_hints_are_named(client: TestClient) -> None:
 
 
 def test_role_resolution_and_failover_are_explained(client: TestClient) -> None:
-    response = client.post("/v1/chat/completions", json={"model": "role:coder", **CHAT})
+    [session] = sessions_homed_on("a", ["a", "b"])
+    response = client.post(
+        "/v1/chat/completions", json={"model": "role:coder", **CHAT}, headers={"X-Session-Id": session}
+    )
     assert response.status_code == 200
     assert response.headers["X-Model-Routed-To"] == "b/coder-7b"
     resolution = response.headers["X-Model-Resolution"]
-    assert resolution.startswith("role:coder -> coder-7b via 'coder-7b'")
+    assert resolution.startswith("role:coder -> coder-7b via 'coder-7b'; on a by affinity (x-session-id, new)")
     assert "a/coder-7b failed (backend_unavailable)" in resolution
 
 

@@ -197,7 +197,16 @@
       el("span", { class: "dot " + (b.ok ? "ok" : "bad"), title: b.ok ? "healthy" : "unhealthy" }),
       el("span", { class: "name", text: b.name }),
       el("span", { class: "pill", text: b.models + " models" }),
-      el("span", { class: "detail", text: [b.type, b.detail, b.error].filter(Boolean).join(" · ") }))));
+      el("span", { class: "detail", text: [b.type, b.detail, b.error].filter(Boolean).join(" · ") }),
+      ...(b.fleet ? [el("span", { class: "detail fleet", text: fleetText(b.fleet) })] : []))));
+  }
+
+  // A backend sharing a model id with others: its load, speed, sessions kept and hedges.
+  function fleetText(f) {
+    return ["fleet: " + num(f.outstanding) + " outstanding",
+      f.latency_ms === null ? "not timed yet" : f.latency_ms + " ms to first byte",
+      num(f.affinity_hits) + " affinity hits",
+      "hedges " + num(f.hedges_won) + "/" + num(f.hedges_started) + " won"].join(" · ");
   }
 
   function renderModels(s) {
