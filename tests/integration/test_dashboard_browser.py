@@ -253,6 +253,8 @@ def test_the_default_setups_dashboard_shows_data_on_first_paint(browser: WebDriv
         time.sleep(5)
         later = browser.execute_script(FIRST_PAINT_JS)
         shot(browser, "06-default-after-5s")
+        problems = severe(browser)
+        browser.get("about:blank")  # stop polling before the gateway stops, so no refused fetch is logged
     assert at_load["main"]
     assert not at_load["login"]
     assert at_load["status"] != "loading…"
@@ -261,7 +263,7 @@ def test_the_default_setups_dashboard_shows_data_on_first_paint(browser: WebDriv
     assert "Inflight0" in at_load["totals"].replace(" ", "")
     assert "Requests1" in at_load["totals"].replace(" ", "")
     assert later["models"] == at_load["models"]  # the polls that followed drew the same state
-    assert severe(browser) == []
+    assert problems == []
 
 
 @pytest.mark.slow
