@@ -311,9 +311,9 @@ class RoutingConfig(_Section):
         False, description="Route every request to the default model (env MLX_FORCE_DEFAULT_MODEL)."
     )
     on_model_miss: Literal["fallback", "error"] = Field(
-        "error",
-        description="A spec that matches nothing: 404 listing what is available (error), or auto-pick and say "
-        "so in X-Model-Resolution (fallback) (env ON_MODEL_MISS).",
+        "fallback",
+        description="A spec that matches nothing: auto-pick an available model and say so in X-Model-Resolution "
+        "(fallback), or 404 listing what is available (error) (env ON_MODEL_MISS).",
     )
     extra_placeholder_models: list[str] | None = Field(
         None,

@@ -110,9 +110,12 @@ class RateLimited(LatticeError):
     type = "rate_limit_error"
     code = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: float, kind: str | None = None, **kw: Any) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float, kind: str | None = None, waited: float | None = None, **kw: Any
+    ) -> None:
         super().__init__(message, **kw)
         self.retry_after = retry_after
+        self.waited = waited  # seconds spent in the gateway's queue before the refusal (None: not queued)
         if kind is not None:
             self.type = kind
             self.code = kind

@@ -22,7 +22,7 @@ from local_lattice.backends.registry import build_backends
 from local_lattice.cloud.billing import Billing
 from local_lattice.cloud.cost import BudgetLedger, PriceBook
 from local_lattice.cloud.escalation import Decision, Policy, decide_after_failure, decide_up_front
-from local_lattice.cloud.specs import directory_of, resolve_with_cloud
+from local_lattice.cloud.specs import Resolver, directory_of, resolve_with_cloud
 from local_lattice.config import Config
 from local_lattice.engines.defaults import with_default_backends
 from local_lattice.errors import LatticeError, RateLimited
@@ -79,6 +79,8 @@ class Gateway:
         self.backends = dict(backends)
         self.inventory = Inventory(self.backends)
         self.policy = build_policy(config)
+        # One item of a list naming a cloud: a miss moves on to the next item instead of falling back.
+        self.item_policy = replace(self.policy, on_model_miss="error")
         routing = config.routing
         self.tracker = BackendTracker(routing.failure_threshold, routing.cooldown_seconds)
         self._indexes: tuple[InventorySnapshot | None, dict[ModelKind, ModelIndex]] = (None, {})
@@ -158,7 +160,12 @@ class Gateway:
             runtime_default=self.runtime_default,
             index=index,
         )
-        resolution = resolve_with_cloud(spec, snapshot.models, kind, self.cloud, local)  # the index decides
+
+        def item() -> Resolver:
+            """For the items of a list naming a cloud: resolved without falling back (made only then)."""
+            return partial(local, policy=self.item_policy)
+
+        resolution = resolve_with_cloud(spec, snapshot.models, kind, self.cloud, local, item)  # the index decides
         placement = None
         if index.any_copies or self.fleet.ids:
             now = Live(tracker.in_flight, tracker.failures, tracker.recovered_at, tracker.clock())

@@ -138,17 +138,21 @@ def test_bad_key_is_authentication_error(base_url: str) -> None:
     assert "key" in caught.value.message.lower()
 
 
-def test_unknown_model_is_not_found(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.NotFoundError) as caught:
-        client.chat.completions.create(model="no-such-model", messages=QUESTION, max_tokens=4)  # type: ignore[arg-type]
-    assert caught.value.code == "model_not_found"
-    assert "no-such-model" in caught.value.message
-    assert SMOLLM2_ID in caught.value.message  # the message lists what is available
+def test_unknown_model_is_answered_by_an_available_one_that_says_so(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="no-such-model",
+        messages=QUESTION,  # type: ignore[arg-type]
+        max_tokens=4,
+    )
+    assert raw.status_code == 200
+    assert raw.headers["x-model-resolution"].startswith("fallback (requested 'no-such-model', not present) -> ")
+    assert raw.parse().model == SMOLLM2_ID
 
 
 def test_chat_model_never_serves_embeddings(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.NotFoundError):
-        client.embeddings.create(model=SMOLLM2_ID, input="hello")
+    raw = client.embeddings.with_raw_response.create(model=SMOLLM2_ID, input="hello")
+    assert raw.headers["x-model-routed-to"] == f"embedder/{EMBED_ID}"  # an embedding model answered instead
+    assert raw.headers["x-model-resolution"].startswith(f"fallback (requested '{SMOLLM2_ID}', not present)")
 
 
 def test_bad_request_names_the_field(client: openai.OpenAI) -> None:

@@ -193,6 +193,19 @@ async def test_health_is_ok_and_aclose_is_idempotent(backend: tuple[Backend, str
     await impl.aclose()
 
 
+async def test_an_answer_cut_at_max_tokens_says_length(backend: tuple[Backend, str]) -> None:
+    """Truncation is reported where it happens, so every surface above (swarms, the Responses and
+    Messages APIs) can report it truthfully."""
+    impl, model = backend
+    long = {"messages": [{"role": "user", "content": "Write a long story about a dragon."}], "max_tokens": 3}
+    answer = orjson.loads((await impl.complete(BackendRequest("chat", model, {**long, "temperature": 0}))).content)
+    assert answer["choices"][0]["finish_reason"] == "length"
+    finishes = []
+    async for chunk in impl.stream(BackendRequest("chat", model, {**long, "temperature": 0})):
+        finishes += [c["finish_reason"] for c in orjson.loads(chunk.payload)["choices"] if c.get("finish_reason")]
+    assert finishes == ["length"]
+
+
 WEATHER = {
     "type": "function",
     "function": {

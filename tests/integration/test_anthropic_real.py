@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 
@@ -34,7 +35,8 @@ BIG = " ".join(["Explain step by step how a small team should plan the migration
 @pytest.fixture(scope="module")
 def gateway_b(smollm2_server: RunningProcess) -> Iterator[RunningProcess]:
     config = f'[[backends]]\nname = "llama"\ntype = "openai"\nurl = "{smollm2_server.url}"\n'
-    with gateway_process(config, env={"MIDDLE_LAYER_API_KEY": B_KEY}) as proc:
+    # ON_MODEL_MISS=error: an unknown model is the 404 the typed-errors test expects.
+    with gateway_process(config, env={"MIDDLE_LAYER_API_KEY": B_KEY, "ON_MODEL_MISS": "error"}) as proc:
         yield proc
 
 
@@ -215,3 +217,20 @@ def test_big_task_escalates_and_streams(gateway_a: RunningProcess) -> None:
         model=SMOLLM2_ID, messages=[{"role": "user", "content": "Say hi."}], max_tokens=8
     )
     assert small.headers["x-model-routed-to"] == f"local/{SMOLLM2_ID}"
+
+
+@pytest.mark.parametrize(
+    "model",
+    [SMOLLM2_ID, f"anthropic:{SMOLLM2_ID}"],
+    ids=["openai-compatible upstream", "anthropic messages upstream"],
+)
+def test_a_cut_answer_is_max_tokens_on_every_path(gateway_a: RunningProcess, model: str) -> None:
+    ask: Any = [{"role": "user", "content": "Write a long story about a dragon."}]
+    with anthropic.Anthropic(api_key="unused", base_url=gateway_a.url, max_retries=0) as client:
+        assert client.messages.create(model=model, max_tokens=4, messages=ask).stop_reason == "max_tokens"
+        with client.messages.stream(model=model, max_tokens=4, messages=ask) as live:
+            assert live.get_final_message().stop_reason == "max_tokens"
+    chat = httpx.post(
+        gateway_a.url + "/v1/chat/completions", json={"model": model, "messages": ask, "max_tokens": 4}, timeout=120
+    )
+    assert chat.json()["choices"][0]["finish_reason"] == "length"

@@ -113,7 +113,8 @@ def test_ps_shows_models_and_calls_in_flight(gateway: RunningProcess) -> None:
     assert "Gateway: ok" in out
     assert "1 in flight" in out
     row = next(line for line in out.splitlines() if SMOLLM2_ID in line)
-    assert row.split("│")[5].strip() == "1"  # in-flight column of the busy model
+    assert row.split("│")[8].strip() == "1"  # in-flight column of the busy model
+    assert row.split("│")[6].strip() == "upstream server"
     assert CODER in out
 
 

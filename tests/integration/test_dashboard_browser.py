@@ -51,7 +51,8 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
-    config = load(None, {"MIDDLE_LAYER_API_KEY": KEY, "LATTICE_LEDGER_PATH": ":memory:"})
+    # A request for a model that is not there is the failure the page shows: no fallback here.
+    config = load(None, {"MIDDLE_LAYER_API_KEY": KEY, "LATTICE_LEDGER_PATH": ":memory:", "ON_MODEL_MISS": "error"})
     config.roles = {"coder": ["qwen2.5-coder-7b", "*coder*"], "fast": ["smollm2-135m"], "default": ["llama-3.2-3b"]}
     local = FakeLoaderBackend(
         "local",
@@ -221,6 +222,48 @@ def test_wrong_key_is_refused_in_the_page(served: Served, browser: WebDriver) ->
     wait.until(lambda d: d.find_element(By.ID, "login-error").is_displayed())
     assert "refused" in browser.find_element(By.ID, "login-error").text
     browser.get_log("browser")  # the 401 is logged by the browser itself, expectedly
+
+
+FIRST_PAINT_JS = """
+return {
+  status: document.getElementById('status-text').textContent,
+  main: !document.getElementById('main').hidden,
+  login: !document.getElementById('login').hidden,
+  models: Array.from(document.querySelectorAll('#models tbody tr')).map((r) => r.getAttribute('data-model')),
+  totals: document.getElementById('totals').textContent,
+};
+"""
+
+
+@pytest.mark.slow
+def test_the_default_setups_dashboard_shows_data_on_first_paint(browser: WebDriver, tmp_path: Path) -> None:
+    """``lattice serve`` with no config, as the README runs it: the page comes with its snapshot, so
+    what the browser shows the moment the page has loaded is already the gateway's state."""
+    from tests.support.models import SMOLLM2_ID
+    from tests.support.servers import default_gateway
+
+    with default_gateway(tmp_path) as gateway:
+        body = {"model": "auto", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+        assert httpx.post(gateway.url + "/v1/chat/completions", json=body, timeout=120).status_code == 200
+        browser.execute_cdp_cmd("Network.clearBrowserCache", {})
+        browser.get("about:blank")
+        browser.get(gateway.url + "/dashboard/")  # returns once the page has loaded
+        at_load = browser.execute_script(FIRST_PAINT_JS)
+        shot(browser, "05-default-at-load")
+        time.sleep(5)
+        later = browser.execute_script(FIRST_PAINT_JS)
+        shot(browser, "06-default-after-5s")
+        problems = severe(browser)
+        browser.get("about:blank")  # stop polling before the gateway stops, so no refused fetch is logged
+    assert at_load["main"]
+    assert not at_load["login"]
+    assert at_load["status"] != "loading…"
+    assert "backends healthy" in at_load["status"]
+    assert SMOLLM2_ID in at_load["models"]
+    assert "Inflight0" in at_load["totals"].replace(" ", "")
+    assert "Requests1" in at_load["totals"].replace(" ", "")
+    assert later["models"] == at_load["models"]  # the polls that followed drew the same state
+    assert problems == []
 
 
 @pytest.mark.slow

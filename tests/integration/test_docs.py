@@ -1,8 +1,10 @@
 """The documentation tells the truth: every fenced block in the README, ``llms.txt`` and ``docs/`` is
-executed — Python against a live gateway (its URL and key substituted), bash with the same
-substitution, TOML through ``config.load``, JSON parsed. Only ``text`` blocks (sample output,
-diagrams) are skipped; a block in any other language fails until it is labelled. The README's two
-bash blocks are the install-and-run and the full test command, checked for what they say."""
+executed — Python against a live gateway (its URL substituted), bash with the same substitution,
+TOML through ``config.load``, JSON parsed. The gateway is the default setup a reader starts first:
+``lattice serve`` with no config, as the README runs it, on a clean machine (the embedded
+SmolLM2-135M-Instruct in-process, no key). Only ``text`` blocks (sample output, diagrams) are
+skipped; a block in any other language fails until it is labelled. The README's two bash blocks are
+the install-and-run and the full test command, checked for what they say."""
 
 from __future__ import annotations
 
@@ -19,12 +21,10 @@ import pytest
 from local_lattice.config import load
 from local_lattice.config_env import ENV_SETTINGS
 from tests.support.procs import PYTHON, RunningProcess
-from tests.support.servers import backends_toml, gateway_process
+from tests.support.servers import default_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
-KEY = "docs-key"
 DOCUMENTED_URL = "http://127.0.0.1:5001"
-DOCUMENTED_KEY = "your-key"
 FILES = [ROOT / "README.md", ROOT / "llms.txt", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```", flags=re.S | re.M)
 
@@ -43,15 +43,14 @@ def cases() -> list[tuple[str, int, str]]:
 
 
 @pytest.fixture(scope="module")
-def gateway(smollm2_server: RunningProcess, embedding_upstream: RunningProcess) -> Iterator[RunningProcess]:
-    backends = [("llama", smollm2_server.url), ("embedder", embedding_upstream.url)]
-    roles = '\n[roles]\nfast = ["smollm2-135m-instruct"]\ncoder = ["smollm2"]\nreasoner = ["smollm2-135m-instruct"]\n'
-    with gateway_process(backends_toml(backends, api_key=KEY, extra=roles)) as proc:
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProcess]:
+    """The default setup; it has no key, so the documented ``your-key`` is accepted as any key is."""
+    with default_gateway(tmp_path_factory.mktemp("docs-machine")) as proc:
         yield proc
 
 
 def substituted(source: str, gateway: RunningProcess) -> str:
-    return source.replace(DOCUMENTED_URL, gateway.url).replace(DOCUMENTED_KEY, KEY)
+    return source.replace(DOCUMENTED_URL, gateway.url)
 
 
 def run_python(source: str, where: str) -> str:
@@ -113,9 +112,30 @@ def test_every_file_has_its_blocks_found() -> None:
 README = (ROOT / "README.md").read_text()
 
 
-def test_env_table_lists_every_setting() -> None:
+def test_env_table_lists_every_setting_once() -> None:
+    rows = re.findall(r"^\| `([A-Z0-9_]+)`", README, flags=re.M)
     for setting in ENV_SETTINGS:
         assert f"`{setting.name}`" in README, setting.name
+    repeated = sorted({name for name in rows if rows.count(name) > 1})
+    assert repeated == []
+
+
+def test_the_readme_says_the_gateway_runs_models() -> None:
+    comparison = README[README.index("## How it compares") :]
+    row = next(line for line in comparison.splitlines() if line.startswith("| Runs inference itself"))
+    assert row.split("|")[2].strip().startswith("yes, in-process (llama.cpp, MLX)")
+    assert "does not run models" not in README
+
+
+def test_the_swarm_route_table_shows_each_body() -> None:
+    for route, fields in (
+        ("/swarm/fanout", "{models, messages"),
+        ("/swarm/vote", "{models, messages, strategy?, judge?"),
+        ("/swarm/pipeline", "{steps: [{name, model"),
+        ("/swarm/debate", "{models, messages, rounds?"),
+    ):
+        row = next(line for line in README.splitlines() if line.startswith(f"| `POST {route}`"))
+        assert fields in row, row
 
 
 def test_exactly_one_run_and_one_test_command() -> None:

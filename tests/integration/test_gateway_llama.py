@@ -122,11 +122,6 @@ def test_healthz_reports_backends_to_a_key_holder_only(gateway: RunningProcess) 
             "max_tokens",
         ),
         (json.dumps({"model": SMOLLM2_ID, "messages": [{"role": "wizard", "content": "x"}]}).encode(), 400, "role"),
-        (
-            json.dumps({"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}).encode(),
-            404,
-            SMOLLM2_ID,
-        ),
     ],
 )
 def test_bad_input_gets_an_openai_error(gateway: RunningProcess, body: bytes, status: int, needle: str) -> None:
@@ -141,9 +136,15 @@ def test_bad_input_gets_an_openai_error(gateway: RunningProcess, body: bytes, st
     assert set(error) >= {"message", "type", "code"}
 
 
-def test_unknown_model_is_openai_not_found(client: openai.OpenAI) -> None:
+def test_unknown_model_falls_back_and_says_so(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(model="no-such-model", messages=QUESTION, max_tokens=4)
+    assert raw.headers["x-model-routed-to"] == f"llama/{SMOLLM2_ID}"
+    assert raw.headers["x-model-resolution"].startswith("fallback (requested 'no-such-model', not present)")
+
+
+def test_a_chat_model_never_serves_embeddings(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as info:
-        client.chat.completions.create(model="no-such-model", messages=QUESTION)
+        client.embeddings.create(model="no-such-model", input="x")
     assert info.value.code == "model_not_found"
 
 

@@ -34,7 +34,8 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 def test_metrics_ledger_and_logs_of_a_real_process(smollm2_server: RunningProcess, tmp_path: Path) -> None:
     ledger = tmp_path / "ledger.sqlite3"
     toml = f'[server]\napi_keys = ["{KEY}"]\n[[backends]]\nname = "llama"\nurl = "{smollm2_server.url}"\n'
-    env = {"LATTICE_LEDGER_PATH": str(ledger), "LATTICE_LOG_FORMAT": "json"}
+    # A model that is not there is the 404 counted below: misses do not fall back here.
+    env = {"LATTICE_LEDGER_PATH": str(ledger), "LATTICE_LOG_FORMAT": "json", "ON_MODEL_MISS": "error"}
     with gateway_process(toml, env=env) as gw:
         client = openai.OpenAI(base_url=gw.url + "/v1", api_key=KEY, max_retries=0)
         completion_tokens = prompt_tokens = 0

@@ -90,12 +90,16 @@ def test_debate(http: httpx.Client) -> None:
     ]  # fmt: skip
 
 
-def test_only_unknown_models_is_a_404_with_details(http: httpx.Client) -> None:
-    resp = http.post("/swarm/vote", json={"models": ["nope-1", "nope-2"], "messages": QUESTION})
-    assert resp.status_code == 404
-    assert resp.json()["error"]["code"] == "model_not_found"
-    assert resp.headers["x-swarm-error-kinds"] == "model_not_resolved=2"
-    assert resp.json()["error_details"]["agent_count"] == 2
+def test_unknown_agents_fall_back_and_say_so(http: httpx.Client) -> None:
+    body = {"models": ["nope-1", "nope-2"], "messages": QUESTION, "strategy": "longest", "max_tokens": 8}
+    resp = http.post("/swarm/vote", json=body)
+    assert resp.status_code == 200
+    rows = resp.json()["swarm"]["candidates"]
+    assert [r["ok"] for r in rows] == [True, True]
+    assert [r["resolution"].split(" ->")[0] for r in rows] == [
+        "fallback (requested 'nope-1', not present)",
+        "fallback (requested 'nope-2', not present)",
+    ]
 
 
 def test_council_with_the_openai_client(gateway: RunningProcess) -> None:

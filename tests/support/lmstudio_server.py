@@ -4,8 +4,8 @@
 publisher, arch, quantization, ``state`` loaded / not-loaded, context lengths), and ``/v1/chat/completions``,
 ``/v1/completions``, ``/v1/embeddings``. A call to a model that is not loaded loads it first, as LM
 Studio's just-in-time loading does. Answers are deterministic (``[<model>] <the last user message>``,
-cut to ``max_tokens`` words), streamed a word per event. ``--old`` plays an LM Studio without
-``/api/v0`` (404), the way the original's client saw older builds.
+cut to ``max_tokens`` words, and then ``finish_reason: length``), streamed a word per event.
+``--old`` plays an LM Studio without ``/api/v0`` (404), the way the original's client saw older builds.
 
 For tests it also answers ``GET /__script__/stats`` (per model: calls, in flight now, the most in
 flight at once, the request headers seen, just-in-time loads) and ``POST /__script__/state``
@@ -93,10 +93,12 @@ def _last_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
-def _words(model: Model, body: dict[str, Any]) -> list[str]:
+def _words(model: Model, body: dict[str, Any]) -> tuple[list[str], str]:
+    """The answer's words and its finish reason (``length`` when ``max_tokens`` cut it)."""
     limit = body.get("max_tokens") if isinstance(body.get("max_tokens"), int) else 64
     words = [f"[{model.id}]", *(_last_user_text(body).split() or ["(nothing)"])]
-    return words[: max(1, limit)]
+    kept = words[: max(1, limit)]
+    return kept, "length" if len(kept) < len(words) else "stop"
 
 
 def build_app(studio: Studio) -> web.Application:
@@ -128,7 +130,7 @@ def build_app(studio: Studio) -> web.Application:
             model.in_flight -= 1
 
     async def answer(request: web.Request, model: Model, body: dict[str, Any]) -> web.StreamResponse:
-        words = _words(model, body)
+        words, finish = _words(model, body)
         chat = request.path.endswith("/chat/completions")
         usage = {"prompt_tokens": len(_last_user_text(body).split()), "completion_tokens": len(words)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
@@ -138,7 +140,7 @@ def build_app(studio: Studio) -> web.Application:
             choice = (
                 {"index": 0, "message": {"role": "assistant", "content": text}} if chat else {"index": 0, "text": text}
             )
-            choice["finish_reason"] = "stop"
+            choice["finish_reason"] = finish
             return web.json_response({"id": "chatcmpl-lms", "object": kind, "model": model.id, "choices": [choice],
                                       "usage": usage})  # fmt: skip
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -151,7 +153,7 @@ def build_app(studio: Studio) -> web.Application:
             await resp.write(b"data: " + json.dumps(event).encode() + b"\n\n")
             await asyncio.sleep(model.delay / 4)
         final = {"id": "chatcmpl-lms", "object": kind + ".chunk" if chat else kind, "model": model.id,
-                 "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage}  # fmt: skip
+                 "choices": [{"index": 0, "delta": {}, "finish_reason": finish}], "usage": usage}  # fmt: skip
         await resp.write(b"data: " + json.dumps(final).encode() + b"\n\ndata: [DONE]\n\n")
         return resp
 

@@ -59,11 +59,14 @@ def run_process(
     env: Mapping[str, str] | None = None,
     timeout: float = 60.0,
     cwd: str | None = None,
+    inherit_env: bool = True,
 ) -> Iterator[RunningProcess]:
-    """Start ``argv``, wait until ``ready_url`` answers anything, yield, then stop it (SIGTERM, then SIGKILL)."""
+    """Start ``argv``, wait until ``ready_url`` answers anything, yield, then stop it (SIGTERM, then SIGKILL).
+    ``inherit_env=False`` starts it with ``env`` alone (plus PATH and the locale), as on a clean machine."""
     fd, name = tempfile.mkstemp(prefix="lattice-proc-", suffix=".log")
     log_path = Path(name)
-    full_env = {**os.environ, **(env or {})}
+    base = os.environ if inherit_env else {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL")}
+    full_env = {**base, **(env or {})}
     with os.fdopen(fd, "wb") as log_file:
         proc = subprocess.Popen(
             list(argv), stdout=log_file, stderr=subprocess.STDOUT, env=full_env, cwd=cwd, start_new_session=True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -73,3 +74,33 @@ def gateway_process(
     with run_process(argv, ready_url=base + "/openapi.json", base_url=base, env=clean_env, timeout=60) as proc:
         yield proc
     Path(handle.name).unlink(missing_ok=True)
+
+
+LATTICE = str(Path(sys.executable).parent / "lattice")  # the venv's console script, as the README runs it
+
+
+def clean_machine_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a user's clean machine: an empty HOME and data dir (no model folders, no
+    ledger of earlier runs), no config, no key, and the local-server probe pointed at a port where
+    nothing listens (so it runs, finds nothing, and no server another test started leaks in)."""
+    for folder in ("home", "data", "cache"):
+        (home / folder).mkdir(parents=True, exist_ok=True)
+    return {
+        "HOME": str(home / "home"),
+        "XDG_DATA_HOME": str(home / "data"),
+        "XDG_CACHE_HOME": str(home / "cache"),
+        "LATTICE_DISCOVER_SERVERS": f"openai=http://127.0.0.1:{free_port()}/v1",
+        **extra,
+    }
+
+
+@contextlib.contextmanager
+def default_gateway(home: Path, **extra_env: str) -> Iterator[RunningProcess]:
+    """``lattice serve`` exactly as the README runs it — no config, no flags — on a clean machine
+    (``clean_machine_env``; the port comes from ``PORT``): the embedded SmolLM2 in-process."""
+    port = free_port()
+    env = clean_machine_env(home, PORT=str(port), **extra_env)
+    base = f"http://127.0.0.1:{port}"
+    with run_process([LATTICE, "serve"], ready_url=base + "/healthz", base_url=base, env=env, inherit_env=False,
+                     timeout=120) as proc:  # fmt: skip
+        yield proc

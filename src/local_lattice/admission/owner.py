@@ -58,6 +58,7 @@ def rejected(rejection: Rejection) -> RateLimited | DeadlineExceeded:
         f"{message}; retry after {rejection.retry_after} s",
         retry_after=rejection.retry_after,
         kind=rejection.kind,
+        waited=rejection.waited,
         headers=_headers(rejection),
         extra=_details(rejection, 429),
     )

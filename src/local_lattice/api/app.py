@@ -36,9 +36,9 @@ from local_lattice.api.route_table import RouteSpec, generating_paths, public_pa
 from local_lattice.api.sse import SSEResponse
 from local_lattice.backends.base import Backend
 from local_lattice.config import Config
-from local_lattice.engines.defaults import with_default_backends
 from local_lattice.errors import ClientClosedRequest, LatticeError, NotFound
 from local_lattice.gateway import Gateway
+from local_lattice.routing.serving import serving_config
 from local_lattice.security.cors import CorsPolicy
 from local_lattice.security.keys import KeyRing
 from local_lattice.security.limits import Limiter
@@ -205,21 +205,6 @@ def _middleware(config: Config, specs: list[RouteSpec]) -> list[Middleware]:
     ]
 
 
-async def discovered(config: Config) -> Config:
-    """With no backend configured: the in-process defaults plus the usual local servers that answer."""
-    if any(b.type != "anthropic" for b in config.backends) or not config.routing.discover_servers:
-        return config
-    if config.engines.grab_model:  # grab mode serves its one model and nothing else
-        return with_default_backends(config)
-    from local_lattice.routing.init import discover_servers  # only a gateway with nothing configured probes
-
-    servers = await discover_servers(config.routing.discover_servers)
-    if servers:
-        log.info("found local servers: %s", ", ".join(f"{b.name} ({b.url})" for b in servers))
-    base = with_default_backends(config)
-    return base.model_copy(update={"backends": [*base.backends, *servers]})
-
-
 def create_app(
     config: Config,
     backends: Mapping[str, Backend] | None = None,
@@ -232,7 +217,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        gateway = Gateway(config, backends) if backends is not None else Gateway.from_config(await discovered(config))
+        gateway = (
+            Gateway(config, backends) if backends is not None else Gateway.from_config(await serving_config(config))
+        )
         app.state.gateway = gateway
         await gateway.start(progress)
         try:

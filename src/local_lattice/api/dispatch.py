@@ -21,7 +21,7 @@ from local_lattice.admission.tickets import Grant
 from local_lattice.api.lifeline import Lifeline
 from local_lattice.api.middleware import header_dict
 from local_lattice.api.sse import SSEResponse, queued
-from local_lattice.errors import LatticeError
+from local_lattice.errors import LatticeError, RateLimited
 from local_lattice.gateway import Gateway, Routed
 from local_lattice.hedging import Seat
 from local_lattice.observability.record import RequestRecord
@@ -103,6 +103,12 @@ def _admission_args(prepared: Prepared) -> tuple[str, str, QueueContext]:
     return prepared.routed.model.id, prepared.routed.model.backend, prepared.queue
 
 
+def _refused(prepared: Prepared, exc: LatticeError) -> None:
+    """A refusal after waiting in the queue: the record keeps the wait its 429 reports."""
+    if isinstance(exc, RateLimited) and exc.waited is not None:
+        prepared.record.timings.queue = exc.waited
+
+
 def _seat(prepared: Prepared, slot: Admitted | Waiter | None) -> Seat | None:
     """The request's slot, for a hedge to free when it answers first (only when hedging is asked)."""
     if slot is None or prepared.routed.hedge_after <= 0:
@@ -112,12 +118,16 @@ def _seat(prepared: Prepared, slot: Admitted | Waiter | None) -> Seat | None:
 
 async def complete(prepared: Prepared) -> BackendResponse:
     admitted = prepared.gateway.admission.admit(*_admission_args(prepared))
-    async with admitted as grant:
-        prepared.record.timings.queue = grant.waited
-        mark = time.perf_counter()
-        seat = _seat(prepared, admitted)
-        routed, answer = await prepared.gateway.complete(prepared.routed, prepared.endpoint, prepared.body, seat)
-        prepared.record.timings.upstream = time.perf_counter() - mark
+    try:
+        async with admitted as grant:
+            prepared.record.timings.queue = grant.waited
+            mark = time.perf_counter()
+            seat = _seat(prepared, admitted)
+            routed, answer = await prepared.gateway.complete(prepared.routed, prepared.endpoint, prepared.body, seat)
+            prepared.record.timings.upstream = time.perf_counter() - mark
+    except RateLimited as exc:
+        _refused(prepared, exc)
+        raise
     if prepared.life is not None:
         prepared.life.check()
     _after_call(prepared, routed)
@@ -181,6 +191,12 @@ async def stream_reply(prepared: Prepared, frame: Framer, fail: Callable[[Lattic
     response starts now and shows the queue position until the slot comes (``sse.queued``).
     The slot is held until the response ends, finished or disconnected."""
     waiter = prepared.gateway.admission.enter(*_admission_args(prepared))
+
+    def failed(exc: LatticeError) -> bytes:
+        _refused(prepared, exc)
+        prepared.record.error_kind = exc.code or exc.type  # the client saw 200, then this error event
+        return fail(exc)
+
     if waiter.granted:
         try:
             first, stream = await open_stream(prepared, waiter)
@@ -196,7 +212,7 @@ async def stream_reply(prepared: Prepared, frame: Framer, fail: Callable[[Lattic
 
     prepared.headers["X-Model-Routed-To"] = prepared.routed.routed_to
     prepared.headers.update(prepared.record.timings.headers())
-    return stream_response(prepared, queued(waiter, start, fail), fail, waiter.close)
+    return stream_response(prepared, queued(waiter, start, failed), fail, waiter.close)
 
 
 def stream_response(

@@ -1,4 +1,5 @@
 """Dashboard routes: the public page and static files, and the key-protected JSON API the page polls.
+On a gateway without keys the page itself carries the first snapshot, so it paints with data.
 
 The page is three files read once from the package; names are looked up in a fixed table, never
 joined onto a filesystem path. The API keeps the original product's routes and answers with its
@@ -9,6 +10,7 @@ raised as ``LatticeError`` and rendered by the app's one exception handler.
 from __future__ import annotations
 
 import re
+from html import escape as html_escape
 from importlib import resources
 from typing import Annotated, Any
 
@@ -101,10 +103,24 @@ async def auth_info(request: Request) -> Response:
     return _json({"key_required": bool(_gateway(request).config.server.named_keys())})
 
 
-async def api_snapshot(request: Request) -> Response:
+async def _snapshot(request: Request) -> dict[str, Any]:
     data = await snapshot.build(_gateway(request))
     data["model_actions"] = model_actions(request)
-    return _json(data)
+    return data
+
+
+async def api_snapshot(request: Request) -> Response:
+    return _json(await _snapshot(request))
+
+
+async def page(request: Request, html: bytes) -> Response:
+    """The page. On a gateway without keys its data is public anyway, so the snapshot rides along
+    (an HTML-escaped attribute, never a script: the CSP stays strict) and the first paint shows it;
+    with keys the page carries none and fetches it with the tab's key."""
+    if not _gateway(request).config.server.named_keys():
+        data = html_escape(orjson.dumps(await _snapshot(request)).decode(), quote=True)
+        html = html.replace(b'data-snapshot=""', f'data-snapshot="{data}"'.encode(), 1)
+    return Response(html, media_type=STATIC["index.html"], headers=PAGE_HEADERS)
 
 
 async def api_config(request: Request) -> Response:
@@ -220,8 +236,11 @@ def route_specs() -> list[RouteSpec]:
 
         return serve
 
-    def page(path: str, endpoint: Any, summary: str, media_type: str = "application/json") -> RouteSpec:
+    def public(path: str, endpoint: Any, summary: str, media_type: str = "application/json") -> RouteSpec:
         return RouteSpec(path, endpoint, summary=summary, public=True, tags=("dashboard",), media_type=media_type)
+
+    async def index(request: Request) -> Response:
+        return await page(request, files["index.html"])
 
     def api(
         path: str, endpoint: Any, summary: str, methods: tuple[str, ...] = ("GET",), body: type[BaseModel] | None = None
@@ -242,10 +261,10 @@ def route_specs() -> list[RouteSpec]:
             media_type="text/html",
             success_status=307,
         ),
-        page("/dashboard/", static("index.html"), "The dashboard page", STATIC["index.html"]),
-        page("/dashboard/auth", auth_info, "Whether the dashboard needs a key"),
+        public("/dashboard/", index, "The dashboard page", STATIC["index.html"]),
+        public("/dashboard/auth", auth_info, "Whether the dashboard needs a key"),
         *(
-            page(f"/dashboard/static/{name}", static(name), f"Dashboard file {name}", STATIC[name])
+            public(f"/dashboard/static/{name}", static(name), f"Dashboard file {name}", STATIC[name])
             for name in STATIC
             if name != "index.html"
         ),

@@ -22,7 +22,6 @@ from local_lattice.api.payload import json_response, read_json, validate
 from local_lattice.api.sse import SSEResponse, sse_bytes
 from local_lattice.errors import InvalidRequest, LatticeError, ModelNotFound
 from local_lattice.gateway import Gateway
-from local_lattice.observability.observer import Observer
 from local_lattice.observability.record import RequestRecord
 from local_lattice.protocol.openai import whole_number
 from local_lattice.protocol.swarm import DEPRECATED, META_MODELS, DebateRequest, PipelineRequest, SwarmRequest
@@ -93,7 +92,11 @@ def _runner(gateway: Gateway, request: Request) -> SwarmRunner:
     @asynccontextmanager
     async def admit(ctx: CallContext, model: ModelInfo) -> AsyncIterator[None]:
         queue = QueueContext(priority=ctx.priority, deadline=ctx.deadline, client=client)
-        async with gateway.admission.admit(model.id, model.backend, queue):
+        async with gateway.admission.admit(model.id, model.backend, queue) as grant:
+            # The calls run side by side: the swarm waited as long as its longest wait.
+            record = request.scope["state"].get("record")
+            if isinstance(record, RequestRecord):
+                record.timings.queue = max(record.timings.queue, grant.waited)
             yield
 
     return SwarmRunner(gateway, gateway.config.swarm, admit=admit)
@@ -111,14 +114,15 @@ def _ctx(gateway: Gateway, request: Request, body: JSONObject) -> CallContext:
     return CallContext(priority=queue.priority, deadline=deadline)
 
 
-def _record(observer: Observer, request: Request) -> RequestRecord:
-    """The request's record: the one the chat route opened for a meta-model, else a new one."""
+def _record(request: Request) -> RequestRecord:
+    """The request's record: the one ``/v1/chat/completions`` opened for a swarm meta-model (one
+    request, one record, one in-flight count), else a new one."""
     state = request.scope["state"]
     record = state.get("record")
     if isinstance(record, RequestRecord) and not record.done:
         record.operation = "swarm"
         return record
-    return observer.begin(state, request.scope["path"], "swarm")
+    return _gateway(request).observer.begin(state, request.scope["path"], "swarm")
 
 
 async def _respond(
@@ -129,14 +133,19 @@ async def _respond(
     render: Callable[[SwarmOutcome], JSONObject] = SwarmOutcome.completion,
 ) -> Response | SSEResponse:
     """JSON, or SSE when the body asks to stream; errors before the first chunk keep their status.
-    The run is recorded like any request (metrics, ledger, dashboard) plus its swarm details."""
+    The run is recorded like any request (metrics, ledger, dashboard) plus its swarm details. Its
+    timings: resolve = building the plan, queue = the longest wait of its calls, upstream = the run
+    (on a stream: until the first chunk, as for any stream)."""
     observer = _gateway(request).observer
-    record = _record(observer, request)
+    record = _record(request)
     observer.requested(record, body)
     timings = record.timings
+    started = time.perf_counter()
+    timings.resolve = started - timings.started
 
     async def observed(sink: TextSink | None) -> SwarmOutcome:
         outcome = await run(sink)
+        timings.upstream = time.perf_counter() - started
         observer.routed(record, outcome.winner_model or "", "swarm")
         usage = outcome.usage()
         record.input_tokens, record.output_tokens = usage.prompt_tokens, usage.completion_tokens
@@ -161,16 +170,21 @@ async def _respond(
         raise
     record.stream = True
     record.ttft = timings.total()
-    winner = maker.model
-    headers = {**headers, "X-Model-Routed-To": winner, "X-Swarm-Winner": winner.removeprefix("swarm/")}
+    if not timings.upstream:
+        timings.upstream = time.perf_counter() - started  # relayed live: the time to its first chunk
+    headers = {**headers, "X-Model-Routed-To": maker.model}
+    if headers.get("X-Swarm-Strategy") != "fanout":
+        headers["X-Swarm-Winner"] = maker.model.removeprefix("swarm/")
 
     def closed(status: int, error_kind: str | None) -> None:
+        timings.upstream = time.perf_counter() - started
         observer.finish(record, status, error_kind)
 
     return SSEResponse(sse_bytes(first, stream), {**headers, **timings.headers()}, on_close=closed)
 
 
 async def vote(request: Request) -> Response | SSEResponse:
+    _record(request)  # first, so a request refused for its body is counted too
     gateway = _gateway(request)
     body = await _body(request)
     validate(SwarmRequest, body)
@@ -190,6 +204,7 @@ async def vote(request: Request) -> Response | SSEResponse:
 
 
 async def fanout(request: Request) -> Response | SSEResponse:
+    _record(request)  # first, so a request refused for its body is counted too
     gateway = _gateway(request)
     body = await _body(request)
     validate(SwarmRequest, body)
@@ -212,6 +227,7 @@ async def fanout(request: Request) -> Response | SSEResponse:
 
 
 async def pipeline(request: Request) -> Response | SSEResponse:
+    _record(request)  # first, so a request refused for its body is counted too
     gateway = _gateway(request)
     body = await _body(request)
     validate(PipelineRequest, body)
@@ -225,6 +241,7 @@ async def pipeline(request: Request) -> Response | SSEResponse:
 
 
 async def debate(request: Request) -> Response | SSEResponse:
+    _record(request)  # first, so a request refused for its body is counted too
     gateway = _gateway(request)
     body = await _body(request)
     validate(DebateRequest, body)

@@ -2,6 +2,7 @@
 
 ``FakeBackend(name, models=[...])`` answers every chat with ``reply`` (or what ``script`` returns
 for a request), streams it word by word, can fail on demand, and records every request it saw.
+A word is a token: a ``max_tokens`` below the reply's length cuts it there (``finish_reason: length``).
 """
 
 from __future__ import annotations
@@ -47,8 +48,14 @@ class FakeBackend:
         models = [ModelInfo(id=i, backend=name, loaded=loaded) for i in ids]
         return cls(name, models, **kw)  # type: ignore[arg-type]
 
-    def _text(self, request: BackendRequest) -> str:
-        return self.script(request) if self.script else self.reply
+    def _text(self, request: BackendRequest) -> tuple[str, str]:
+        """The reply and its finish reason, cut at ``max_tokens`` words."""
+        text = self.script(request) if self.script else self.reply
+        limit = request.body.get("max_tokens")
+        words = text.split(" ")
+        if isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit < len(words):
+            return " ".join(words[:limit]), "length"
+        return text, "stop"
 
     async def models(self) -> list[ModelInfo]:
         return list(self.model_list)
@@ -59,7 +66,7 @@ class FakeBackend:
             await asyncio.sleep(self.delay)
         if self.fail_with is not None:
             raise self.fail_with
-        text = self._text(request)
+        text, finish = self._text(request)
         usage = Usage(prompt_tokens=3, completion_tokens=len(text.split()))
         body: dict[str, Any]
         if request.endpoint == "embeddings":
@@ -72,14 +79,14 @@ class FakeBackend:
             body = {
                 "object": "text_completion",
                 "model": request.model,
-                "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "text": text, "finish_reason": finish}],
             }
         else:
             message = {"role": "assistant", "content": text}
             body = {
                 "object": "chat.completion",
                 "model": request.model,
-                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             }
         body |= {"id": "fake-1", "created": int(time.time()), "usage": usage.as_dict()}
         return BackendResponse(orjson.dumps(body), usage)
@@ -94,7 +101,8 @@ class FakeBackend:
                 await asyncio.sleep(self.delay)
             if self.fail_with is not None:
                 raise self.fail_with
-            words = self._text(request).split(" ")
+            text, finish = self._text(request)
+            words = text.split(" ")
             for i, word in enumerate(words):
                 delta = {"content": word if i == 0 else " " + word}
                 yield StreamChunk(
@@ -113,7 +121,7 @@ class FakeBackend:
                     {
                         "object": "chat.completion.chunk",
                         "model": request.model,
-                        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                        "choices": [{"index": 0, "delta": {}, "finish_reason": finish}],
                     }
                 )
             )

@@ -108,6 +108,9 @@ class LlamaCppBackend(EngineBackend[LlamaModel], SchemaDecoding):
             self._grammars[key] = grammar
         return grammar
 
+    def device(self) -> str:
+        return "cpu"  # no layers are offloaded (llama.cpp's n_gpu_layers stays 0)
+
     def open_model(self, model: LocalModel) -> Loaded[LlamaModel]:
         llm = llama_cpp.Llama(
             model_path=str(model.path),

@@ -11,6 +11,8 @@ an idle MLX backend (the default wherever mlx-lm is installed) starts without pa
 from __future__ import annotations
 
 import json
+import platform
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -49,6 +51,10 @@ class MLXBackend(EngineBackend[MLXModel]):
 
     def __init__(self, config: BackendConfig, shared: Shared) -> None:
         super().__init__(config, shared, ResidentThreadExecutor(f"mlx-{config.name}"))
+
+    def device(self) -> str:
+        # Metal on Apple silicon; the mlx[cpu] build everywhere else (asked without importing mlx).
+        return "gpu" if sys.platform == "darwin" and platform.machine() == "arm64" else "cpu"
 
     def open_model(self, model: LocalModel) -> Loaded[MLXModel]:
         from mlx_lm import load as mlx_load

@@ -103,12 +103,20 @@ def cloud_candidate(item: str, directory: CloudDirectory) -> ModelInfo | None:
 
 
 def resolve_with_cloud(
-    spec: Any, models: Sequence[ModelInfo], kind: ModelKind, directory: CloudDirectory, resolve: Resolver
+    spec: Any,
+    models: Sequence[ModelInfo],
+    kind: ModelKind,
+    directory: CloudDirectory,
+    resolve: Resolver,
+    strict: Callable[[], Resolver] | None = None,
 ) -> Resolution:
     """Resolve ``spec`` with ``resolve``, letting ``anthropic[:model]`` items of a comma list name clouds.
 
     Items are tried in order and every match is a candidate, so ``role:reasoner,anthropic:m`` puts
     the local reasoner first and the cloud model after it. Without a cloud item this is ``resolve``.
+    Each local item is resolved with the resolver ``strict()`` makes (a miss moves on to the next
+    item; default ``resolve``); only when every item merely missed does ``resolve`` get the whole
+    list, so its ``ON_MODEL_MISS`` policy (fall back, or 404) decides.
     """
     if directory.litellm_prefix and isinstance(spec, str) and "/" in spec and LITELLM_PREFIX in spec.lower():
         spec = without_litellm(spec)
@@ -116,18 +124,24 @@ def resolve_with_cloud(
         return resolve(spec, models, kind)
     candidates: list[ModelInfo] = []
     notes: list[str] = []
-    first_error: LatticeError | None = None
+    errors: list[LatticeError] = []
+    per_item = strict() if strict is not None else resolve
     for item in (part.strip() for part in spec.split(",")):
         try:
             cloud = cloud_candidate(item, directory)
-            found = (cloud,) if cloud is not None else resolve(item, models, kind).candidates
+            found = (cloud,) if cloud is not None else per_item(item, models, kind).candidates
         except (ModelNotFound, InvalidRequest, BackendUnavailable) as exc:
-            first_error = first_error or exc
+            errors.append(exc)
             notes.append(f"{item}: {exc.message}")
             continue
         candidates.extend(m for m in found if m not in candidates)
     if not candidates:
-        raise first_error or ModelNotFound(f"model {spec!r} is not available", param="model")
+        if strict is not None and all(isinstance(e, ModelNotFound) for e in errors):
+            return resolve(spec, models, kind)
+        # A cloud item that cannot be called says which setting it needs, before any local miss.
+        raise next((e for e in errors if not isinstance(e, ModelNotFound)), None) or (
+            errors[0] if errors else ModelNotFound(f"model {spec!r} is not available", param="model")
+        )
     chosen = candidates[0]
     explanation = f"{spec} -> {chosen.backend}/{chosen.id}"
     if notes:

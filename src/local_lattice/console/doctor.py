@@ -1,6 +1,8 @@
 """``lattice doctor``: check what a start needs — a valid config, a safe bind, a free port, reachable
 backends, models to serve, roles that resolve, the in-process engines — and say for each problem how
-to fix it. Pure checks over the config plus short network probes; nothing is started."""
+to fix it. The backends are those ``lattice serve`` would serve (``routing.serving``: the embedded
+default and discovered servers when nothing is configured). Checks over the config plus short
+network probes; nothing is started and no model is loaded."""
 
 from __future__ import annotations
 
@@ -15,18 +17,18 @@ from typing import Literal
 from rich.table import Table
 from rich.text import Text
 
-from local_lattice.backends.registry import build_backend
-from local_lattice.config import Config, ConfigError, check_bind, load
+from local_lattice.config import IN_PROCESS_TYPES, BackendConfig, Config, ConfigError, check_bind, load
 from local_lattice.console.client import GatewayClient, GatewayUnreachable
 from local_lattice.errors import LatticeError
-from local_lattice.routing.inventory import Inventory
 from local_lattice.routing.policy import RoutingPolicy, build_policy
 from local_lattice.routing.resolver import resolve
+from local_lattice.routing.serving import served
 from local_lattice.types import ModelInfo
 
 Level = Literal["ok", "warn", "fail"]
 PROBE_TIMEOUT = 5.0
 ENGINES = (("llama_cpp", "llamacpp", "GGUF models in-process"), ("mlx_lm", "mlx", "MLX models in-process"))
+ENGINE_NAMES = {"llamacpp": "llama.cpp", "mlx": "MLX"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,19 +81,27 @@ async def check_port(host: str, port: int) -> Finding:
     return Finding("port", "fail", f"cannot listen on {host}:{port}: {reason}", "pass --port N (or set PORT)")
 
 
-async def check_backends(config: Config) -> tuple[list[Finding], list[ModelInfo]]:
-    if not config.backends:
-        fix = "add a [[backends]] table (lattice.example.toml) or set LM_STUDIO_URL"
-        return [Finding("backends", "fail", "no backends configured", fix)], []
-    backends = {b.name: build_backend(b) for b in config.backends}
+def _where(settings: BackendConfig) -> str:
+    if settings.type in IN_PROCESS_TYPES:
+        return f"in-process {ENGINE_NAMES[settings.type]}"
+    return settings.url or "the public API"
+
+
+async def check_backends(config: Config) -> tuple[list[Finding], list[ModelInfo], Config]:
+    """Each backend a server started from ``config`` would serve (the embedded and discovered ones
+    too), whether it answers, and the models it lists; also the serving config itself."""
     try:
-        snapshot = await asyncio.wait_for(Inventory(backends).snapshot(fresh=True), PROBE_TIMEOUT * 2)
-    finally:
-        for client in backends.values():
-            await client.aclose()
+        async with asyncio.timeout(PROBE_TIMEOUT * 2), served(config) as found:
+            serving, snapshot = found.config, found.snapshot
+    except TimeoutError:
+        fix = "check that every backend's url answers quickly (lattice ps for a running gateway)"
+        return [Finding("backends", "fail", f"no answer within {PROBE_TIMEOUT * 2:.0f} s", fix)], [], config
+    if not serving.backends:
+        fix = "add a [[backends]] table (lattice.example.toml), set LM_STUDIO_URL, or pip install 'local-lattice[demo]'"
+        return [Finding("backends", "fail", "no backends configured or found", fix)], [], serving
     findings = []
-    for settings in config.backends:
-        name, where = settings.name, settings.url or "the public API"
+    for settings in serving.backends:
+        name, where = settings.name, _where(settings)
         error = snapshot.errors.get(name)
         if error is None:
             count = sum(1 for m in snapshot.models if m.backend == name)
@@ -99,7 +109,7 @@ async def check_backends(config: Config) -> tuple[list[Finding], list[ModelInfo]
         else:
             fix = f"start the server at {where}, or correct backends.{name}.url / its api_key"
             findings.append(Finding(f"backend {name}", "fail", f"{where}: {error}", fix))
-    return findings, list(snapshot.models)
+    return findings, list(snapshot.models), serving
 
 
 def check_models(config: Config, models: list[ModelInfo]) -> list[Finding]:
@@ -119,6 +129,8 @@ def check_models(config: Config, models: list[ModelInfo]) -> list[Finding]:
 
 
 def check_roles(policy: RoutingPolicy, chat: list[ModelInfo]) -> list[Finding]:
+    """Where each role resolves. A role that matches nothing is a warning, unless misses fall back
+    (ON_MODEL_MISS=fallback, the default): then requests for it are still served, and it says by what."""
     strict = RoutingPolicy(roles=policy.roles, profiles=policy.profiles, on_model_miss="error")
     findings = []
     for role, specs in sorted(policy.roles.table.items()):
@@ -127,9 +139,17 @@ def check_roles(policy: RoutingPolicy, chat: list[ModelInfo]) -> list[Finding]:
         try:
             chosen = resolve(f"role:{role}", chat, policy=strict).chosen
             findings.append(Finding(f"role:{role}", "ok", f"→ {chosen.backend}/{chosen.id}"))
+            continue
         except LatticeError:
-            fix = f"add a model id for {role!r} under [roles] (or MODEL_ROLES_FILE)"
-            findings.append(Finding(f"role:{role}", "warn", f"matches no available model ({', '.join(specs)})", fix))
+            pass
+        unmatched = f"matches no available model ({', '.join(specs)})"
+        fix = f"add a model id for {role!r} under [roles] (or MODEL_ROLES_FILE)"
+        if policy.on_model_miss == "fallback":
+            chosen = resolve(f"role:{role}", chat, policy=policy).chosen
+            detail = f"{unmatched}; served by {chosen.backend}/{chosen.id} (ON_MODEL_MISS=fallback)"
+            findings.append(Finding(f"role:{role}", "ok", detail, fix))
+        else:
+            findings.append(Finding(f"role:{role}", "warn", unmatched, fix))
     return findings
 
 
@@ -155,8 +175,8 @@ async def diagnose(path: Path | None, env: Mapping[str, str], port: int | None =
         if port is not None:
             config.server.port = port
         findings.append(await check_port(config.server.host, config.server.port))
-        backend_findings, models = await check_backends(config)
-        findings += backend_findings + check_models(config, models)
+        backend_findings, models, serving = await check_backends(config)
+        findings += backend_findings + check_models(serving, models)
     return findings + check_engines()
 
 
@@ -167,6 +187,7 @@ def report(findings: list[Finding]) -> tuple[int, Table]:
     for column in ("check", "result", "detail", "how to fix"):
         table.add_column(column, overflow="fold")
     for finding in findings:
-        table.add_row(finding.check, Text(finding.level.upper(), style=styles[finding.level]), finding.detail,
-                      finding.fix)  # fmt: skip
+        # Text, not markup: details and fixes name things like [[backends]] and local-lattice[mlx].
+        level = Text(finding.level.upper(), style=styles[finding.level])
+        table.add_row(Text(finding.check), level, Text(finding.detail), Text(finding.fix))
     return (1 if any(f.level == "fail" for f in findings) else 0), table

@@ -104,7 +104,7 @@ async def build(gateway: Gateway, recent_limit: int = 100) -> dict[str, Any]:
         "now": time.time(),
         "backends": backends,
         "models": models,
-        "roles": gateway.config.roles,
+        "roles": gateway.policy.roles.as_json(),  # what role:<name> resolves by, built-ins included
         "preferences": gateway.preferences.model_dump(),
         "totals": observer.totals(),
         "series": {"step": observer.series.step, "points": observer.series.points(since=observer.started_at)},

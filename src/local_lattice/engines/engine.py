@@ -458,9 +458,29 @@ class EngineBackend(ABC, Generic[H]):
         detail = f"{self.engine}: {len(resident)} model(s) loaded"
         if errors:
             detail += f", {len(errors)} load error(s)"
-        busy = {r["key"][len(prefix) :]: r["pins"] for r in self.manager.resident() if r["key"].startswith(prefix)}
-        extra = {"loaded": resident, "in_flight": {k: v for k, v in busy.items() if v}, "load_errors": errors}
+        rows = [r for r in self.manager.resident() if r["key"].startswith(prefix)]
+        busy = {r["key"][len(prefix) :]: r["pins"] for r in rows}
+        extra = {
+            "loaded": resident,
+            "in_flight": {k: v for k, v in busy.items() if v},
+            "load_errors": errors,
+            # What `lattice ps` shows of each resident model: memory, where it runs, how it leaves.
+            "resident": [
+                {"model": r["key"][len(prefix) :], "size_bytes": r["size_bytes"], "idle_s": r["idle_s"]} for r in rows
+            ],
+            "device": self.device(),
+            "engine": self.engine,
+            "residency": {
+                "max_models": self.manager.max_models,
+                "memory_budget_bytes": self.manager.memory_budget_bytes,
+                "idle_timeout_s": None,  # models stay until evicted (least recently used first) or unloaded
+            },
+        }
         return BackendHealth(ok=True, detail=detail, extra=extra)
+
+    def device(self) -> str:
+        """Where this engine computes: ``cpu`` unless the engine says otherwise."""
+        return "cpu"
 
     async def aclose(self) -> None:
         await self.manager.unload_all(self.name + "/")

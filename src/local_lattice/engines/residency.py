@@ -87,8 +87,16 @@ class ModelManager:
         return key in self._entries
 
     def resident(self) -> list[dict[str, Any]]:
+        """The resident models, least recently used first; ``idle_s`` is how long one has been unused."""
+        now = time.monotonic()
         return [
-            {"key": k, "pins": e.pins, "size_bytes": e.spec.size_bytes, "draining": e.draining}
+            {
+                "key": k,
+                "pins": e.pins,
+                "size_bytes": e.spec.size_bytes,
+                "draining": e.draining,
+                "idle_s": 0.0 if e.pins else round(now - e.last_used, 1),
+            }
             for k, e in sorted(self._entries.items(), key=lambda item: item[1].last_used)
         ]
 

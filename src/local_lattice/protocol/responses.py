@@ -211,13 +211,17 @@ def _usage(usage: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
+# A chat answer's finish_reason that means the response was cut short, and OpenAI's reason for it.
+INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
 def message_item(text: str, item_id: str | None = None, status: str = "completed") -> dict[str, Any]:
     return {
         "type": "message",
         "id": item_id or new_id("msg"),
         "status": status,
         "role": "assistant",
-        "content": [{"type": "output_text", "text": text, "annotations": []}] if status == "completed" else [],
+        "content": [{"type": "output_text", "text": text, "annotations": []}] if status != "in_progress" else [],
     }
 
 
@@ -234,8 +238,16 @@ def function_item(call: dict[str, Any], status: str = "completed") -> dict[str, 
 
 
 def response_object(
-    response_id: str, model: str, request: ResponsesRequest, output: list[dict[str, Any]], usage: Any, status: str
+    response_id: str,
+    model: str,
+    request: ResponsesRequest,
+    output: list[dict[str, Any]],
+    usage: Any,
+    status: str,
+    incomplete: str | None = None,
 ) -> dict[str, Any]:
+    """The ``response`` object; ``incomplete`` is why a cut-short answer stopped (``status`` is then
+    ``incomplete``, as OpenAI reports a response that ran into ``max_output_tokens``)."""
     return {
         "id": response_id,
         "object": "response",
@@ -252,21 +264,25 @@ def response_object(
         "max_output_tokens": request.max_output_tokens,
         "previous_response_id": None,
         "error": None,
-        "incomplete_details": None,
+        "incomplete_details": {"reason": incomplete} if incomplete else None,
         "metadata": {},
         "text": request.text or {"format": {"type": "text"}},
-        "usage": _usage(usage) if status == "completed" else None,
+        "usage": _usage(usage) if status != "in_progress" else None,
     }
 
 
 def from_chat(chat: dict[str, Any], request: ResponsesRequest) -> dict[str, Any]:
-    """A ``response`` object from a chat.completion object."""
-    message = (chat.get("choices") or [{}])[0].get("message") or {}
+    """A ``response`` object from a chat.completion object (``incomplete`` when it was cut short)."""
+    choice = (chat.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    incomplete = INCOMPLETE.get(str(choice.get("finish_reason")))
+    status = "incomplete" if incomplete else "completed"
     output: list[dict[str, Any]] = []
     if message.get("content"):
-        output.append(message_item(message["content"]))
+        output.append(message_item(message["content"], status=status))
     output.extend(function_item(call) for call in message.get("tool_calls") or ())
-    return response_object(new_id("resp"), str(chat.get("model", "")), request, output, chat.get("usage"), "completed")
+    model = str(chat.get("model", ""))
+    return response_object(new_id("resp"), model, request, output, chat.get("usage"), status, incomplete)
 
 
 class ResponseStream:
@@ -282,13 +298,14 @@ class ResponseStream:
         self.calls: dict[int, dict[str, Any]] = {}
         self.order: list[tuple[str, int]] = []  # output order: ("message", 0) or ("call", index)
         self.usage: dict[str, Any] | None = None
+        self.finish_reason: str | None = None
 
     def _event(self, kind: str, **data: Any) -> tuple[str, dict[str, Any]]:
         self.sequence += 1
         return kind, {"type": kind, "sequence_number": self.sequence - 1, **data}
 
-    def _snapshot(self, status: str, output: list[dict[str, Any]]) -> dict[str, Any]:
-        return response_object(self.response_id, self.model, self.request, output, self.usage, status)
+    def _snapshot(self, status: str, output: list[dict[str, Any]], incomplete: str | None = None) -> dict[str, Any]:
+        return response_object(self.response_id, self.model, self.request, output, self.usage, status, incomplete)
 
     def start(self) -> list[tuple[str, dict[str, Any]]]:
         snapshot = self._snapshot("in_progress", [])
@@ -303,6 +320,7 @@ class ResponseStream:
             self.usage = data["usage"]
         events: list[tuple[str, dict[str, Any]]] = []
         for choice in data.get("choices") or ():
+            self.finish_reason = choice.get("finish_reason") or self.finish_reason
             delta = choice.get("delta") or {}
             if delta.get("content"):
                 events.extend(self._text_delta(delta["content"]))
@@ -372,12 +390,16 @@ class ResponseStream:
         return events
 
     def finish(self) -> list[tuple[str, dict[str, Any]]]:
+        """The closing events: each item done, then ``response.completed`` — or, for an answer cut
+        short, ``response.incomplete`` with its reason (OpenAI's events)."""
+        incomplete = INCOMPLETE.get(str(self.finish_reason))
+        status = "incomplete" if incomplete else "completed"
         events = []
         output = []
         for position, (kind, index) in enumerate(self.order):
             if kind == "message":
                 assert self.message_id is not None
-                item = message_item(self.text, self.message_id)
+                item = message_item(self.text, self.message_id, status)
                 part = item["content"][0]
                 common = {"item_id": self.message_id, "output_index": position, "content_index": 0}
                 events.append(self._event("response.output_text.done", text=self.text, logprobs=[], **common))
@@ -395,5 +417,5 @@ class ResponseStream:
                 )
             events.append(self._event("response.output_item.done", output_index=position, item=item))
             output.append(item)
-        events.append(self._event("response.completed", response=self._snapshot("completed", output)))
+        events.append(self._event(f"response.{status}", response=self._snapshot(status, output, incomplete)))
         return events

@@ -1,8 +1,10 @@
 """``lattice init``: find the models on this machine, infer roles from their ids, write a role registry.
 
-Probes the configured backends and the usual local servers (LM Studio :1234, Ollama :11434,
-llama.cpp :8080, vLLM :8000) through the real backend classes, and scans model folders (MLX
-directories with ``config.json``, ``.gguf`` files). Roles are inferred from ids: coder, vision,
+Starts from the inventory the server would have (``routing.serving``: the configured backends, or
+the embedded default model, the usual model folders and the local servers that answer), then probes
+the usual local servers (LM Studio :1234, Ollama :11434, llama.cpp :8080, vLLM :8000) through the
+real backend classes and scans the folders it is given (MLX directories with ``config.json``,
+``.gguf`` files). Roles are inferred from ids: coder, vision,
 fast (small sizes), reasoner (≥ 70B or reasoning words), else default; embedding models are never
 given a role and loaded models are listed first. Writes the original's JSON or a TOML ``[roles]``.
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from local_lattice.backends.registry import build_backend
-from local_lattice.config import BackendConfig, Config
+from local_lattice.config import IN_PROCESS_TYPES, BackendConfig, Config
 from local_lattice.errors import LatticeError
 from local_lattice.routing.sizes import parameter_counts
 from local_lattice.types import ModelInfo
@@ -153,20 +155,27 @@ async def discover_servers(entries: Sequence[str]) -> list[BackendConfig]:
     return chosen
 
 
-def servers_to_probe(
-    config: Config, backend: InitBackend, lmstudio_url: str | None, urls: Sequence[str]
-) -> list[BackendConfig]:
-    wanted: list[BackendConfig] = []
-    if backend in ("auto", "openai", "lmstudio", "ollama"):
-        wanted += [b for b in config.backends if b.url and (backend == "auto" or b.type == backend)]
-    for i, url in enumerate(urls):
-        wanted.append(_server(f"url{i + 1}", "openai", url))
+def servers_to_probe(backend: InitBackend, lmstudio_url: str | None, urls: Sequence[str]) -> list[BackendConfig]:
+    """The servers init probes besides the server's own backends: ``--url``s and the usual local ones."""
+    wanted: list[BackendConfig] = [_server(f"url{i + 1}", "openai", url) for i, url in enumerate(urls)]
     for name, kind, url in LOCAL_SERVERS:
         if kind == "lmstudio" and lmstudio_url:
             url = lmstudio_url.rstrip("/") + ("" if lmstudio_url.rstrip("/").endswith("/v1") else "/v1")
         if backend in ("auto", kind) and all(b.url.rstrip("/") != url for b in wanted):
             wanted.append(_server(name, kind, url))
     return wanted
+
+
+def _selected(backend: InitBackend, settings: BackendConfig) -> bool:
+    if settings.type == "anthropic":
+        return False  # a cloud's models are not this machine's
+    if backend == "mlx":
+        return settings.type in IN_PROCESS_TYPES
+    return backend in ("auto", settings.type)
+
+
+def _source(settings: BackendConfig) -> str:
+    return f"{settings.name} ({settings.url or 'in-process ' + settings.type})"
 
 
 async def probe_all(
@@ -177,8 +186,21 @@ async def probe_all(
     model_roots: Sequence[Path] = (),
     urls: Sequence[str] = (),
 ) -> list[Probe]:
-    servers = servers_to_probe(config, backend, lmstudio_url, urls)
-    probes = list(await asyncio.gather(*(probe_server(s) for s in servers)))
+    """What the server would serve (``routing.serving``: the configured backends, or the embedded
+    default, the usual model folders and the local servers that answer), then what only init is
+    asked about: ``--url``s, the usual local servers the server does not use, ``--model-root``s."""
+    from local_lattice.routing.serving import served
+
+    async with served(config) as found:
+        snapshot = found.snapshot
+        own = [b for b in found.config.backends if _selected(backend, b)]
+        probes = [
+            Probe(_source(b), [m for m in snapshot.models if m.backend == b.name], snapshot.errors.get(b.name))
+            for b in own
+        ]
+    known = {b.url.rstrip("/") for b in found.config.backends if b.url}
+    extra = [s for s in servers_to_probe(backend, lmstudio_url, urls) if s.url.rstrip("/") not in known]
+    probes += await asyncio.gather(*(probe_server(s) for s in extra))
     if backend in ("auto", "mlx"):
         probes += [scan_folder(root.expanduser()) for root in model_roots]
     return probes

@@ -1,4 +1,5 @@
-"""``lattice models``: every model of every configured backend with its roles and key profile fields.
+"""``lattice models``: every model a server started from the config would serve (the embedded and
+discovered ones too, see ``routing.serving``), with its roles and key profile fields.
 
 Builds the rows (pure, over an inventory snapshot and the routing policy) and the rich table;
 the CLI only prints it.
@@ -91,14 +92,9 @@ def models_table(rows: Sequence[ModelRow], errors: dict[str, str]) -> Table:
 
 
 async def inventory_table(config: Config) -> Table:
-    """Gather the configured backends' models once and build the table."""
-    from local_lattice.backends.registry import build_backends
-    from local_lattice.routing.inventory import Inventory
+    """Gather the models a server started from ``config`` would serve, once, and build the table."""
+    from local_lattice.routing.serving import served
 
-    backends = build_backends(config)
-    try:
-        snapshot = await Inventory(backends).snapshot(fresh=True)
-    finally:
-        for backend in backends.values():
-            await backend.aclose()
+    async with served(config) as found:
+        snapshot = found.snapshot
     return models_table(model_rows(snapshot.models, build_policy(config)), dict(snapshot.errors))

@@ -25,7 +25,7 @@ class RoutingPolicy:
     profiles: ProfileBook = field(default_factory=ProfileBook)
     placeholders: frozenset[str] = field(default_factory=lambda: placeholders(None))
     default_model: str = ""
-    on_model_miss: Literal["fallback", "error"] = "error"
+    on_model_miss: Literal["fallback", "error"] = "fallback"
     prefer_loaded: Literal["strict", "1", "0"] = "strict"
     force_default: bool = False
     long_prompt_chars: int = 48000

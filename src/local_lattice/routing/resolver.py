@@ -256,7 +256,8 @@ def _explain(requested: str, specs: Sequence[Spec], chosen: Found, notes: list[s
 
 
 def _miss(run: _Run, requested: str, specs: Sequence[Spec], passes: list[Accept], strict: bool) -> list[Found]:
-    loaded = _ids(m for m in run.index.models() if passes[0](m)) if strict else []
+    # What is loaded now, whatever the policy: a model whose backend does not say counts as loaded.
+    loaded = _ids(m for m in run.index.models() if m.loaded is not False)
     strict_note = f"STRICT_LOADED_MODELS: only loaded models are eligible; loaded: {loaded}" if strict else ""
     if run.policy.on_model_miss == "fallback" and not all(s.kind == "auto" for s in specs):
         found = _collect(run, [Spec("auto", "auto", "")], passes)

@@ -63,6 +63,8 @@ class Candidate:
     usage: Usage = field(default_factory=Usage)
     routed_to: str | None = None
     cancelled: bool = False
+    finish_reason: str | None = None  # the model's own: "length" means the answer was cut off
+    resolution: str | None = None  # X-Model-Resolution of its routing (a fallback, a role's entry …)
     spec: str = ""
 
     def row(self) -> JSONObject:
@@ -71,6 +73,7 @@ class Candidate:
             "spec": self.spec or self.model,
             "model": self.model,
             "routed_to": self.routed_to,
+            "resolution": self.resolution,
             "ok": self.ok,
             "error": self.error,
             "error_kind": self.error_kind,
@@ -81,6 +84,7 @@ class Candidate:
             "latency_ms": round(self.latency_ms, 3),
             "response": self.response,
             "text": self.text,
+            "finish_reason": self.finish_reason,
             "usage": self.usage.as_dict(),
             **({"cancelled": True} if self.cancelled else {}),
         }

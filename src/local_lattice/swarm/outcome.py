@@ -47,6 +47,13 @@ class SwarmOutcome:
     def winner_model(self) -> str:
         return self.winner.model if self.winner is not None else "none"
 
+    @property
+    def finish_reason(self) -> str:
+        """The answer's own ending: the winner's ``length`` (cut off at max_tokens) or
+        ``content_filter`` shows through; anything else is a plain ``stop``."""
+        reason = self.winner.finish_reason if self.winner is not None else None
+        return reason if reason in ("length", "content_filter") else "stop"
+
     def usage(self) -> Usage:
         return total_usage([*self.candidates, *self.calls])
 
@@ -75,7 +82,13 @@ class SwarmOutcome:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self.model_name or f"swarm/{self.winner_model}",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": self.text}, "finish_reason": "stop"}],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": self.text},
+                    "finish_reason": self.finish_reason,
+                }
+            ],
             "usage": self.usage().as_dict(),
             "swarm": self.meta(),
         }
@@ -95,11 +108,12 @@ class SwarmOutcome:
         }
 
     def headers(self) -> dict[str, str]:
-        headers = {
-            "X-Swarm-Strategy": self.strategy,
-            "X-Swarm-Winner": self.winner_model,
-            "X-Model-Routed-To": f"swarm/{self.winner_model}",
-        }
+        headers = {"X-Swarm-Strategy": self.strategy, "X-Model-Routed-To": f"swarm/{self.winner_model}"}
+        if self.strategy == "fanout":
+            # Every answer counts alike: no winner, the models that answered (the original's header).
+            headers["X-Swarm-Models"] = ",".join(c.model for c in self.candidates)
+        else:
+            headers["X-Swarm-Winner"] = self.winner_model
         kinds = error_kinds_header(self.candidates)
         if kinds:
             headers["X-Swarm-Error-Kinds"] = kinds

@@ -24,6 +24,7 @@ from local_lattice.backends.base import Backend
 from local_lattice.config import SwarmConfig
 from local_lattice.errors import LatticeError, UpstreamError
 from local_lattice.routing.inventory import Inventory
+from local_lattice.routing.resolver import Resolution
 from local_lattice.swarm.candidates import EMPTY_HINT, Candidate, classify
 from local_lattice.swarm.specs import AgentSpec, CallContext
 from local_lattice.types import BackendResponse, ChunkStream, Endpoint, JSONObject, ModelInfo, StreamChunk, Usage
@@ -42,6 +43,9 @@ class RoutedModel(Protocol):
 
     @property
     def model(self) -> ModelInfo: ...
+
+    @property
+    def resolution(self) -> Resolution: ...
 
 
 class Router(Protocol):
@@ -103,13 +107,23 @@ def message_text(data: Any) -> str:
     return content if isinstance(content, str) else ""
 
 
-def delta_text(payload: bytes) -> str:
+def finish_of(data: Any) -> str | None:
+    """The first choice's ``finish_reason`` of a chat.completion (or chunk) object, if it has one."""
+    try:
+        reason = data["choices"][0].get("finish_reason")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None
+    return reason if isinstance(reason, str) else None
+
+
+def delta_of(payload: bytes) -> tuple[str, str | None]:
+    """A chunk's text and its ``finish_reason`` (``("", None)`` for a chunk with neither)."""
     try:
         data = orjson.loads(payload)
         content = data["choices"][0]["delta"].get("content")
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
-        return ""
-    return content if isinstance(content, str) else ""
+        return "", None
+    return (content if isinstance(content, str) else ""), finish_of(data)
 
 
 class SwarmRunner:
@@ -182,6 +196,7 @@ class SwarmRunner:
     def _note_route(cand: Candidate, routed: RoutedModel) -> None:
         cand.model = routed.model.id
         cand.routed_to = f"{routed.model.backend}/{routed.model.id}"
+        cand.resolution = routed.resolution.explanation or None  # a fallback says so, as on any route
 
     async def _complete(self, routed: RoutedModel, body: JSONObject, cand: Candidate) -> None:
         final, answer = await self.router.complete(routed, "chat", body)
@@ -192,6 +207,7 @@ class SwarmRunner:
             raise UpstreamError("the backend answered something not JSON", backend=final.model.backend) from None
         cand.response = data if isinstance(data, dict) else None
         cand.text = message_text(data)
+        cand.finish_reason = finish_of(data)
         cand.usage = answer.usage or Usage()
 
     async def _stream(self, routed: RoutedModel, body: JSONObject, cand: Candidate, on_text: OnText) -> None:
@@ -211,7 +227,8 @@ class SwarmRunner:
             async for chunk in chunks():
                 if chunk.usage is not None:
                     prompt, completion = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
-                piece = delta_text(chunk.payload)
+                piece, finish = delta_of(chunk.payload)
+                cand.finish_reason = finish or cand.finish_reason
                 if piece:
                     parts.append(piece)
                     cand.text = "".join(parts)

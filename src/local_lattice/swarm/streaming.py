@@ -83,7 +83,7 @@ async def stream_swarm(run: RunSwarm, chunk_chars: int, maker: ChunkMaker) -> As
             yield maker.make({"role": "assistant", "content": ""})
             for at in range(0, len(outcome.text), chunk_chars):
                 yield maker.make({"content": outcome.text[at : at + chunk_chars]})
-        yield maker.make({}, "stop", usage=outcome.usage().as_dict(), swarm=outcome.meta())
+        yield maker.make({}, outcome.finish_reason, usage=outcome.usage().as_dict(), swarm=outcome.meta())
     finally:
         if not task.done():
             task.cancel()

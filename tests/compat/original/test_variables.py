@@ -182,7 +182,11 @@ HONOURED: dict[str, Check] = {
     "DEFAULT_MODEL": ({"DEFAULT_MODEL": " qwen "}, lambda c: c.routing.default_model, "qwen"),
     "TARGET_MODEL": ({"TARGET_MODEL": "granite"}, lambda c: c.routing.default_model, "granite"),
     "MLX_FORCE_DEFAULT_MODEL": ({"MLX_FORCE_DEFAULT_MODEL": "1"}, lambda c: c.routing.force_default_model, True),
-    "ON_MODEL_MISS": ({"ON_MODEL_MISS": "FALLBACK"}, lambda c: c.routing.on_model_miss, "fallback"),
+    "ON_MODEL_MISS": (
+        {"ON_MODEL_MISS": "ERROR"},
+        lambda c: c.routing.on_model_miss,
+        "error",
+    ),  # fallback is the default
     "EXTRA_PLACEHOLDER_MODELS": (
         {"EXTRA_PLACEHOLDER_MODELS": "my-agent"},
         lambda c: "my-agent" in build_policy(c).placeholders and "openclaw" not in build_policy(c).placeholders,

@@ -4,6 +4,8 @@ comments, /healthz counts."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -122,3 +124,32 @@ async def test_healthz_shows_depths(setup: tuple[httpx.AsyncClient, FakeBackend,
     assert health["models"]["fake/m"]["inflight"] == 1
     assert health["models"]["fake/m"]["waiting"] == 1
     await asyncio.gather(*tasks)
+
+
+async def test_a_queue_timeout_logs_the_wait_its_429_reports(
+    setup: tuple[httpx.AsyncClient, FakeBackend, Gateway], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, backend, gateway = setup
+    backend.delay = 1.0
+    caplog.set_level(logging.INFO, logger="lattice.request")
+    blocker = asyncio.create_task(client.post("/v1/chat/completions", json=CHAT))
+    await asyncio.sleep(0.05)
+    wait = {"X-Lattice-Max-Queue-Wait-Ms": "200"}
+    refused = await client.post("/v1/chat/completions", json=CHAT, headers=wait)
+    streamed = await client.post("/v1/chat/completions", json={**CHAT, "stream": True}, headers=wait)
+    await blocker
+    assert refused.status_code == 429
+    assert refused.json()["error"]["type"] == "queue_timeout"
+    header = refused.headers["X-Lattice-Queue-Ms"]
+    assert float(header) >= 200  # the real wait
+    gateway.observer.flush()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("lattice.request ")]
+    refusal = next(line for line in lines if "status=429" in line)
+    assert f"queue_ms={header} " in refusal
+    assert "error=queue_timeout" in refusal
+    # The stream got its 200 before it had to wait; its line still shows the wait and why it ended.
+    assert '"type":"queue_timeout"' in streamed.text
+    ended = next(line for line in lines if "status=200" in line and "error=queue_timeout" in line)
+    found = re.search(r"queue_ms=([0-9.]+)", ended)
+    assert found is not None
+    assert float(found.group(1)) >= 200

@@ -137,8 +137,13 @@ def test_messages_stream_event_order(client: TestClient) -> None:
         ({"model": "anthropic:x", "max_tokens": 5, "messages": [{"role": "human", "content": "x"}]}, 400, None),
     ],
 )
-def test_messages_errors_use_anthropic_shape(client: TestClient, body: Any, status: int, kind: str | None) -> None:
-    resp = client.post("/v1/messages", json=body)
+def test_messages_errors_use_anthropic_shape(
+    fakes: dict[str, FakeBackend], body: Any, status: int, kind: str | None
+) -> None:
+    config = make_config()
+    config.routing.on_model_miss = "error"  # a miss is a 404 here, not a fallback
+    for client in client_for(config, fakes):
+        resp = client.post("/v1/messages", json=body)
     assert resp.status_code == status
     data = resp.json()
     assert data["type"] == "error"
@@ -166,7 +171,7 @@ def test_cloud_spec_cost_in_usage_and_priority_list(client: TestClient) -> None:
     assert usage["cost_usd"] == pytest.approx((3 * 3 + 3 * 15) / 1e6)
     assert gateway(client).billing.budget.spent("anthropic") == pytest.approx(usage["cost_usd"])
     listed = chat(client, SMALL, model="missing,anthropic")
-    assert listed.headers["x-model-routed-to"] == CLOUD
+    assert listed.headers["x-model-routed-to"] == CLOUD  # a miss in the list moves on; it does not fall back
     assert "skipped missing" in listed.headers["x-model-resolution"]
     local_first = chat(client, SMALL, model="smol,anthropic")
     assert local_first.headers["x-model-routed-to"] == LOCAL

@@ -34,6 +34,14 @@ def client(fakes: dict[str, FakeBackend]) -> Iterator[TestClient]:
         yield test_client
 
 
+@pytest.fixture
+def strict(fakes: dict[str, FakeBackend]) -> Iterator[TestClient]:
+    """ON_MODEL_MISS=error: an agent whose model matches nothing fails instead of falling back."""
+    config = Config.model_validate({"routing": {"on_model_miss": "error"}})
+    with TestClient(create_app(config, fakes)) as test_client:
+        yield test_client
+
+
 def test_vote(client: TestClient) -> None:
     resp = client.post("/swarm/vote", json={"models": ["short", "long"], "judge": "judge", "messages": MESSAGES})
     assert resp.status_code == 200
@@ -67,9 +75,9 @@ def test_bad_input_is_400(client: TestClient, path: str, body: dict[str, object]
     assert resp.json()["error"]["param"] == param
 
 
-def test_all_failed_is_502_with_details(client: TestClient, fakes: dict[str, FakeBackend]) -> None:
+def test_all_failed_is_502_with_details(strict: TestClient, fakes: dict[str, FakeBackend]) -> None:
     fakes["b1"].fail_with = UpstreamError("backend 'b1' answered 500: kaboom")
-    resp = client.post("/swarm/vote", json={"models": ["short", "missing"], "messages": MESSAGES})
+    resp = strict.post("/swarm/vote", json={"models": ["short", "missing"], "messages": MESSAGES})
     assert resp.status_code == 502
     body = resp.json()
     assert body["error"]["code"] == "swarm_all_failed"
@@ -77,13 +85,26 @@ def test_all_failed_is_502_with_details(client: TestClient, fakes: dict[str, Fak
     assert resp.headers["X-Swarm-Error-Kinds"] == "model_crashed=1,model_not_resolved=1"
 
 
-def test_only_unknown_models_is_a_404_with_details(client: TestClient) -> None:
-    resp = client.post("/swarm/vote", json={"models": ["nosuch", "missing"], "messages": MESSAGES})
+def test_only_unknown_models_is_a_404_with_details(strict: TestClient) -> None:
+    resp = strict.post("/swarm/vote", json={"models": ["nosuch", "missing"], "messages": MESSAGES})
     assert resp.status_code == 404
     body = resp.json()
     assert body["error"]["code"] == "model_not_found"
     assert body["error_details"]["kinds"] == {"model_not_resolved": 2}
     assert resp.headers["X-Swarm-Error-Kinds"] == "model_not_resolved=2"
+
+
+def test_unknown_agents_and_judge_fall_back_and_say_so(client: TestClient) -> None:
+    body = {"models": ["role:coder", "nosuch"], "judge": "role:reasoner", "messages": MESSAGES}
+    resp = client.post("/swarm/vote", json=body)
+    assert resp.status_code == 200
+    data = resp.json()
+    rows = data["swarm"]["candidates"]
+    assert [r["ok"] for r in rows] == [True, True]
+    assert all(r["resolution"].startswith("fallback (requested ") for r in rows)
+    assert "'nosuch'" in rows[1]["resolution"]
+    judge = data["swarm"]["judge"]
+    assert (judge["model"], judge["raw"]) == ("short", "Paris")  # the judge ran, on the first available model
 
 
 def test_fanout(client: TestClient) -> None:
@@ -92,7 +113,34 @@ def test_fanout(client: TestClient) -> None:
     assert resp.status_code == 200
     assert data["object"] == "swarm.fanout"
     assert sorted(r["model"] for r in data["results"]) == ["long", "short"]
+    assert "X-Swarm-Winner" not in resp.headers  # every answer counts alike
     assert sorted(resp.headers["X-Swarm-Models"].split(",")) == ["long", "short"]
+    chat = client.post("/v1/chat/completions", json={"model": "swarm/fanout", "messages": MESSAGES, "stream": True})
+    assert chat.status_code == 200
+    assert "X-Swarm-Winner" not in chat.headers
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/swarm/vote", {"models": ["short", "long"], "judge": "judge"}),
+        ("/swarm/fanout", {"models": ["short", "long"]}),
+        ("/swarm/pipeline", {"steps": [{"name": "a", "model": "short"}, {"name": "b", "model": "long"}]}),
+        ("/swarm/debate", {"models": ["short", "long"], "judge": "judge", "rounds": 1}),
+        ("/v1/chat/completions", {"model": "swarmCouncil", "swarm": {"models": ["short", "long"]}}),
+    ],
+)
+@pytest.mark.parametrize("stream", [False, True])
+def test_swarm_answers_carry_real_timings(
+    client: TestClient, fakes: dict[str, FakeBackend], path: str, body: dict[str, object], stream: bool
+) -> None:
+    fakes["b1"].delay = fakes["b2"].delay = 0.02
+    resp = client.post(path, json={**body, "messages": MESSAGES, "stream": stream})
+    assert resp.status_code == 200
+    ms = {name: float(resp.headers[f"X-Lattice-{name}-Ms"]) for name in ("Resolve", "Queue", "Upstream", "Total")}
+    assert ms["Resolve"] > 0
+    assert ms["Upstream"] >= 20  # the agents' own time
+    assert ms["Total"] >= ms["Upstream"] + ms["Resolve"] - 0.01
 
 
 def test_fanout_responses_are_the_original_rows(client: TestClient, fakes: dict[str, FakeBackend]) -> None:
@@ -148,9 +196,9 @@ def test_pipeline_failed_step(client: TestClient, fakes: dict[str, FakeBackend])
     assert [h["name"] for h in resp.json()["error_details"]["history"]] == ["a", "b"]
 
 
-def test_pipeline_step_with_an_unknown_model_is_a_404(client: TestClient) -> None:
+def test_pipeline_step_with_an_unknown_model_is_a_404(strict: TestClient) -> None:
     steps = [{"name": "a", "model": "short"}, {"name": "b", "model": "nosuch"}]
-    resp = client.post("/swarm/pipeline", json={"steps": steps, "input": "hi"})
+    resp = strict.post("/swarm/pipeline", json={"steps": steps, "input": "hi"})
     assert resp.status_code == 404
     assert [h["name"] for h in resp.json()["error_details"]["history"]] == ["a", "b"]
 

@@ -146,7 +146,7 @@ def test_openapi_covers_every_route(client: TestClient) -> None:
         ("DELETE", "/v1/models", {}, 405),
         ("POST", "/v1/chat/completions", {"content": b"{" + b" " * 5000 + b"}"}, 413),
         ("POST", "/v1/chat/completions", {"content": b"{}"}, 400),
-        ("POST", "/v1/chat/completions", {"json": {"model": "nope", "messages": MESSAGES}}, 404),
+        ("POST", "/v1/embeddings", {"json": {"model": "nope", "input": "x"}}, 404),  # no embedding model
     ],
 )
 def test_errors_carry_every_security_header(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
+from functools import partial
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -11,6 +14,7 @@ from local_lattice.cloud.cost import BudgetLedger, PriceBook, TokenPrice, second
 from local_lattice.cloud.specs import cloud_candidate, directory_of, parse_cloud_spec, resolve_with_cloud
 from local_lattice.config import Config, load
 from local_lattice.errors import BackendUnavailable, InvalidRequest, ModelNotFound
+from local_lattice.routing.policy import build_policy
 from local_lattice.routing.resolver import resolve
 from local_lattice.types import ModelInfo, Usage
 
@@ -67,18 +71,35 @@ def test_cloud_spec_without_backend_or_key_names_the_setting() -> None:
     assert unavailable.value.status == 503
 
 
-def test_priority_list_with_a_cloud_item() -> None:
-    config = load(None, {"ANTHROPIC_API_KEY": "k", "ANTHROPIC_MODEL": "claude-haiku-4-5"})
+@pytest.mark.parametrize("miss", ["fallback", "error"])
+def test_priority_list_with_a_cloud_item(miss: str) -> None:
+    config = load(None, {"ANTHROPIC_API_KEY": "k", "ANTHROPIC_MODEL": "claude-haiku-4-5", "ON_MODEL_MISS": miss})
     directory = directory_of(config)
     local = [ModelInfo("smol", "local")]
-    both = resolve_with_cloud("smol,anthropic:claude-sonnet-4-5", local, "chat", directory, resolve)
-    assert [(m.backend, m.id) for m in both.candidates] == [("local", "smol"), ("anthropic", "claude-sonnet-4-5")]
-    missing_local = resolve_with_cloud("missing,anthropic", local, "chat", directory, resolve)
+    policy = build_policy(config)
+    on_miss = partial(resolve, policy=policy)
+
+    def strict() -> Any:
+        return partial(resolve, policy=replace(policy, on_model_miss="error"))
+
+    def found(spec: str) -> list[tuple[str, str]]:
+        chosen = resolve_with_cloud(spec, local, "chat", directory, on_miss, strict).candidates
+        return [(m.backend, m.id) for m in chosen]
+
+    assert found("smol,anthropic:claude-sonnet-4-5") == [("local", "smol"), ("anthropic", "claude-sonnet-4-5")]
+    # A miss in the list moves on to the next item, whatever ON_MODEL_MISS says.
+    missing_local = resolve_with_cloud("missing,anthropic", local, "chat", directory, on_miss, strict)
     assert [(m.backend, m.id) for m in missing_local.candidates] == [("anthropic", "claude-haiku-4-5")]
     assert "skipped missing" in missing_local.explanation
-    assert resolve_with_cloud("smol", local, "chat", directory, resolve).candidates == (local[0],)
-    with pytest.raises(ModelNotFound):
-        resolve_with_cloud("nope", local, "chat", directory, resolve)
+    assert found("smol") == [("local", "smol")]
+    if miss == "fallback":
+        assert found("nope") == [("local", "smol")]
+    else:
+        with pytest.raises(ModelNotFound):
+            found("nope")
+    # A cloud item that cannot be served is the client's error (it names the setting), never a fallback.
+    with pytest.raises(InvalidRequest, match="ANTHROPIC_API_KEY"):
+        resolve_with_cloud("nope,anthropic", local, "chat", directory_of(Config()), on_miss, strict)
 
 
 def test_anthropic_env_settings() -> None:

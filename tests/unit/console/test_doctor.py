@@ -38,14 +38,29 @@ async def test_a_taken_port_is_a_failure_with_a_fix() -> None:
     assert "--port" in finding.fix
 
 
-def test_roles_that_match_nothing_are_warnings() -> None:
-    policy = RoutingPolicy(roles=Roles({"coder": ("coder",), "fast": ("tiny",)}))
+def test_roles_that_match_nothing_are_warnings_unless_misses_fall_back() -> None:
+    roles = Roles({"coder": ("coder",), "fast": ("tiny",)})
     models = [ModelInfo(id="tiny-chat", backend="b")]
-    findings = {f.check: f for f in check_roles(policy, models)}
-    assert findings["role:fast"].level == "ok"
-    assert "b/tiny-chat" in findings["role:fast"].detail
-    assert findings["role:coder"].level == "warn"
-    assert "[roles]" in findings["role:coder"].fix
+    strict = {f.check: f for f in check_roles(RoutingPolicy(roles=roles, on_model_miss="error"), models)}
+    assert strict["role:fast"].level == "ok"
+    assert "b/tiny-chat" in strict["role:fast"].detail
+    assert strict["role:coder"].level == "warn"
+    assert "[roles]" in strict["role:coder"].fix
+    fallback = {f.check: f for f in check_roles(RoutingPolicy(roles=roles), models)}
+    assert fallback["role:coder"].level == "ok"  # still served: by the fallback, and doctor says by what
+    assert "served by b/tiny-chat (ON_MODEL_MISS=fallback)" in fallback["role:coder"].detail
+    assert "[roles]" in fallback["role:coder"].fix
+
+
+def test_markup_in_details_and_fixes_is_printed_as_written() -> None:
+    from rich.console import Console
+
+    finding = Finding("engine mlx_lm", "warn", "see [[backends]]", "pip install 'local-lattice[mlx]'")
+    console = Console(width=200, record=True)
+    console.print(report([finding])[1])
+    text = console.export_text()
+    assert "see [[backends]]" in text
+    assert "pip install 'local-lattice[mlx]'" in text
 
 
 def test_only_failures_set_the_exit_code() -> None:

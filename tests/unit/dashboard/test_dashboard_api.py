@@ -251,6 +251,40 @@ def test_dashboard_can_be_turned_off(tmp_path: Path) -> None:
         assert client.get("/dashboard/api/snapshot", headers=AUTH).status_code == 404
 
 
+def test_a_keyed_page_carries_no_data(client: TestClient) -> None:
+    html = client.get("/dashboard/").text
+    assert 'data-snapshot=""' in html
+    assert "small" not in html
+
+
+def test_a_keyless_page_carries_its_first_snapshot_as_text(tmp_path: Path) -> None:
+    from html.parser import HTMLParser
+
+    import orjson
+
+    hostile = '"><script>alert(1)</script>'
+    config = load(None, {"LATTICE_LEDGER_PATH": "off"})
+    backend = FakeBackend("local", [ModelInfo(hostile, "local", loaded=True)])
+    with TestClient(create_app(config, {"local": backend})) as keyless:
+        html = keyless.get("/dashboard/").text
+
+    class Body(HTMLParser):
+        snapshot: str | None = None
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "body":
+                self.snapshot = dict(attrs)["data-snapshot"]
+
+    parser = Body()
+    parser.feed(html)
+    assert parser.snapshot
+    data = orjson.loads(parser.snapshot)
+    assert [m["id"] for m in data["models"]] == [hostile]
+    assert data["totals"]["in_flight"] == 0
+    assert "<script>alert" not in html  # escaped in the attribute, never markup
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == []
+
+
 class _Unlistable(FakeBackend):
     async def models(self) -> list[ModelInfo]:
         from local_lattice.errors import BackendUnavailable

@@ -17,7 +17,10 @@ AUTH = {"X-API-Key": KEY}
 
 
 def make_config(ledger: Path | str, **env: str) -> Config:
-    return load(None, {"MIDDLE_LAYER_API_KEY": KEY, "LATTICE_LEDGER_PATH": str(ledger), **env})
+    # A request for a model that is not there is these tests' 404: misses do not fall back here.
+    return load(
+        None, {"MIDDLE_LAYER_API_KEY": KEY, "LATTICE_LEDGER_PATH": str(ledger), "ON_MODEL_MISS": "error", **env}
+    )
 
 
 @pytest.fixture

@@ -191,8 +191,12 @@ def test_strict_loading_keeps_models_that_load_on_demand() -> None:
     engine_cold = ModelInfo(id="smollm2", backend="engine", loaded=False, loads_on_demand=True)
     models = [lmstudio_cold, lmstudio_warm, engine_cold]
     assert resolve("smollm2", models).chosen == engine_cold  # an in-process engine loads it in seconds
-    with pytest.raises(ModelNotFound, match="STRICT_LOADED_MODELS"):
-        resolve("big-coder", models)  # LM Studio would load it just in time: strict says no
+    with pytest.raises(ModelNotFound, match="STRICT_LOADED_MODELS") as caught:
+        resolve("big-coder", models, policy=policy("ON_MODEL_MISS=error"))  # LM Studio would load it just in time
+    assert caught.value.extra["loaded"] == ["chatty"]  # the really loaded set, not what may load
+    fallen = resolve("big-coder", models)  # the default falls back to what is loaded, and says so
+    assert fallen.chosen == lmstudio_warm
+    assert fallen.explanation.startswith("fallback (requested 'big-coder', not loaded)")
 
 
 def test_a_resident_copy_wins_over_one_that_must_load() -> None:

@@ -49,3 +49,10 @@ def gateway(backends: dict[str, FakeBackend]) -> Gateway:
 @pytest.fixture
 def runner(gateway: Gateway) -> SwarmRunner:
     return SwarmRunner(gateway, Config().swarm, rng=random.Random(7))
+
+
+@pytest.fixture
+def strict_runner(backends: dict[str, FakeBackend]) -> SwarmRunner:
+    """ON_MODEL_MISS=error: an agent whose model matches nothing fails instead of falling back."""
+    config = Config.model_validate({"routing": {"on_model_miss": "error"}})
+    return SwarmRunner(Gateway(config, backends), config.swarm, rng=random.Random(7))

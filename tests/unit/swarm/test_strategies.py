@@ -45,9 +45,9 @@ async def test_longest_and_fanout(runner: SwarmRunner) -> None:
     assert fan.headers()["X-Swarm-Error-Kinds"] == "connection_error=1"
 
 
-async def test_error_kinds_and_all_failed(runner: SwarmRunner) -> None:
+async def test_error_kinds_and_all_failed(strict_runner: SwarmRunner) -> None:
     with pytest.raises(SwarmFailed) as info:
-        await run_vote(runner, plan("broken,crashy,mute,nosuch", "best-of-n"), CallContext())
+        await run_vote(strict_runner, plan("broken,crashy,mute,nosuch", "best-of-n"), CallContext())
     err = info.value
     assert err.status == 502
     details = err.envelope()["error_details"]

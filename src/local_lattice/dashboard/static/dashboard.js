@@ -1,4 +1,5 @@
-// Local Lattice dashboard: polls /dashboard/api/snapshot every 2 s and redraws in place.
+// Local Lattice dashboard: draws the snapshot the page came with (a gateway without keys sends one)
+// or fetches it at once, then polls /dashboard/api/snapshot every 2 s and redraws in place.
 // All data goes into the page through textContent and attributes; no HTML is ever parsed from data.
 "use strict";
 (function () {
@@ -233,7 +234,8 @@
     const entries = Object.entries(s.roles || {});
     if (!entries.length) { replace($("roles"), el("dd", { class: "muted", text: "No roles configured." })); return; }
     replace($("roles"), ...entries.flatMap(([role, specs]) => [
-      el("dt", { class: "mono", text: "role:" + role }), el("dd", { text: specs.join(" → ") })]));
+      el("dt", { class: "mono", text: "role:" + role }),
+      el("dd", { text: specs.length ? specs.join(" → ") : "the first available model" })]));
   }
 
   function renderPreferences(s) {
@@ -351,11 +353,16 @@
   }
 
   // --- loop -------------------------------------------------------------------------------------
+  function show(s) {
+    // Shown before drawing: a hidden canvas has no size to draw at.
+    $("main").hidden = false;
+    $("login").hidden = true;
+    render(s);
+  }
+
   async function refresh() {
     try {
-      render(await api("GET", "/dashboard/api/snapshot"));
-      $("main").hidden = false;
-      $("login").hidden = true;
+      show(await api("GET", "/dashboard/api/snapshot"));
     } catch (err) {
       if (err.status === 401) { showLogin(sessionStorage.getItem(KEY) ? "That key was refused." : ""); return; }
       $("status-text").textContent = "gateway unreachable: " + err.message;
@@ -384,8 +391,16 @@
     schedule();
   }
 
+  function pageSnapshot() {
+    const raw = document.body.getAttribute("data-snapshot");
+    document.body.removeAttribute("data-snapshot");
+    if (!raw) return null;
+    try { return JSON.parse(raw); } catch (e) { return null; }
+  }
+
   function init() {
     buildCharts();
+    const first = pageSnapshot();
     $("login-form").addEventListener("submit", (event) => {
       event.preventDefault();
       sessionStorage.setItem(KEY, $("key").value);
@@ -406,7 +421,8 @@
     $("prefs").addEventListener("submit", savePreferences);
     for (const id of ["pref-default", "pref-preset", "pref-presets"]) $(id).addEventListener("input", () => { prefsDirty = true; });
     window.addEventListener("resize", () => { if (lastSnapshot) renderCharts(lastSnapshot.series); });
-    if (sessionStorage.getItem(KEY) !== null) start();
+    if (first) { show(first); schedule(); }  // a gateway without keys: its data came with the page
+    else if (sessionStorage.getItem(KEY) !== null) start();
     else {
       // a gateway without keys needs no prompt; ask which it is rather than provoke a 401
       fetch("/dashboard/auth", { cache: "no-store" }).then((r) => r.json())
