@@ -176,21 +176,20 @@ class Gateway:
         if headers is not None and (asked := headers.get(HEDGE_HEADER)) is not None:
             hedge_after = hedge_delay(asked)
         chosen = resolution.chosen
-        if (
-            body is not None
-            and endpoint == "chat"
-            and self.escalation.decides_up_front
-            and not self.cloud.is_cloud(chosen.backend)
-        ):
-            target = self.escalation.target
-            decision = decide_up_front(
-                self.escalation,
-                body,
-                would_reject=self.admission.would_reject(chosen.id, chosen.backend),
-                budget_left=target is not None and self.billing.budget.left(target.backend),
-            )
-            return self._apply(decision, resolution)
+        up_front = endpoint == "chat" and self.escalation.decides_up_front
+        if body is not None and up_front and not self.cloud.is_cloud(chosen.backend):
+            return self._apply(self._up_front(body, chosen), resolution)
         return Routed(self.backends[chosen.backend], chosen, resolution, placement, hedge_after)
+
+    def _up_front(self, body: JSONObject, chosen: ModelInfo) -> Decision:
+        """The escalation policy's decision before any local call: stay, or go to the cloud now."""
+        target = self.escalation.target
+        return decide_up_front(
+            self.escalation,
+            body,
+            would_reject=self.admission.would_reject(chosen.id, chosen.backend),
+            budget_left=target is not None and self.billing.budget.left(target.backend),
+        )
 
     def _apply(self, decision: Decision, resolution: Resolution | None) -> Routed:
         if decision.target is None:

@@ -15,14 +15,12 @@ import asyncio
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from local_lattice.backends.registry import build_backend
 from local_lattice.config import IN_PROCESS_TYPES, BackendConfig, Config
-from local_lattice.errors import LatticeError
+from local_lattice.routing.discovery import Probe, probe_server, server_config
 from local_lattice.routing.sizes import parameter_counts
 from local_lattice.types import ModelInfo
 
@@ -84,25 +82,6 @@ def classify(models: Sequence[ModelInfo]) -> dict[str, list[str]]:
     return out
 
 
-@dataclass
-class Probe:
-    """What one source held: a server's models, or a folder's."""
-
-    source: str
-    models: list[ModelInfo] = field(default_factory=list)
-    error: str | None = None
-
-
-async def probe_server(config: BackendConfig) -> Probe:
-    backend = build_backend(config)
-    try:
-        return Probe(f"{config.name} ({config.url})", await backend.models())
-    except LatticeError as exc:
-        return Probe(f"{config.name} ({config.url})", error=exc.message)
-    finally:
-        await backend.aclose()
-
-
 def scan_folder(root: Path) -> Probe:
     """MLX model directories (``config.json``, one or two levels down) and ``.gguf`` files."""
     if not root.is_dir():
@@ -117,52 +96,14 @@ def scan_folder(root: Path) -> Probe:
     return Probe(str(root), [ModelInfo(id=i, backend="folder", loaded=False) for i in dict.fromkeys(ids)])
 
 
-def _server(name: str, kind: str, url: str) -> BackendConfig:
-    return BackendConfig.model_validate({"name": name, "type": kind, "url": url, "connect_timeout": 2.0})
-
-
-def parse_server(entry: str) -> BackendConfig:
-    """``kind=url`` (``lmstudio``, ``ollama`` or ``openai``) as a backend named after it."""
-    kind, _, url = entry.partition("=")
-    kind, url = kind.strip(), url.strip()
-    if kind not in ("lmstudio", "ollama", "openai") or not url:
-        raise ValueError(f"expected lmstudio=URL, ollama=URL or openai=URL, got {entry!r}")
-    port = url.rstrip("/").removesuffix("/v1").rsplit(":", 1)[-1]
-    name = kind if kind != "openai" else f"local-{port if port.isdigit() else 'server'}"
-    return _server(name, kind, url)
-
-
-PROBE_SECONDS = 2.0  # a local server answers its model list at once; start-up must not wait longer
-
-
-async def discover_servers(entries: Sequence[str]) -> list[BackendConfig]:
-    """The servers among ``entries`` (``kind=url``) that answer with at least one model, probed
-    at once; a silent or empty one is left out. Names stay unique."""
-    configs = [parse_server(entry) for entry in entries]
-
-    async def answers(config: BackendConfig) -> bool:
-        try:
-            probe = await asyncio.wait_for(probe_server(config), PROBE_SECONDS)
-        except TimeoutError:
-            return False
-        return probe.error is None and bool(probe.models)
-
-    found = await asyncio.gather(*(answers(c) for c in configs))
-    chosen: list[BackendConfig] = []
-    for config, ok in zip(configs, found, strict=True):
-        if ok and all(c.name != config.name for c in chosen):
-            chosen.append(config)
-    return chosen
-
-
 def servers_to_probe(backend: InitBackend, lmstudio_url: str | None, urls: Sequence[str]) -> list[BackendConfig]:
     """The servers init probes besides the server's own backends: ``--url``s and the usual local ones."""
-    wanted: list[BackendConfig] = [_server(f"url{i + 1}", "openai", url) for i, url in enumerate(urls)]
+    wanted: list[BackendConfig] = [server_config(f"url{i + 1}", "openai", url) for i, url in enumerate(urls)]
     for name, kind, url in LOCAL_SERVERS:
         if kind == "lmstudio" and lmstudio_url:
             url = lmstudio_url.rstrip("/") + ("" if lmstudio_url.rstrip("/").endswith("/v1") else "/v1")
         if backend in ("auto", kind) and all(b.url.rstrip("/") != url for b in wanted):
-            wanted.append(_server(name, kind, url))
+            wanted.append(server_config(name, kind, url))
     return wanted
 
 

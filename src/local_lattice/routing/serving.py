@@ -36,7 +36,7 @@ async def serving_config(config: Config) -> Config:
     base = with_default_backends(config)
     if not config.routing.discover_servers or config.engines.grab_model:
         return base  # grab mode serves its one model and nothing else
-    from local_lattice.routing.init import discover_servers  # only a gateway with nothing configured probes
+    from local_lattice.routing.discovery import discover_servers  # only a gateway with nothing configured probes
 
     servers = await discover_servers(config.routing.discover_servers)
     if servers:

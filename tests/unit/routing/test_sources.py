@@ -159,7 +159,7 @@ def test_hints(body: dict[str, object], headers: dict[str, str], expected: dict[
 
 def test_local_servers_to_discover_are_validated_and_named() -> None:
     from local_lattice.config import ConfigError
-    from local_lattice.routing.init import parse_server
+    from local_lattice.routing.discovery import parse_server
 
     config = load(None, {"LATTICE_DISCOVER_SERVERS": "ollama=http://127.0.0.1:11434, openai=http://127.0.0.1:8080/v1"})
     assert [(b.name, b.type) for b in map(parse_server, config.routing.discover_servers)] == [
