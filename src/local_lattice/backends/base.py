@@ -48,6 +48,15 @@ class ModelLoader(Protocol):
 
 
 @runtime_checkable
+class Resident(Protocol):
+    """A backend whose model list changes as it loads and unloads models (the in-process engines):
+    ``residency`` goes up at every such change, so a cached list of its models is known stale."""
+
+    @property
+    def residency(self) -> int: ...
+
+
+@runtime_checkable
 class Startable(Protocol):
     """A backend with work to do before serving (e.g. preloading models); run once at startup."""
 

@@ -170,6 +170,10 @@ class EngineBackend(ABC, Generic[H]):
             for m in (await self.catalog()).values()
         ]
 
+    @property
+    def residency(self) -> int:
+        return self.manager.residency
+
     def resident(self) -> list[str]:
         """Ids of this backend's models that are loaded now, least recently used first."""
         prefix = self.name + "/"

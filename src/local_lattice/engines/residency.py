@@ -76,6 +76,7 @@ class ModelManager:
         self.force_gc = force_gc
         self.load_errors: dict[str, str] = {}
         self.evictions = 0
+        self.residency = 0  # loads and unloads so far: what is resident changed when it moves
         self._entries: dict[str, _Entry] = {}
         self._load_lock = asyncio.Lock()
         self._changed = asyncio.Event()
@@ -146,6 +147,7 @@ class ModelManager:
                 raise BackendUnavailable(message, code=kind, retry_after=30) from exc
             self.load_errors.pop(spec.key, None)
             self._entries[spec.key] = _Entry(spec, handle)
+            self.residency += 1
             log.info("loaded %s in %.2fs", spec.key, time.perf_counter() - started)
             self._notify()
 
@@ -195,6 +197,7 @@ class ModelManager:
         if self._entries.get(key) is not entry:
             return
         del self._entries[key]
+        self.residency += 1
         try:
             await entry.spec.close(entry.handle)
         except Exception:  # a failed close must not wedge residency; the memory is the engine's to lose

@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from local_lattice.backends.base import Backend
+from local_lattice.backends.base import Backend, Resident
 from local_lattice.errors import LatticeError
 from local_lattice.types import ModelInfo
 
@@ -23,6 +23,7 @@ class InventorySnapshot:
     models: tuple[ModelInfo, ...]
     errors: Mapping[str, str] = field(default_factory=dict)
     taken_at: float = 0.0
+    residency: int = 0  # the in-process engines' load/unload count when it was taken
 
     def ids(self) -> list[str]:
         return sorted({m.id for m in self.models})
@@ -36,12 +37,20 @@ class Inventory:
         self.ttl = ttl
         self._snapshot = InventorySnapshot(models=(), taken_at=-1e18)
         self._lock = asyncio.Lock()
+        # A model loaded or unloaded in process shows at once, not a ``ttl`` later.
+        self._resident = [b for b in backends.values() if isinstance(b, Resident)]
+
+    def _current(self) -> bool:
+        snapshot = self._snapshot
+        if time.monotonic() - snapshot.taken_at >= self.ttl:
+            return False
+        return not self._resident or sum(b.residency for b in self._resident) == snapshot.residency
 
     async def snapshot(self, *, fresh: bool = False) -> InventorySnapshot:
-        if not fresh and time.monotonic() - self._snapshot.taken_at < self.ttl:
+        if not fresh and self._current():
             return self._snapshot
         async with self._lock:
-            if not fresh and time.monotonic() - self._snapshot.taken_at < self.ttl:
+            if not fresh and self._current():
                 return self._snapshot
             self._snapshot = await self._gather()
             return self._snapshot
@@ -55,6 +64,7 @@ class Inventory:
         self._snapshot = InventorySnapshot(models=self._snapshot.models, errors=self._snapshot.errors, taken_at=-1e18)
 
     async def _gather(self) -> InventorySnapshot:
+        residency = sum(b.residency for b in self._resident)
         names = list(self.backends)
         results = await asyncio.gather(*(self.backends[name].models() for name in names), return_exceptions=True)
         models: list[ModelInfo] = []
@@ -66,4 +76,4 @@ class Inventory:
                 errors[name] = f"{type(result).__name__}: {result}"
             else:
                 models.extend(result)
-        return InventorySnapshot(models=tuple(models), errors=errors, taken_at=time.monotonic())
+        return InventorySnapshot(tuple(models), errors, time.monotonic(), residency)
