@@ -101,7 +101,7 @@ def test_an_upstream_model_id_outside_latin1_cannot_break_the_answer(gateway: Ru
 
 
 SWARMS = [
-    pytest.param("/swarm/fanout", {"models": ["ok-a\x00", "ok-a"]}, "x-swarm-models", id="fanout-models"),
+    pytest.param("/swarm/fanout", {"models": [WIDE, "ok-a"]}, "x-swarm-models", id="fanout-models"),
     pytest.param(
         "/swarm/pipeline", {"steps": [{"name": "a\r\nX-Injected: 1", "model": "ok-a"}]}, "x-swarm-steps", id="steps"
     ),
@@ -113,8 +113,8 @@ SWARMS = [
 def test_swarm_headers_escape_what_the_client_named(
     gateway: RunningProcess, path: str, body: dict[str, Any], header: str
 ) -> None:
-    """A swarm echoes the client's specs and step names into ``X-Swarm-*``: escaped, they can neither
-    break the answer's head nor add a header of their own."""
+    """A swarm echoes step names and the models that answered into ``X-Swarm-*``: escaped, they can
+    neither break the answer's head nor add a header of their own."""
     answer = httpx.post(gateway.url + path, json={**body, "messages": CHAT}, timeout=20)
     assert answer.status_code == 200, answer.text
     assert "x-injected" not in answer.headers

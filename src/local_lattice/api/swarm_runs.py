@@ -26,7 +26,7 @@ from local_lattice.observability.record import RequestRecord
 from local_lattice.protocol.openai import whole_number
 from local_lattice.protocol.swarm import DEPRECATED, META_MODELS, DebateRequest, PipelineRequest, SwarmRequest
 from local_lattice.swarm.debate import DebatePlan, run_debate
-from local_lattice.swarm.outcome import SwarmOutcome, header_list
+from local_lattice.swarm.outcome import SwarmOutcome
 from local_lattice.swarm.pipeline import parse_steps, run_pipeline
 from local_lattice.swarm.runner import SwarmRunner, TextSink
 from local_lattice.swarm.specs import SENTINELS, AgentSpec, CallContext, expand, parse_agents
@@ -219,9 +219,7 @@ async def fanout(request: Request) -> Response | SSEResponse:
     body["stream"] = False  # all answers at once: there is no single answer to stream
 
     async def run(sink: TextSink | None) -> SwarmOutcome:
-        outcome = await run_vote(runner, plan, ctx)
-        outcome.extra_headers["X-Swarm-Models"] = header_list(c.model for c in outcome.candidates)
-        return outcome
+        return await run_vote(runner, plan, ctx)
 
     return await _respond(request, body, run, {}, SwarmOutcome.fanout)
 

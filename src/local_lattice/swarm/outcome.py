@@ -111,7 +111,7 @@ class SwarmOutcome:
         headers = {"X-Swarm-Strategy": self.strategy, "X-Model-Routed-To": f"swarm/{self.winner_model}"}
         if self.strategy == "fanout":
             # Every answer counts alike: no winner, the models that answered (the original's header).
-            headers["X-Swarm-Models"] = ",".join(c.model for c in self.candidates)
+            headers["X-Swarm-Models"] = header_list(c.model for c in self.candidates)
         else:
             headers["X-Swarm-Winner"] = self.winner_model
         kinds = error_kinds_header(self.candidates)

@@ -321,7 +321,10 @@ def test_mlx_models_are_not_picked_for_tools_or_json(gateway: RunningProcess) ->
         listed = {m["id"] for m in http.get("/v1/models").json()["data"]}
         assert {"tiny-a", "tiny-b", SMOLLM2_ID} <= listed
         tools = http.post("/v1/resolve", json={"model": "tiny-*", "messages": QUESTION, "tools": TOOLS})
-        assert tools.status_code == 404, tools.text  # no tiny-* model can honour tools
+        # No tiny-* model can honour tools: the default policy falls back to one that can, and says so.
+        assert tools.status_code == 200, tools.text
+        assert tools.json()["backend"] == "local", tools.text
+        assert "fallback (requested 'tiny-*'" in tools.json()["explanation"]
         for needs in ({"tools": TOOLS}, {"response_format": JSON_MODE}):
             picked = http.post("/v1/resolve", json={"model": "auto", "messages": QUESTION, **needs})
             assert picked.status_code == 200, picked.text
