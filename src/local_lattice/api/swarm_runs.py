@@ -146,6 +146,7 @@ async def _respond(
     async def observed(sink: TextSink | None) -> SwarmOutcome:
         outcome = await run(sink)
         timings.upstream = time.perf_counter() - started
+        outcome.elapsed_ms = timings.upstream * 1000
         observer.routed(record, outcome.winner_model or "", "swarm")
         usage = outcome.usage()
         record.input_tokens, record.output_tokens = usage.prompt_tokens, usage.completion_tokens

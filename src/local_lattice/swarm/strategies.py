@@ -4,13 +4,12 @@
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
 from local_lattice.errors import InvalidRequest, UpstreamError
 from local_lattice.protocol.swarm import STRATEGIES, STRATEGY_ALIASES
+from local_lattice.swarm.answers import normalize_answer
 from local_lattice.swarm.candidates import Candidate, all_failed
 from local_lattice.swarm.judge import judge, longest, make_ballot, question_of, shown, verdict_meta
 from local_lattice.swarm.outcome import SwarmOutcome
@@ -23,7 +22,6 @@ SYNTH_SYSTEM = (
     "You merge several draft answers to the same request into one answer that is better than each: keep "
     "what is correct, fix what is wrong, drop repetition. Reply with the final answer only."
 )
-_FILLER = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is|:)\s*", re.IGNORECASE)
 
 
 @dataclass(slots=True)
@@ -50,15 +48,6 @@ def strategy_name(raw: object) -> str:
     return name
 
 
-def normalize_answer(text: str) -> str:
-    """The comparable core of an answer: case, accents, markup, filler and end punctuation removed."""
-    core = unicodedata.normalize("NFKC", text).strip().casefold()
-    core = re.sub(r"[*_`#>]+", "", core)
-    core = _FILLER.sub("", core)
-    core = re.sub(r"\s+", " ", core).strip(" .!?;:\"'()[]")
-    return core
-
-
 async def run_vote(runner: SwarmRunner, plan: VotePlan, ctx: CallContext, sink: TextSink | None = None) -> SwarmOutcome:
     if plan.strategy == "first-success":
         return await _first_success(runner, plan, ctx, sink)
@@ -76,7 +65,7 @@ async def run_vote(runner: SwarmRunner, plan: VotePlan, ctx: CallContext, sink: 
         return await _synthesize(runner, plan, candidates, ctx, sink)
     verdict = await judge(runner, candidates, question_of(plan.messages), plan.judge, ctx, system=plan.judge_system)
     winner = candidates[verdict.index]
-    calls = [verdict.call] if verdict.call else []
+    calls = verdict.calls
     return SwarmOutcome(
         "best-of-n",
         winner,
@@ -125,7 +114,7 @@ async def _majority(runner: SwarmRunner, plan: VotePlan, candidates: list[Candid
     winner = candidates[verdict.index]
     why = f"tie between {len(tied)} answers ({top} votes each); judge: {verdict.rationale}"
     extra = {"votes": votes, "judge": verdict_meta(verdict, candidates)}
-    calls = [verdict.call] if verdict.call else []
+    calls = verdict.calls
     return SwarmOutcome("majority", winner, winner.text, candidates, why, calls, extra)
 
 
