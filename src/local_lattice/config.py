@@ -447,6 +447,9 @@ class SwarmConfig(_Section):
     chat_default_judge: str = Field(
         "role:reasoner", description="swarm.judge when a chat request omits it (env SWARM_CHAT_DEFAULT_JUDGE)."
     )
+    judge_passes: int = Field(
+        2, ge=1, le=8, description="Judge passes over rotated orders; all must agree (env SWARM_JUDGE_PASSES)."
+    )
     chat_auto_max: int = Field(
         3, ge=0, description="How many models a sentinel contributes on chat; 0 = no cap (env SWARM_CHAT_AUTO_MAX)."
     )

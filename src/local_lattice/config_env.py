@@ -178,6 +178,7 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
         "Step/architecture markers that make a task big.",
     ),
     EnvSetting("SWARM_PER_CALL_TIMEOUT", ("swarm", "per_call_timeout"), float, "Seconds one swarm call may take."),
+    EnvSetting("SWARM_JUDGE_PASSES", ("swarm", "judge_passes"), int, "Judge passes over swapped orders."),
     EnvSetting(
         "SWARM_FANOUT_TIMEOUT",
         ("swarm", "fanout_timeout"),

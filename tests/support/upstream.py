@@ -3,7 +3,8 @@ to produce on demand (5xx, garbage, slow streams). It is a real server on a loop
 in a background thread (``scripted_upstream``, which records what it saw) or as a process of its
 own (``python -m tests.support.upstream --port P --models a,b``, ``scripted_upstream_process``);
 the model name picks the behaviour. Besides the names in ``MODELS``: ``empty`` answers with empty
-content, ``echo`` answers with the last message's text, any other name answers "ok"."""
+content, ``echo`` answers with the last message's text, ``judge-b`` is a judge that always names
+position B (a pure position bias), any other name answers "ok"."""
 
 from __future__ import annotations
 
@@ -102,6 +103,8 @@ def build_app(rec: Recorder, listed: list[str]) -> web.Application:
             content = ""
         elif model == "echo":
             content = str(body["messages"][-1].get("content", ""))
+        elif model == "judge-b":
+            content = '{"winner": "B", "reason": "B reads best"}'
         message = {"role": "assistant", "content": content}
         usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
         answer = web.json_response(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import orjson
@@ -62,9 +62,13 @@ async def read_json(request: Request) -> dict[str, Any]:
     return data
 
 
-def validate(model: type[BaseModel], body: dict[str, Any]) -> None:
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate(model: type[M], body: dict[str, Any]) -> M:
+    """The body as ``model``, or the 400 that names the first bad field."""
     try:
-        model.model_validate(body)
+        return model.model_validate(body)
     except ValidationError as exc:
         first = exc.errors()[0]
         # A union's member shows in the path under its type's name (``constrained-str``, ``list[…]``,

@@ -24,7 +24,14 @@ from local_lattice.errors import InvalidRequest, LatticeError, ModelNotFound
 from local_lattice.gateway import Gateway
 from local_lattice.observability.record import RequestRecord
 from local_lattice.protocol.openai import whole_number
-from local_lattice.protocol.swarm import DEPRECATED, META_MODELS, DebateRequest, PipelineRequest, SwarmRequest
+from local_lattice.protocol.swarm import (
+    DEPRECATED,
+    MAX_SAMPLES,
+    META_MODELS,
+    DebateRequest,
+    PipelineRequest,
+    SwarmRequest,
+)
 from local_lattice.swarm.debate import DebatePlan, run_debate
 from local_lattice.swarm.outcome import SwarmOutcome
 from local_lattice.swarm.pipeline import parse_steps, run_pipeline
@@ -37,7 +44,7 @@ from local_lattice.types import JSONObject, ModelInfo, StreamChunk
 # Body fields that steer the swarm; every other field is passed to each agent as sent.
 _SWARM_FIELDS = frozenset(
     {"model", "models", "messages", "strategy", "judge", "judge_system", "max_parallel", "stream", "stream_options",
-     "steps", "rounds", "swarm", "queue", "input", "prompt", "n"}
+     "steps", "rounds", "swarm", "queue", "input", "prompt", "n", "samples"}
 )  # fmt: skip
 # A debate that names no debaters argues among the roles, as in the original.
 DEFAULT_DEBATERS = ("role:reasoner", "role:fast", "role:coder")
@@ -61,13 +68,18 @@ def _params(body: JSONObject) -> JSONObject:
     return {k: v for k, v in body.items() if k not in _SWARM_FIELDS}
 
 
-def _max_parallel(raw: Any) -> int | None:
+def _max_parallel(raw: Any, name: str = "max_parallel", most: int | None = None) -> int | None:
     if raw is None:
         return None
     number = whole_number(raw)
-    if number is None or number < 1:
-        raise InvalidRequest("'max_parallel' must be a positive integer", param="max_parallel")
+    if number is None or number < 1 or (most is not None and number > most):
+        limit = f" of at most {most}" if most is not None else ""
+        raise InvalidRequest(f"'{name}' must be a positive integer{limit}", param=name)
     return number
+
+
+def _samples(raw: Any) -> int | None:
+    return _max_parallel(raw, "samples", MAX_SAMPLES)
 
 
 def _judge(raw: Any, default: str | None) -> AgentSpec | None:
@@ -76,6 +88,11 @@ def _judge(raw: Any, default: str | None) -> AgentSpec | None:
     if raw is None or (isinstance(raw, str) and not raw.replace(",", "").strip()):
         return None  # no judge named: the strategy's default
     return parse_agents(raw if isinstance(raw, dict) else str(raw), "judge")[0]
+
+
+def _default_judge(gateway: Gateway, strategy: str) -> str | None:
+    """Self-MoA's sampled model merges its own drafts: no default judge for it."""
+    return None if strategy == "self-moa" else gateway.config.swarm.chat_default_judge
 
 
 async def _agents(gateway: Gateway, raw: Any, cap: int = 0) -> list[AgentSpec]:
@@ -146,6 +163,7 @@ async def _respond(
     async def observed(sink: TextSink | None) -> SwarmOutcome:
         outcome = await run(sink)
         timings.upstream = time.perf_counter() - started
+        outcome.elapsed_ms = timings.upstream * 1000
         observer.routed(record, outcome.winner_model or "", "swarm")
         usage = outcome.usage()
         record.input_tokens, record.output_tokens = usage.prompt_tokens, usage.completion_tokens
@@ -187,15 +205,17 @@ async def vote(request: Request) -> Response | SSEResponse:
     _record(request)  # first, so a request refused for its body is counted too
     gateway = _gateway(request)
     body = await _body(request)
-    validate(SwarmRequest, body)
+    typed = validate(SwarmRequest, body)
+    strategy = strategy_name(body.get("strategy"))
     plan = VotePlan(
         agents=await _agents(gateway, body.get("models")),
         messages=_messages(body),
         params=_params(body),
-        strategy=strategy_name(body.get("strategy")),
-        judge=_judge(body.get("judge"), gateway.config.swarm.chat_default_judge),
+        strategy=strategy,
+        judge=_judge(body.get("judge"), _default_judge(gateway, strategy)),
         judge_system=body.get("judge_system"),
         max_parallel=_max_parallel(body.get("max_parallel")),
+        samples=typed.samples,
     )
     runner, ctx = _runner(gateway, request), _ctx(gateway, request, body)
     return await _respond(
@@ -294,9 +314,10 @@ async def chat(request: Request, body: JSONObject) -> Response | SSEResponse:
         messages=_messages(body),
         params=_params(body),
         strategy=strategy,
-        judge=_judge(options.get("judge"), settings.chat_default_judge),
+        judge=_judge(options.get("judge"), _default_judge(gateway, strategy)),
         judge_system=options.get("judge_system"),
         max_parallel=_max_parallel(options.get("max_parallel")),
+        samples=_samples(options.get("samples")),
     )
     headers = {"X-Swarm-Strategy": strategy, "X-Swarm-Intent": intent}
     alias = {"X-Swarm-Canonical-Name": canonical} if name != canonical.lower() else {}

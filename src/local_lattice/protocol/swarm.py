@@ -14,16 +14,18 @@ from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo, field_v
 from local_lattice.protocol.openai import ChatMessage, OpenAIBaseModel, integral
 
 MAX_DEBATE_ROUNDS = 6
+MAX_SAMPLES = 32
 # The swarm strategies and the aliases they are also known by (``swarm/strategies.py`` runs them).
 STRATEGY_ALIASES = {
     "best_of_n": "best-of-n",
     "judge": "best-of-n",
     "first_success": "first-success",
     "moa": "synthesize",
+    "self_moa": "self-moa",
 }
 StrategyName = Literal[
-    "best-of-n", "first-success", "longest", "fanout", "majority", "synthesize",
-    "best_of_n", "judge", "first_success", "moa",
+    "best-of-n", "first-success", "longest", "fanout", "majority", "synthesize", "self-moa",
+    "best_of_n", "judge", "first_success", "moa", "self_moa",
 ]  # fmt: skip
 STRATEGIES = tuple(name for name in get_args(StrategyName) if name not in STRATEGY_ALIASES)
 
@@ -68,11 +70,14 @@ class SwarmRequest(_SwarmModel):
     )
     messages: list[ChatMessage] = Field(..., min_length=1)
     strategy: StrategyName | None = Field(
-        None, description="best-of-n | first-success | longest | fanout | majority | synthesize (or an alias)"
+        None, description="best-of-n | first-success | longest | fanout | majority | synthesize | self-moa (or alias)"
     )
     judge: str | AgentObject | None = None
     judge_system: str | None = None
     max_parallel: Annotated[int, Field(ge=1, le=64), BeforeValidator(integral)] | None = None
+    samples: Annotated[int, Field(ge=1, le=MAX_SAMPLES), BeforeValidator(integral)] | None = Field(
+        None, description="self-moa: samples to draw (default 4); majority: the most to draw, stopping once settled."
+    )
     stream: bool = False
 
 

@@ -1,10 +1,17 @@
 """The judge: shows the candidates anonymized (labels A, B, C …) in a shuffled order, asks for a
 structured JSON verdict, and parses whatever comes back. A judge that is unavailable, rambles, or
 names a label that does not exist never fails the request: the longest answer wins, with the reason.
+
+Judges favour a position, so the judge runs ``passes`` times (``swarm.judge_passes``, default 2):
+the first over a shuffled order, each next one over that order rotated once more (two candidates
+swap places; no candidate keeps its position from one pass to the next). A verdict stands only
+when every pass names the same candidate; otherwise the majority of the passes decides, then the
+majority of the answers, then the longest answer — and it says so.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import string
 from collections.abc import Sequence
@@ -12,6 +19,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from local_lattice.swarm.answers import answer_groups, sole_leader
 from local_lattice.swarm.candidates import Candidate
 from local_lattice.swarm.runner import Job, SwarmRunner
 from local_lattice.swarm.specs import AgentSpec, CallContext
@@ -64,6 +72,24 @@ class Verdict:
     label: str | None = None
     call: Candidate | None = None
     extra: JSONObject = field(default_factory=dict)
+    passes: list[Pass] = field(default_factory=list)
+    consistent: bool | None = None
+
+    @property
+    def calls(self) -> list[Candidate]:
+        """Every judge call this verdict took (one per pass)."""
+        return [p.call for p in self.passes] if self.passes else ([self.call] if self.call else [])
+
+
+@dataclass(frozen=True, slots=True)
+class Pass:
+    """One judging pass: the order shown, the call, and the candidate it named (None: no valid label)."""
+
+    ballot: Ballot
+    call: Candidate
+    label: str | None
+    index: int | None
+    rationale: str
 
 
 def make_ballot(indices: Sequence[int], runner: SwarmRunner) -> Ballot:
@@ -143,6 +169,52 @@ def parse_verdict(text: str, labels: Sequence[str]) -> tuple[str | None, str]:
     return None, ""
 
 
+def pass_orders(first: Ballot, passes: int) -> list[Ballot]:
+    """The orders of the passes: pass k shows the first order rotated by k, so every candidate
+    moves each pass (two candidates swap) and ``passes`` = candidates shows each in every position."""
+    n = len(first.order)
+    return [Ballot(first.order[k % n :] + first.order[: k % n]) for k in range(passes)]
+
+
+async def _one_pass(
+    runner: SwarmRunner,
+    ballot: Ballot,
+    candidates: Sequence[Candidate],
+    question: str,
+    spec: AgentSpec,
+    ctx: CallContext,
+    system: str | None,
+    agent_id: str,
+) -> Pass:
+    messages = judge_messages(question, ballot, candidates, system)
+    params: JSONObject = {"temperature": 0, "max_tokens": 200, "response_format": {"type": "json_object"}}
+    call = await runner.call(Job(agent_id, spec, messages, params), ctx)
+    if not call.ok and call.error_kind in ("upstream_4xx", "config_error"):
+        # The judge's server (or engine) may not do JSON mode; ask again in plain text.
+        params.pop("response_format")
+        call = await runner.call(Job(agent_id, spec, messages, params), ctx)
+    if not call.ok:
+        return Pass(ballot, call, None, None, "")
+    label, rationale = parse_verdict(call.text, ballot.labels)
+    index = ballot.index_of(label) if label is not None else None
+    return Pass(ballot, call, label if index is not None else None, index, rationale)
+
+
+def _fallback(passes: Sequence[Pass], candidates: Sequence[Candidate], field_: Sequence[int]) -> tuple[int, str]:
+    """When the passes disagree: their majority, then the answers' majority, then the longest."""
+    named = [p.index for p in passes if p.index is not None]
+    if named:
+        counts = {i: named.count(i) for i in dict.fromkeys(named)}
+        top = max(counts.values())
+        leaders = [i for i, n in counts.items() if n == top]
+        if len(leaders) == 1 and top * 2 > len(passes):
+            return leaders[0], f"majority of the judge's passes ({top} of {len(passes)})"
+    agreed = sole_leader(answer_groups(candidates, field_))
+    if agreed is not None and len(agreed) > 1:
+        return agreed[0], f"majority of the answers ({len(agreed)} agree)"
+    return longest(candidates, field_), "longest answer"
+
+
 async def judge(
     runner: SwarmRunner,
     candidates: Sequence[Candidate],
@@ -159,23 +231,31 @@ async def judge(
         return Verdict(field_[0], "the only candidate in the running")
     if spec is None:
         return Verdict(longest(candidates, field_), "longest answer", fallback_reason="no judge configured")
-    ballot = make_ballot(field_, runner)
-    messages = judge_messages(question, ballot, candidates, system)
-    params: JSONObject = {"temperature": 0, "max_tokens": 200, "response_format": {"type": "json_object"}}
-    call = await runner.call(Job("judge", spec, messages, params), ctx)
-    if not call.ok and call.error_kind in ("upstream_4xx", "config_error"):
-        # The judge's server (or engine) may not do JSON mode; ask again in plain text.
-        params.pop("response_format")
-        call = await runner.call(Job("judge", spec, messages, params), ctx)
-    if not call.ok:
-        reason = f"judge unavailable ({call.error_kind}: {call.error}); longest answer chosen"
-        return Verdict(longest(candidates, field_), reason, fallback_reason=reason, ballot=ballot, call=call)
-    label, rationale = parse_verdict(call.text, ballot.labels)
-    index = ballot.index_of(label) if label is not None else None
-    if index is None:
-        reason = "judge answer named no valid candidate; longest answer chosen"
-        return Verdict(longest(candidates, field_), reason, fallback_reason=reason, ballot=ballot, call=call)
-    return Verdict(index, rationale, ballot=ballot, label=label, call=call)
+    orders = pass_orders(make_ballot(field_, runner), runner.settings.judge_passes)
+    # Pass k's calls are ``judge``, ``judge-2`` …: each keeps its own usage row.
+    ids = ["judge", *(f"judge-{k}" for k in range(2, len(orders) + 1))]
+    passes = await asyncio.gather(
+        *(_one_pass(runner, b, candidates, question, spec, ctx, system, i) for b, i in zip(orders, ids, strict=True))
+    )
+    first = passes[0]
+    base = Verdict(0, "", ballot=first.ballot, label=first.label, call=first.call, passes=list(passes))
+    if all(not p.call.ok for p in passes):
+        reason = f"judge unavailable ({first.call.error_kind}: {first.call.error}); longest answer chosen"
+        base.index, base.rationale, base.fallback_reason = longest(candidates, field_), reason, reason
+        return base
+    named = {p.index for p in passes}
+    base.consistent = len(named) == 1 and None not in named
+    if base.consistent and first.index is not None:
+        base.index, base.rationale = first.index, first.rationale
+        return base
+    index, how = _fallback(passes, candidates, field_)
+    if all(p.index is None for p in passes):
+        why = "judge answer named no valid candidate"
+    else:
+        why = f"judge passes disagreed ({', '.join(p.label or '-' for p in passes)} over swapped orders)"
+    base.index, base.rationale = index, f"{why}; {how} chosen"
+    base.fallback_reason = base.rationale
+    return base
 
 
 def verdict_meta(verdict: Verdict, candidates: Sequence[Candidate]) -> JSONObject:
@@ -188,4 +268,17 @@ def verdict_meta(verdict: Verdict, candidates: Sequence[Candidate]) -> JSONObjec
     }
     if verdict.call is not None:
         meta["raw"] = verdict.call.text[:2000]
+    if verdict.passes:
+        meta["passes"] = len(verdict.passes)
+        meta["consistent"] = verdict.consistent
+        meta["verdicts"] = [
+            {
+                "label": p.label,
+                "agent_id": candidates[p.index].agent_id if p.index is not None else None,
+                "order": [candidates[i].agent_id for i in p.ballot.order],
+                "ok": p.call.ok,
+                "raw": p.call.text[:500],
+            }
+            for p in verdict.passes
+        ]
     return meta

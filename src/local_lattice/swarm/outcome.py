@@ -42,6 +42,7 @@ class SwarmOutcome:
     extra: JSONObject = field(default_factory=dict)
     model_name: str | None = None  # the answer's ``model`` when not ``swarm/<winner>``
     extra_headers: dict[str, str] = field(default_factory=dict)
+    elapsed_ms: float = 0.0  # the whole run, wall clock (set by whoever timed it)
 
     @property
     def winner_model(self) -> str:
@@ -57,6 +58,21 @@ class SwarmOutcome:
     def usage(self) -> Usage:
         return total_usage([*self.candidates, *self.calls])
 
+    def cost(self) -> JSONObject:
+        """What the run cost against one single call: every call made, tokens, wall time, and the
+        median answering agent's call as the single call it stands against."""
+        made = [c for c in [*self.candidates, *self.calls] if not c.cancelled]
+        tokens = self.usage().total_tokens
+        agents = sorted((c for c in self.candidates if c.ok), key=lambda c: c.usage.total_tokens)
+        single = agents[len(agents) // 2] if agents else None
+        cost: JSONObject = {"calls": len(made), "tokens": tokens, "latency_ms": round(self.elapsed_ms, 3)}
+        if single is not None:
+            one_tokens, one_ms = single.usage.total_tokens, single.latency_ms
+            cost["single"] = {"calls": 1, "tokens": one_tokens, "latency_ms": round(one_ms, 3)}
+            cost["tokens_ratio"] = round(tokens / one_tokens, 3) if one_tokens else None
+            cost["latency_ratio"] = round(self.elapsed_ms / one_ms, 3) if one_ms and self.elapsed_ms else None
+        return cost
+
     def meta(self) -> JSONObject:
         return {
             "strategy": self.strategy,
@@ -68,6 +84,7 @@ class SwarmOutcome:
                 "total": self.usage().as_dict(),
                 "per_candidate": {c.agent_id: c.usage.as_dict() for c in [*self.candidates, *self.calls]},
             },
+            "cost": self.cost(),
             **self.extra,
         }
 

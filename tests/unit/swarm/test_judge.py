@@ -111,6 +111,46 @@ async def test_judge_retries_without_json_mode_on_a_4xx(runner: SwarmRunner, bac
 
     backends["j"].script = script
     verdict = await judge(runner, _cands(), "q", AgentSpec("judge"), CallContext())
-    assert len(backends["j"].seen) == 2
+    assert len(backends["j"].seen) == 4  # each of the two passes asked twice
+    assert ["response_format" in r.body for r in backends["j"].seen].count(True) == 2
+    assert [p.label for p in verdict.passes] == ["B", "B"]  # the answer in plain text was read
+
+
+async def test_passes_see_swapped_orders_and_a_consistent_judge_stands(
+    runner: SwarmRunner, backends: dict[str, FakeBackend]
+) -> None:
+    verdict = await judge(runner, _cands(), "q", AgentSpec("judge"), CallContext())
+    first, second = verdict.passes
+    a, b, c = first.ballot.order
+    assert second.ballot.order == (b, c, a)  # every candidate moved
+    assert verdict.consistent is True
+    assert verdict.fallback_reason is None
+    assert verdict.index == 1
+    assert len(verdict.calls) == 2
+
+
+async def test_a_position_biased_judge_is_inconsistent(runner: SwarmRunner, backends: dict[str, FakeBackend]) -> None:
+    backends["j"].script = None
+    backends["j"].reply = '{"winner": "A"}'
+    verdict = await judge(runner, _cands(), "q", AgentSpec("judge"), CallContext())
+    assert verdict.consistent is False
+    assert verdict.index == 1  # no answers agree: the longest
+    assert verdict.fallback_reason is not None
+    assert verdict.fallback_reason.startswith("judge passes disagreed (A, A over swapped orders)")
+
+
+async def test_one_pass_is_a_plain_verdict(backends: dict[str, FakeBackend]) -> None:
+    import random
+
+    from local_lattice.config import Config
+    from local_lattice.gateway import Gateway
+
+    config = Config.model_validate({"swarm": {"judge_passes": 1}})
+    runner = SwarmRunner(Gateway(config, backends), config.swarm, rng=random.Random(3))
+    backends["j"].script = None
+    backends["j"].reply = '{"winner": "A"}'
+    verdict = await judge(runner, _cands(), "q", AgentSpec("judge"), CallContext())
+    assert verdict.consistent is True
     assert verdict.ballot is not None
-    assert verdict.index == verdict.ballot.order[1]
+    assert verdict.index == verdict.ballot.order[0]
+    assert len(backends["j"].seen) == 1

@@ -30,7 +30,7 @@ async def test_best_of_n_uses_the_judges_pick_and_sums_usage(runner: SwarmRunner
     meta = outcome.meta()
     assert [row["agent_id"] for row in meta["judge"]["order"]] != []
     per = meta["usage"]["per_candidate"]
-    assert set(per) == {"agent-0", "agent-1", "agent-2", "judge"}
+    assert set(per) == {"agent-0", "agent-1", "agent-2", "judge", "judge-2"}
     assert meta["usage"]["total"]["total_tokens"] == sum(u["total_tokens"] for u in per.values())
 
 
