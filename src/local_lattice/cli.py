@@ -336,7 +336,7 @@ def eval_command(
     dataset: Annotated[Path, typer.Argument(help="JSONL rows: id, prompt, expected|null, grader, rubric.")],
     models: Annotated[str, typer.Option(help="Comma-separated model specs; the first is 'single'.")],
     judge: Annotated[str | None, typer.Option(help="Judge/aggregator spec (default: the first model).")] = None,
-    methods: Annotated[str, typer.Option(help="Comma-separated: single,vote,debate,majority,synthesize.")] = (
+    methods: Annotated[str, typer.Option(help="Comma-separated: single,vote,debate,majority,synthesize,self-moa.")] = (
         "single,vote,debate,majority,synthesize"
     ),
     url: Annotated[str | None, typer.Option(help="A running gateway; without it one is started from --config.")] = None,

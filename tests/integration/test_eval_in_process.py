@@ -27,7 +27,9 @@ def test_eval_with_an_in_process_gateway(tmp_path: Path) -> None:
         argv = ["eval", str(dataset), "--config", str(config), "--models", "ok-model,ok-model", "--out", str(out)]
         result = CliRunner().invoke(app, [*argv, "--methods", "single,vote,majority"], env={"MIDDLE_LAYER_API_KEY": ""})
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    table, _, verdicts = result.output.partition("\n\n")
+    lines = table.splitlines()
+    assert [v.split(":")[0] for v in verdicts.splitlines()] == ["vote", "majority"]
     assert [line.split()[:3] for line in lines[1:]] == [
         ["single", "2", "0.50"], ["vote", "2", "0.50"], ["majority", "2", "0.50"]
     ]  # fmt: skip

@@ -148,8 +148,10 @@ def test_lattice_eval_end_to_end(gateway: RunningProcess, tmp_path: Path) -> Non
     ]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=1200, check=False)
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    table, _, verdicts = done.stdout.partition("\n\n")
+    lines = table.splitlines()
     assert lines[0].split()[:3] == ["method", "rows", "accuracy"]
+    assert [v.split(":")[0] for v in verdicts.splitlines()] == ["vote", "debate", "majority", "synthesize"]
     assert [line.split()[0] for line in lines[1:]] == ["single", "vote", "debate", "majority", "synthesize"]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 15

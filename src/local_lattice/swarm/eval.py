@@ -1,9 +1,12 @@
 """``lattice eval``: run a JSONL dataset (``id, prompt, expected|null, grader, rubric``) through single
 model / vote / debate / majority / synthesize against a gateway over HTTP, grade each answer, and
-summarize accuracy, mean and median latency, and deltas against single. Owns no server."""
+summarize per method accuracy with a 95 % interval, latency and tokens against ``single``, and a
+one-line verdict on whether the method reliably beat a single call (a paired interval on the
+difference). Owns no server."""
 
 from __future__ import annotations
 
+import math
 import re
 import statistics
 import time
@@ -15,7 +18,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-METHODS = ("single", "vote", "debate", "majority", "synthesize")
+METHODS = ("single", "vote", "debate", "majority", "synthesize", "self-moa")
+Z95 = 1.959964  # two-sided 95 % normal quantile
 GRADERS = ("substring", "exact", "regex", "llm_judge")
 
 
@@ -41,6 +45,7 @@ class EvalResult:
     answer: str
     winner: str | None = None
     error: str | None = None
+    tokens: int = 0  # every call the answer took (the swarm's summed usage)
 
 
 def load_dataset(path: Path) -> list[EvalRow]:
@@ -107,6 +112,9 @@ def request_for(
         return "/v1/chat/completions", {**common, "model": models[0]}
     if method == "debate":
         return "/swarm/debate", {**common, "models": list(models), "judge": judge, "rounds": 2}
+    if method == "self-moa":  # the first model sampled as many times as there are models (at least twice)
+        body = {**common, "models": [models[0]], "strategy": "self-moa", "samples": max(2, len(models))}
+        return "/swarm/vote", body
     strategy = {"vote": "best-of-n", "majority": "majority", "synthesize": "synthesize"}[method]
     return "/swarm/vote", {**common, "models": list(models), "judge": judge, "strategy": strategy}
 
@@ -122,13 +130,15 @@ async def run_one(
         return EvalResult(row.id, method, False, (time.perf_counter() - started) * 1000, "", error=str(exc))
     latency = (time.perf_counter() - started) * 1000
     answer = str(data["choices"][0]["message"]["content"] or "")
+    usage = data.get("usage")
+    tokens = int(usage.get("total_tokens") or 0) if isinstance(usage, dict) else 0
     correct = grade(row, answer)
     if correct is None:
         try:
             correct = await judge_grade(client, judge, row, answer)
         except (RuntimeError, aiohttp.ClientError, TimeoutError, KeyError):
             correct = None
-    return EvalResult(row.id, method, correct, latency, answer, data.get("swarm", {}).get("winner"))
+    return EvalResult(row.id, method, correct, latency, answer, data.get("swarm", {}).get("winner"), tokens=tokens)
 
 
 async def run_eval(
@@ -151,19 +161,50 @@ async def run_eval(
     return results
 
 
+def wilson(correct: int, n: int) -> tuple[float, float]:
+    """The 95 % Wilson score interval of a share ``correct / n`` (sound for small n and shares near 0 or 1)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = correct / n
+    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def paired_delta(mine: Sequence[EvalResult], base: Sequence[EvalResult]) -> tuple[float, float, int]:
+    """Mean difference in correctness against ``base`` over the rows both graded, its 95 % half-width
+    (normal approximation on the per-row differences), and how many rows were paired."""
+    single = {r.id: r.correct for r in base if r.correct is not None}
+    diffs = [int(bool(r.correct)) - int(bool(single[r.id])) for r in mine if r.correct is not None and r.id in single]
+    if not diffs:
+        return 0.0, math.inf, 0
+    half = Z95 * statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else math.inf
+    return statistics.fmean(diffs), half, len(diffs)
+
+
+def _ratio(value: float, base: float) -> float | None:
+    return value / base if base > 0 else None
+
+
 def summarize(results: Sequence[EvalResult], methods: Sequence[str]) -> list[dict[str, Any]]:
     table: list[dict[str, Any]] = []
+    by_method = {m: [r for r in results if r.method == m] for m in methods}
     for method in methods:
-        mine = [r for r in results if r.method == method]
+        mine = by_method[method]
         graded = [r for r in mine if r.correct is not None]
+        right = sum(bool(r.correct) for r in graded)
         latencies = [r.latency_ms for r in mine]
+        low, high = wilson(right, len(graded))
         table.append(
             {
                 "method": method,
                 "rows": len(mine),
-                "accuracy": sum(bool(r.correct) for r in graded) / len(graded) if graded else 0.0,
+                "accuracy": right / len(graded) if graded else 0.0,
+                "accuracy_low": low,
+                "accuracy_high": high,
                 "mean_ms": statistics.fmean(latencies) if latencies else 0.0,
                 "median_ms": statistics.median(latencies) if latencies else 0.0,
+                "tokens": statistics.fmean(r.tokens for r in mine) if mine else 0.0,
                 "errors": sum(r.error is not None for r in mine),
             }
         )
@@ -171,23 +212,51 @@ def summarize(results: Sequence[EvalResult], methods: Sequence[str]) -> list[dic
     for line in table:
         line["accuracy_delta"] = float(line["accuracy"]) - float(base["accuracy"]) if base else None
         line["median_ms_delta"] = float(line["median_ms"]) - float(base["median_ms"]) if base else None
+        line["tokens_ratio"] = _ratio(line["tokens"], base["tokens"]) if base else None
+        line["latency_ratio"] = _ratio(line["median_ms"], base["median_ms"]) if base else None
+        if base is None or line["method"] == "single":
+            line["verdict"] = None
+            continue
+        delta, half, paired = paired_delta(by_method[line["method"]], by_method["single"])
+        line["delta_points"], line["delta_half_points"], line["paired_rows"] = delta * 100, half * 100, paired
+        line["verdict"] = verdict(line)
     return table
 
 
+def verdict(line: dict[str, Any]) -> str:
+    """``vote: +2.0 ± 4.1 points, 3.1x tokens, 2.0x latency: no reliable gain``."""
+    delta, half = float(line["delta_points"]), float(line["delta_half_points"])
+    if not line["paired_rows"]:
+        return f"{line['method']}: no rows graded for both it and single"
+    if delta - half > 0:
+        call = "a reliable gain"
+    elif delta + half < 0:
+        call = "a reliable loss"
+    else:
+        call = "no reliable gain"
+    spread = "± ∞" if math.isinf(half) else f"± {half:.1f}"
+    costs = [f"{r:.1f}x {what}" for r, what in ((line["tokens_ratio"], "tokens"), (line["latency_ratio"], "latency"))
+             if r is not None]  # fmt: skip
+    return f"{line['method']}: {delta:+.1f} {spread} points, {', '.join(costs) or 'cost unknown'}: {call}"
+
+
 def render(table: Sequence[dict[str, Any]]) -> str:
+    """The table, a blank line, then one verdict line per method against single."""
     head = (
-        f"{'method':<11} {'rows':>4} {'accuracy':>8} {'Δacc':>7} {'mean ms':>9} {'median ms':>9} "
-        f"{'Δmedian':>9} {'errors':>6}"
+        f"{'method':<11} {'rows':>4} {'accuracy':>8} {'95% CI':>11} {'Δacc':>7} {'mean ms':>9} {'median ms':>9} "
+        f"{'Δmedian':>9} {'tokens':>7} {'errors':>6}"
     )
     lines = [head]
     for t in table:
         d_acc = "" if t["accuracy_delta"] is None else f"{t['accuracy_delta']:+.2f}"
         d_med = "" if t["median_ms_delta"] is None else f"{t['median_ms_delta']:+.0f}"
+        ci = f"{t['accuracy_low']:.2f}-{t['accuracy_high']:.2f}"
         lines.append(
-            f"{t['method']:<11} {t['rows']:>4} {t['accuracy']:>8.2f} {d_acc:>7} {t['mean_ms']:>9.0f} "
-            f"{t['median_ms']:>9.0f} {d_med:>9} {t['errors']:>6}"
+            f"{t['method']:<11} {t['rows']:>4} {t['accuracy']:>8.2f} {ci:>11} {d_acc:>7} {t['mean_ms']:>9.0f} "
+            f"{t['median_ms']:>9.0f} {d_med:>9} {t['tokens']:>7.0f} {t['errors']:>6}"
         )
-    return "\n".join(lines)
+    verdicts = [t["verdict"] for t in table if t.get("verdict")]
+    return "\n".join([*lines, "", *verdicts] if verdicts else lines)
 
 
 def write_rows(path: Path, results: Sequence[EvalResult]) -> None:
