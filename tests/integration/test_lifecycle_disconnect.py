@@ -165,9 +165,10 @@ async def test_a_judge_call_ends_when_the_client_leaves(
     await until(lambda: any(e.model == "wait-4000" and e.ended for e in upstream.events(since=sent)), seconds=6)
     judge = [e for e in upstream.events(since=sent) if e.model == "wait-4000"]
     agents = [e for e in upstream.events(since=sent) if e.model == "fast"]
-    assert len(judge) == 1, judge
-    assert judge[0].hung_up
-    assert (judge[0].ended or 0) - left.closed_at < PROMPTLY
+    # A vote's judge reads the candidates in two orders, side by side; a debate's judge sums up once.
+    assert len(judge) == (2 if path == "/swarm/vote" else 1), judge
+    assert all(e.hung_up for e in judge)
+    assert all((e.ended or 0) - left.closed_at < PROMPTLY for e in judge)
     assert agents
     assert all(e.answered for e in agents)
     wait_idle(gateway.url)
