@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need_debs=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_debs+=(nginx-light)
 command -v wrk >/dev/null 2>&1 || need_debs+=(wrk)
+command -v redis-server >/dev/null 2>&1 || need_debs+=(redis-server)   # limits shared across replicas
 [ -x /usr/bin/chromium ] || need_debs+=(chromium)            # dashboard browser test (never a downloaded browser)
 [ -x /usr/bin/chromedriver ] || need_debs+=(chromium-driver)
 if [ ${#need_debs[@]} -gt 0 ]; then

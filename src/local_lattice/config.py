@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from local_lattice.config_env import EnvError, apply_env, interpolate
+from local_lattice.config_state import StateConfig
 from local_lattice.security.keys import parse_keys_file
 
 
@@ -515,6 +516,7 @@ class Config(_Section):
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
     swarm: SwarmConfig = Field(default_factory=SwarmConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
+    state: StateConfig = Field(default_factory=StateConfig)  # config_state.py
 
     @field_validator("backends")
     @classmethod

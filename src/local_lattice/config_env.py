@@ -87,6 +87,7 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("LATTICE_MAX_HEAD_BYTES", ("server", "max_head_bytes"), int, "Largest request head in bytes."),
     EnvSetting("LATTICE_HEAD_TIMEOUT", ("server", "head_timeout"), float, "Seconds to send a request head."),
     EnvSetting("LATTICE_MAX_CONNECTIONS", ("server", "max_connections"), int, "Client connections open at once."),
+    EnvSetting("LATTICE_STATE_URL", ("state", "url"), str, "Shared store for limits across replicas (redis://…)."),
     EnvSetting("LATTICE_KEYS_FILE", ("server", "keys_file"), str, "File of name:key lines (more API keys)."),
     EnvSetting("CORS_ORIGINS", ("server", "cors_origins"), _csv, "Comma-separated allowed origins."),
     EnvSetting("LATTICE_LOG_TIMING", ("server", "log_timing"), _bool, "0 turns the per-request timing log off."),

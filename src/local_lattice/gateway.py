@@ -96,6 +96,8 @@ class Gateway:
         every = routing.health_check_seconds  # a check never outlasts its interval
         self.health_checks = HealthChecks(self.tracker, self.backends, self.fleet.members, every, min(5.0, every))
         self.observer.metrics.watch_fleet(lambda: self.fleet.rows(self.tracker.in_flight))
+        # The shared store's state for /healthz, when limits are shared across replicas.
+        self.shared_state: Callable[[], JSONObject] | None = None
 
     @property
     def runtime_default(self) -> str:

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -42,6 +42,9 @@ from local_lattice.routing.serving import serving_config
 from local_lattice.security.cors import CorsPolicy
 from local_lattice.security.keys import KeyRing
 from local_lattice.security.limits import Limiter
+
+if TYPE_CHECKING:
+    from local_lattice.state.limits import SharedLimiter
 from local_lattice.security.redact import Redactor
 from local_lattice.types import LoadProgress
 
@@ -179,11 +182,21 @@ def redactor_for(config: Config) -> Redactor:
     return Redactor(secrets)
 
 
-def _middleware(config: Config, specs: list[RouteSpec]) -> list[Middleware]:
+def limiter_for(config: Config) -> Limiter | SharedLimiter:
+    """Rate limits counted in this process, or across replicas when a state URL is set."""
+    limits = config.limits
+    limiter = Limiter(limits.per_key, limits.per_ip, limits.keys, limits.max_tracked_clients)
+    if config.state.url is None or not limiter.enabled:
+        return limiter
+    from local_lattice.state.limits import SharedLimiter
+
+    return SharedLimiter(limits, config.state)
+
+
+def _middleware(config: Config, specs: list[RouteSpec], limiter: Limiter | SharedLimiter) -> list[Middleware]:
     server, limits = config.server, config.limits
     public = public_paths(specs)
     cors = CorsPolicy(server.cors_origins, server.cors_allow_credentials) if server.cors_origins else None
-    limiter = Limiter(limits.per_key, limits.per_ip, limits.keys, limits.max_tracked_clients)
     page_headers = ((dashboard.PREFIX, ((b"content-security-policy", dashboard.CSP.encode()),)),)
     return [
         Middleware(
@@ -221,6 +234,11 @@ def create_app(
             Gateway(config, backends) if backends is not None else Gateway.from_config(await serving_config(config))
         )
         app.state.gateway = gateway
+        if not isinstance(limiter, Limiter):
+            shared = limiter
+            gateway.observer.metrics.watch_state(lambda: shared.degraded)
+            gateway.shared_state = shared.health
+            shared.start()
         await gateway.start(progress)
         try:
             if on_ready is not None:
@@ -228,10 +246,13 @@ def create_app(
             yield
         finally:
             await gateway.aclose()
+            if not isinstance(limiter, Limiter):
+                await limiter.aclose()
 
     specs = route_specs(config)
+    limiter = limiter_for(config)
     app = GatewayApp(
-        outer=_middleware(config, specs),
+        outer=_middleware(config, specs, limiter),
         routes=[spec.route(Handled(spec) if spec.lifeline else None) for spec in specs],
         exception_handlers={
             LatticeError: render_lattice_error,

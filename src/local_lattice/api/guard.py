@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Mapping
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,7 +26,10 @@ from local_lattice.errors import LatticeError
 from local_lattice.observability.record import RequestRecord
 from local_lattice.security.inputs import check_body, decode_json, estimate_tokens
 from local_lattice.security.keys import ANONYMOUS
-from local_lattice.security.limits import Limiter
+from local_lattice.security.limits import Limiter, Ticket
+
+if TYPE_CHECKING:
+    from local_lattice.state.limits import SharedLimiter, SharedTicket
 
 
 async def read_body(receive: Receive) -> bytes:
@@ -69,7 +73,7 @@ class Guard:
         app: ASGIApp,
         *,
         limits: LimitsConfig,
-        limiter: Limiter | None,
+        limiter: Limiter | SharedLimiter | None,
         generating_paths: Collection[str],
         public_paths: Collection[str],
         clock: Callable[[], float] = time.monotonic,
@@ -113,13 +117,19 @@ class Guard:
         await self._limited(self.limiter, app, scope, receive, send, tokens)
 
     async def _limited(
-        self, limiter: Limiter, app: ASGIApp, scope: Scope, receive: Receive, send: Send, tokens: int
+        self, limiter: Limiter | SharedLimiter, app: ASGIApp, scope: Scope, receive: Receive, send: Send, tokens: int
     ) -> None:
         state = scope["state"]
         client = scope.get("client")
         address = client[0] if client else "unknown"
+        key_name = state.get("key_name", ANONYMOUS)
+        local: Ticket | None = None
+        shared: SharedTicket | None = None
         try:
-            ticket = limiter.admit(state.get("key_name", ANONYMOUS), address, tokens, self.clock())
+            if isinstance(limiter, Limiter):
+                local = limiter.admit(key_name, address, tokens, self.clock())
+            else:
+                shared = await limiter.admit(key_name, address, tokens, self.clock())
         except LatticeError as exc:
             _observe(scope, exc)
             await send_error(send, exc)
@@ -129,4 +139,7 @@ class Guard:
         finally:
             record = state.get("record")
             used = record.input_tokens + record.output_tokens if isinstance(record, RequestRecord) else None
-            limiter.release(ticket, used, self.clock())
+            if local is not None and isinstance(limiter, Limiter):
+                limiter.release(local, used, self.clock())
+            elif shared is not None and not isinstance(limiter, Limiter):
+                await limiter.release(shared, used, self.clock())

@@ -104,6 +104,8 @@ async def healthz(request: Request) -> Response:
     state = original_state.health_state(gateway, await gateway.inventory.snapshot(), ok, aliases)
     admission = {**gateway.admission.snapshot(), **original_state.admission_state(gateway)}
     body = {"status": status, "backends": backends, **state, "admission": admission}
+    if gateway.shared_state is not None:
+        body["state"] = gateway.shared_state()
     return json_response(body, status=200 if ok else 503)
 
 

@@ -249,6 +249,13 @@ class Metrics:
             self.models_available.labels(backend).set(count)
             self.models_loaded.labels(backend).set(loaded)
 
+    def watch_state(self, degraded: Callable[[], bool]) -> None:
+        """``lattice_state_degraded``: 1 while the shared store is lost and limits are counted locally."""
+        gauge = Gauge(
+            "lattice_state_degraded", "1 while the shared state store is lost (limits local).", registry=self.registry
+        )
+        gauge.set_function(lambda: float(degraded()))
+
     def watch_fleet(self, rows: Callable[[], Iterable[FleetRow]]) -> None:
         """Export the fleet's per-backend figures, read from ``rows`` at each scrape."""
         self.registry.register(FleetCollector(rows))

@@ -164,7 +164,7 @@ class Limiter:
                     refused = refused or f"{scope}_{what}"
                     wait = max(wait, delay)
         if refused is not None:
-            raise RateLimited(_message(refused, key_name, client, wait), retry_after=wait, code=refused)
+            raise RateLimited(refusal(refused, key_name, client, wait), retry_after=wait, code=refused)
         ticket = Ticket(tokens=tokens)
         for budgets, _ in checks:
             budgets.inflight += 1
@@ -192,7 +192,8 @@ class Limiter:
         ticket.held.clear()
 
 
-def _message(refused: str, key_name: str, client: str, wait: float) -> str:
+def refusal(refused: str, key_name: str, client: str, wait: float) -> str:
+    """The 429 message for the budget ``refused`` (``key_requests_per_minute`` …)."""
     scope, _, what = refused.partition("_")
     who = f"API key {key_name!r}" if scope == "key" else f"client {client}"
     limit = what.replace("_", " ")
