@@ -13,10 +13,18 @@ class StateConfig(BaseModel):
     url: str | None = Field(
         None,
         description="redis://host:port/db (also rediss://, unix://): per-key and per-IP requests and tokens per "
-        "minute are then counted across every replica on this URL. Unset: each process counts its own.",
+        "minute, and the concurrency caps of upstream servers, are then counted across every replica on this URL. "
+        "Unset: each process counts its own.",
     )
     timeout_ms: float = Field(
         50.0, gt=0, description="A store call slower than this counts as the store lost: limits turn local."
+    )
+
+    lease_seconds: float = Field(
+        5.0,
+        ge=0.5,
+        le=300,
+        description="How long a shared concurrency slot outlives a replica that stopped renewing it (died).",
     )
 
     @field_validator("url")

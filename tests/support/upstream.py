@@ -4,7 +4,9 @@ in a background thread (``scripted_upstream``, which records what it saw) or as 
 own (``python -m tests.support.upstream --port P --models a,b``, ``scripted_upstream_process``);
 the model name picks the behaviour. Besides the names in ``MODELS``: ``empty`` answers with empty
 content, ``echo`` answers with the last message's text, ``judge-b`` is a judge that always names
-position B (a pure position bias), any other name answers "ok"."""
+position B (a pure position bias), ``slow-ok`` answers "ok" after 0.3 s, ``hold`` answers after 20 s
+or ends when its client leaves (both count calls at once in ``Recorder.most_at_once``), any other
+name answers "ok"."""
 
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ MODELS = [
     "die-mid-stream",
     "rate-limited",
     "hang",
+    "slow-ok",
+    "hold",
 ]
 
 
@@ -44,6 +48,22 @@ class Recorder:
     disconnects: int = 0
     stream_started: threading.Event = field(default_factory=threading.Event)
     stream_closed: threading.Event = field(default_factory=threading.Event)
+    at_once: int = 0  # calls of slow-ok and hold running now
+    most_at_once: int = 0
+    held: threading.Event = field(default_factory=threading.Event)  # a hold call is running
+
+
+async def _counted(rec: Recorder, request: web.Request, seconds: float) -> None:
+    """Wait ``seconds`` (or until the client leaves) counting calls at once."""
+    rec.at_once += 1
+    rec.most_at_once = max(rec.most_at_once, rec.at_once)
+    try:
+        for _ in range(round(seconds / 0.05)):
+            if request.transport is None or request.transport.is_closing():
+                return
+            await asyncio.sleep(0.05)
+    finally:
+        rec.at_once -= 1
 
 
 def _chunk(text: str) -> bytes:
@@ -74,6 +94,11 @@ def build_app(rec: Recorder, listed: list[str]) -> web.Application:
             return web.json_response({"error": {"message": "slow down"}}, status=429)
         if model == "hang":
             await asyncio.sleep(5)  # longer than the time limits the tests set: theirs must end the call
+        if model == "slow-ok":
+            await _counted(rec, request, 0.3)
+        if model == "hold":
+            rec.held.set()
+            await _counted(rec, request, 20.0)
         if model in ("slow-stream", "die-mid-stream") and body.get("stream"):
             resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await resp.prepare(request)

@@ -5,6 +5,10 @@ the decisions (wakes waiters, arms the one expiry timer) and renders rejections 
 Every method runs synchronously on the loop and mutates state without awaiting, so no lock is
 needed: the loop is the owner. Callers hold a ``Waiter``; ``close()`` ends its part exactly once
 (a waiter leaves the queue, a granted call frees its slot), also when the caller was cancelled.
+
+With ``shared`` set (replicas sharing a store), a call the local queue granted also takes the
+leases of the caps counted across replicas before it runs (``state.caps``); its wait counts as
+queue time, and running out of it is the same 429 or 504.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import asyncio
 import itertools
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import replace
+from typing import Any, Protocol
 
 from local_lattice.admission.controls import QUEUE_HEADERS, PriorityPolicy, context_of
 from local_lattice.admission.limits import limits_from, priority_policy
@@ -26,6 +31,7 @@ from local_lattice.admission.tickets import (
     Outcome,
     QueueContext,
     Rejection,
+    RejectKind,
     Ticket,
 )
 from local_lattice.config import Config
@@ -89,18 +95,34 @@ def _details(rejection: Rejection, status: int) -> dict[str, object]:
     }
 
 
+class SharedSlots(Protocol):
+    """Caps counted across replicas (``state.caps.SharedCaps``)."""
+
+    def lease_for(self, backend: str, model: str) -> Any: ...
+
+    async def acquire(self, lease: Any, until: float, patience: float | None, clock: Callable[[], float]) -> bool: ...
+
+    def release(self, lease: Any) -> None: ...
+
+
 class Waiter:
     """One caller's ticket. ``wait()`` returns the grant or raises the rejection; ``close()`` must
     follow (``Admission.admit`` does both)."""
 
-    def __init__(self, owner: Admission, ticket: Ticket, outcome: asyncio.Future[Outcome]) -> None:
+    def __init__(self, owner: Admission, ticket: Ticket, outcome: asyncio.Future[Outcome], lease: Any = None) -> None:
         self.ticket = ticket
         self._owner = owner
         self._outcome = outcome
         self._closed = False
+        self._lease = lease  # the shared caps' lease still to take, if any apply
 
     @property
     def granted(self) -> bool:
+        """Granted here, and holding the shared leases if any caps are shared."""
+        return self.locally_granted and (self._lease is None or self._lease.held)
+
+    @property
+    def locally_granted(self) -> bool:
         return self._outcome.done() and isinstance(self._outcome.result(), Grant)
 
     @property
@@ -122,15 +144,35 @@ class Waiter:
                 return None
         outcome = self._outcome.result()
         if isinstance(outcome, Grant):
-            return outcome
+            lease = self._lease
+            if lease is None or lease.held:
+                return outcome
+            return await self._shared(outcome, lease, patience)
         self._closed = True
         raise rejected(outcome.rejection)
 
+    async def _shared(self, grant: Grant, lease: Any, patience: float | None) -> Grant | None:
+        owner = self._owner
+        shared = owner.shared
+        assert shared is not None
+        try:
+            if not await shared.acquire(lease, self.ticket.expires, patience, owner.clock):
+                return None
+        except TimeoutError:
+            now = owner.clock()
+            late = self.ticket.deadline is not None and self.ticket.deadline <= now
+            kind: RejectKind = "deadline_exceeded" if late else "queue_timeout"
+            raise rejected(owner.scheduler.rejection(self.ticket, kind, now)) from None
+        return replace(grant, waited=max(owner.clock() - self.ticket.arrived, grant.waited))
+
     def close(self) -> None:
-        """End this ticket's part: leave the queue, or free the slot. Idempotent."""
+        """End this ticket's part: leave the queue, or free the slot (and its shared leases). Idempotent."""
         if self._closed:
             return
         self._closed = True
+        if self._lease is not None:
+            assert self._owner.shared is not None
+            self._owner.shared.release(self._lease)
         if not self._outcome.done() or isinstance(self._outcome.result(), Grant):
             self._owner.finish(self.ticket.id)
 
@@ -186,6 +228,7 @@ class Admission:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._plain: dict[tuple[str | None, str | None], QueueContext] = {}
+        self.shared: SharedSlots | None = None  # caps counted across replicas, when a store is set
 
     @classmethod
     def from_config(cls, config: Config) -> Admission:
@@ -228,14 +271,15 @@ class Admission:
         )
         decisions = self.scheduler.arrive(ticket, now)
         outcome: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        lease = None if self.shared is None else self.shared.lease_for(backend, model)
         if len(decisions) == 1 and decisions[0].ticket_id == ticket.id and isinstance(decisions[0], Grant):
             # Granted at once and nothing else changed: no waiter to wake, no timer to move.
             outcome.set_result(decisions[0])
-            return Waiter(self, ticket, outcome)
+            return Waiter(self, ticket, outcome, lease)
         self._outcomes[ticket.id] = outcome
         self._apply(decisions)
-        waiter = Waiter(self, ticket, outcome)
-        if outcome.done() and not waiter.granted:
+        waiter = Waiter(self, ticket, outcome, lease)
+        if outcome.done() and not waiter.locally_granted:
             waiter.close()
             result = outcome.result()
             assert not isinstance(result, Grant)

@@ -50,7 +50,7 @@ class Scheduler:
             raise ValueError(f"ticket {ticket.id} is already known")
         decisions = self._expire(now)
         if ticket.deadline is not None and ticket.deadline <= now:
-            decisions.append(Reject(ticket.id, self._rejection(ticket, "deadline_exceeded", now)))
+            decisions.append(Reject(ticket.id, self.rejection(ticket, "deadline_exceeded", now)))
             return decisions
         queue = self._queues.get(ticket.model)
         if not queue and self._has_room(ticket):
@@ -58,13 +58,13 @@ class Scheduler:
             decisions.append(Grant(ticket.id, 0.0))
             return decisions
         if ticket.wait_until <= now:
-            decisions.append(Reject(ticket.id, self._rejection(ticket, "queue_timeout", now)))
+            decisions.append(Reject(ticket.id, self.rejection(ticket, "queue_timeout", now)))
             return decisions
         kinds: tuple[RejectKind, ...] = ("queue_overloaded_model", "queue_overloaded_total")
         for kind in kinds:
             shed = self._make_room(ticket, kind, now)
             if shed is None:
-                decisions.append(Reject(ticket.id, self._rejection(ticket, kind, now)))
+                decisions.append(Reject(ticket.id, self.rejection(ticket, kind, now)))
                 return decisions
             decisions.extend(shed)
         self._enqueue(ticket)
@@ -192,7 +192,7 @@ class Scheduler:
         victim = self._victim(scope, ticket) if bound > 0 else None
         if victim is None:
             return None
-        rejection = self._rejection(victim, kind, now, ahead=self._queues[victim.model].position(victim))
+        rejection = self.rejection(victim, kind, now, ahead=self._queues[victim.model].position(victim))
         self._unqueue(victim)
         return [Reject(victim.id, rejection)]
 
@@ -225,7 +225,7 @@ class Scheduler:
                 "deadline_exceeded" if ticket.deadline is not None and ticket.deadline <= now else "queue_timeout"
             )
             position = self._queues[ticket.model].position(ticket)
-            rejection = self._rejection(ticket, kind, now, ahead=position)
+            rejection = self.rejection(ticket, kind, now, ahead=position)
             self._unqueue(ticket)
             decisions.append(Expire(ticket.id, rejection))
         return decisions
@@ -254,7 +254,7 @@ class Scheduler:
             self._grant(ticket, now)
             grants.append(Grant(ticket.id, max(now - ticket.arrived, 0.0)))
 
-    def _rejection(self, ticket: Ticket, kind: RejectKind, now: float, ahead: int | None = None) -> Rejection:
+    def rejection(self, ticket: Ticket, kind: RejectKind, now: float, ahead: int | None = None) -> Rejection:
         estimate = self._estimate(ticket, kind, now, ahead)
         limits = self.limits
         retry_after = int(min(max(1, math.ceil(estimate)), max(1.0, limits.retry_max_sec)))

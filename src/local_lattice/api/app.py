@@ -42,11 +42,13 @@ from local_lattice.routing.serving import serving_config
 from local_lattice.security.cors import CorsPolicy
 from local_lattice.security.keys import KeyRing
 from local_lattice.security.limits import Limiter
-
-if TYPE_CHECKING:
-    from local_lattice.state.limits import SharedLimiter
 from local_lattice.security.redact import Redactor
 from local_lattice.types import LoadProgress
+
+if TYPE_CHECKING:
+    from local_lattice.state.caps import SharedCaps
+    from local_lattice.state.limits import SharedLimiter
+    from local_lattice.state.store import Store
 
 log = logging.getLogger("lattice.api")
 
@@ -182,15 +184,37 @@ def redactor_for(config: Config) -> Redactor:
     return Redactor(secrets)
 
 
-def limiter_for(config: Config) -> Limiter | SharedLimiter:
-    """Rate limits counted in this process, or across replicas when a state URL is set."""
+def store_for(config: Config) -> Store | None:
+    """The shared store replicas keep their limits and caps in, when a state URL is set."""
+    if config.state.url is None:
+        return None
+    from local_lattice.state.store import Store
+
+    return Store(config.state)
+
+
+def limiter_for(config: Config, store: Store | None) -> Limiter | SharedLimiter:
+    """Rate limits counted in this process, or across replicas when a store is set."""
     limits = config.limits
     limiter = Limiter(limits.per_key, limits.per_ip, limits.keys, limits.max_tracked_clients)
-    if config.state.url is None or not limiter.enabled:
+    if store is None or not limiter.enabled:
         return limiter
     from local_lattice.state.limits import SharedLimiter
 
-    return SharedLimiter(limits, config.state)
+    return SharedLimiter(limits, store)
+
+
+def _share(gateway: Gateway, store: Store) -> SharedCaps:
+    """Count the gateway's caps across replicas in ``store`` and show the store's state."""
+    from local_lattice.state.caps import CapPlan, SharedCaps
+
+    caps = SharedCaps(CapPlan.of(gateway.config), store, gateway.config.state.lease_seconds)
+    gateway.admission.shared = caps
+    gateway.observer.metrics.watch_state(lambda: store.degraded)
+    gateway.shared_state = lambda: {**store.health(), **caps.health()}
+    store.start()
+    caps.start()
+    return caps
 
 
 def _middleware(config: Config, specs: list[RouteSpec], limiter: Limiter | SharedLimiter) -> list[Middleware]:
@@ -234,11 +258,7 @@ def create_app(
             Gateway(config, backends) if backends is not None else Gateway.from_config(await serving_config(config))
         )
         app.state.gateway = gateway
-        if not isinstance(limiter, Limiter):
-            shared = limiter
-            gateway.observer.metrics.watch_state(lambda: shared.degraded)
-            gateway.shared_state = shared.health
-            shared.start()
+        caps = None if store is None else _share(gateway, store)
         await gateway.start(progress)
         try:
             if on_ready is not None:
@@ -246,11 +266,14 @@ def create_app(
             yield
         finally:
             await gateway.aclose()
-            if not isinstance(limiter, Limiter):
-                await limiter.aclose()
+            if caps is not None:
+                await caps.aclose()
+            if store is not None:
+                await store.aclose()
 
     specs = route_specs(config)
-    limiter = limiter_for(config)
+    store = store_for(config)
+    limiter = limiter_for(config, store)
     app = GatewayApp(
         outer=_middleware(config, specs, limiter),
         routes=[spec.route(Handled(spec) if spec.lifeline else None) for spec in specs],

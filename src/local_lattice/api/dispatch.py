@@ -197,6 +197,12 @@ async def stream_reply(prepared: Prepared, frame: Framer, fail: Callable[[Lattic
         prepared.record.error_kind = exc.code or exc.type  # the client saw 200, then this error event
         return fail(exc)
 
+    if waiter.locally_granted and not waiter.granted:  # a cap shared across replicas: one try first
+        try:
+            await waiter.wait(0)
+        except BaseException:
+            waiter.close()
+            raise
     if waiter.granted:
         try:
             first, stream = await open_stream(prepared, waiter)

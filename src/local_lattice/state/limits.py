@@ -6,31 +6,20 @@ Lua call, on the store's clock (replicas' clocks may differ). Concurrency (reque
 stays per replica. The same call records the replica as alive, so every replica knows how many
 share the limits.
 
-Losing the store (an error, or no answer within ``timeout_ms``) never fails a request: the
-replica logs once, counts locally with each budget divided by the replicas last seen alive, and
+Losing the store (an error, or no answer within ``timeout_ms``; see ``state.store``) never fails a
+request: the replica counts locally with each budget divided by the replicas last seen alive, and
 tries the store again a second later; the first call that works rejoins the shared buckets.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from local_lattice.config import LimitsConfig, RateLimits
-from local_lattice.config_state import StateConfig
 from local_lattice.errors import RateLimited
 from local_lattice.security.limits import Limiter, Ticket, refusal
-
-log = logging.getLogger("lattice.state")
-
-PREFIX = "lattice:"
-ALIVE_MS = 15_000  # a replica not seen for this long no longer counts
-RETRY_SECONDS = 1.0  # after losing the store, how long until a request tries it again
+from local_lattice.state.store import ALIVE_MS, PREFIX, Store
 
 # KEYS: the buckets, then the replicas' set. ARGV: replica id, bucket count, then per bucket:
 # capacity, refill per ms, amount to take. Returns {refused bucket (1-based, 0 = none), wait ms,
@@ -64,17 +53,6 @@ if refused == 0 then
 end
 return {refused, tostring(wait), redis.call('ZCARD', alive)}
 """
-
-# KEYS[1]: the replicas' set. ARGV: replica id, ms a replica counts as alive. Returns replicas alive.
-HEARTBEAT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
-redis.call('PEXPIRE', KEYS[1], 60000)
-return redis.call('ZCARD', KEYS[1])
-"""
-HEARTBEAT_SECONDS = 2.0
 
 # KEYS[1]: a tokens bucket. ARGV: capacity, tokens to give back (negative: charge more).
 GIVE_BACK = """
@@ -114,26 +92,20 @@ def _concurrency_only(limits: RateLimits) -> RateLimits:
 
 
 class SharedLimiter:
-    """The rate limits of ``limits`` counted in the store at ``state.url`` (see the module)."""
+    """The rate limits of ``limits`` counted in ``store`` (see the module)."""
 
-    def __init__(self, limits: LimitsConfig, state: StateConfig, client: Any = None) -> None:
-        import redis.asyncio
-
-        assert state.url is not None
+    def __init__(self, limits: LimitsConfig, store: Store) -> None:
         self.limits = limits
-        self.timeout = state.timeout_ms / 1000
+        self.store = store
         self.local = Limiter(limits.per_key, limits.per_ip, limits.keys, limits.max_tracked_clients)
         self.concurrency = self._limiter(_concurrency_only)
         self.fallback = self._limiter(_rates_only)
-        self.client = client if client is not None else redis.asyncio.from_url(state.url, socket_connect_timeout=1)
-        self._admit = self.client.register_script(ADMIT)
-        self._give_back = self.client.register_script(GIVE_BACK)
-        self._heartbeat = self.client.register_script(HEARTBEAT)
-        self._beating: asyncio.Task[None] | None = None
-        self.replica = uuid.uuid4().hex
-        self.replicas = 1  # replicas alive at the last call that reached the store
-        self.degraded = False
-        self._retry_at = 0.0
+        self._admit = store.script(ADMIT)
+        self._give_back = store.script(GIVE_BACK)
+        store.on_loss(self._divide)
+
+    def _divide(self, replicas: int) -> None:
+        self.fallback = self._limiter(_rates_only, float(replicas))
 
     def _limiter(self, part: Any, *args: float) -> Limiter:
         limits = self.limits
@@ -147,6 +119,10 @@ class SharedLimiter:
     @property
     def counts_tokens(self) -> bool:
         return self.local.counts_tokens
+
+    @property
+    def degraded(self) -> bool:
+        return self.store.degraded
 
     def _buckets(self, key_name: str, client: str, tokens: int) -> list[Bucket]:
         found = []
@@ -179,87 +155,32 @@ class SharedLimiter:
     async def _shared(self, buckets: list[Bucket], key_name: str, client: str) -> bool:
         """Check and take ``buckets`` in the store: True when it answered (refusals raise), False when
         it is lost and the local fallback must decide."""
-        if self.degraded and time.monotonic() < self._retry_at:
+        store = self.store
+        if not store.usable:
             return False
-        args: list[Any] = [self.replica, len(buckets)]
+        args: list[Any] = [store.replica, len(buckets)]
         for b in buckets:
             args += [b.capacity, b.capacity / 60_000, b.amount]
         args.append(ALIVE_MS)
-        try:
-            refused, wait_ms, replicas = await asyncio.wait_for(
-                self._admit(keys=[b.key for b in buckets] + [PREFIX + "replicas"], args=args), self.timeout
-            )
-        except Exception as exc:  # any failure of the store: count locally, never fail the request
-            self._lose(exc)
+        answer = await store.run(self._admit, [b.key for b in buckets] + [PREFIX + "replicas"], args)
+        if answer is None:
             return False
-        self._rejoin(int(replicas))
+        refused, wait_ms, replicas = answer
+        store.rejoin(int(replicas))
         if int(refused):
             wait = float(wait_ms) / 1000
             code = buckets[int(refused) - 1].code
             raise RateLimited(refusal(code, key_name, client, wait), retry_after=max(wait, 0.001), code=code)
         return True
 
-    def _lose(self, exc: BaseException) -> None:
-        self._retry_at = time.monotonic() + RETRY_SECONDS
-        if not self.degraded:
-            self.degraded = True
-            self.fallback = self._limiter(_rates_only, float(max(1, self.replicas)))
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            log.warning(
-                "shared state lost (%s): limits are counted here, each budget divided by %d replicas",
-                reason,
-                max(1, self.replicas),
-            )
-
-    def _rejoin(self, replicas: int) -> None:
-        self.replicas = replicas
-        if self.degraded:
-            self.degraded = False
-            log.warning("shared state back: limits are counted across %d replicas again", replicas)
-
     async def release(self, ticket: SharedTicket, used_tokens: int | None, now: float) -> None:
         """The request ended; its real token usage corrects the shared (or local) buckets."""
         self.concurrency.release(ticket.concurrency, None, now)
         if ticket.fallback is not None:
             self.fallback.release(ticket.fallback, used_tokens, now)
-        if used_tokens is None or not ticket.shared or self.degraded:
+        if used_tokens is None or not ticket.shared or self.store.degraded:
             return
         for bucket in ticket.shared:
-            try:
-                await asyncio.wait_for(
-                    self._give_back(keys=[bucket.key], args=[bucket.capacity, ticket.tokens - used_tokens]),
-                    self.timeout,
-                )
-            except Exception as exc:
-                self._lose(exc)
+            given = await self.store.run(self._give_back, [bucket.key], [bucket.capacity, ticket.tokens - used_tokens])
+            if given is None:
                 return
-
-    async def beat(self) -> None:
-        """Say this replica is alive and learn how many are; a lost store is noticed here too."""
-        try:
-            alive = await asyncio.wait_for(
-                self._heartbeat(keys=[PREFIX + "replicas"], args=[self.replica, ALIVE_MS]), self.timeout
-            )
-        except Exception as exc:
-            self._lose(exc)
-        else:
-            self._rejoin(int(alive))
-
-    async def _beat_forever(self) -> None:
-        while True:
-            await self.beat()
-            await asyncio.sleep(HEARTBEAT_SECONDS)
-
-    def start(self) -> None:
-        """Keep the replica count fresh while serving (every replica then divides alike on a loss)."""
-        self._beating = asyncio.get_running_loop().create_task(self._beat_forever())
-
-    def health(self) -> dict[str, Any]:
-        return {"shared": True, "degraded": self.degraded, "replicas": self.replicas}
-
-    async def aclose(self) -> None:
-        if self._beating is not None:
-            self._beating.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._beating
-        await self.client.aclose()
