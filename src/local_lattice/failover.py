@@ -50,6 +50,8 @@ class BackendTracker:
     failures: dict[str, int] = field(default_factory=dict)
     cooling_until: dict[str, float] = field(default_factory=dict)
     recovered_at: dict[str, float] = field(default_factory=dict)  # when a cool-down last ended (slow start)
+    # Told of every cool-down this replica starts (replicas sharing a store skip the backend too).
+    announce: Callable[[str, float], None] | None = None
 
     def begin(self, name: str) -> None:
         self.in_flight[name] = self.in_flight.get(name, 0) + 1
@@ -65,12 +67,23 @@ class BackendTracker:
     def failed(self, name: str) -> None:
         count = self.failures[name] = self.failures.get(name, 0) + 1
         if count >= self.threshold:
-            self.cooling_until[name] = self.clock() + self.cooldown
+            self._start_cooling(name)
 
     def eject(self, name: str) -> None:
         """A health check failed: skip the backend for a cool-down, as if it had failed repeatedly."""
         self.failures[name] = max(self.failures.get(name, 0), self.threshold)
+        self._start_cooling(name)
+
+    def _start_cooling(self, name: str) -> None:
+        fresh = name not in self.cooling_until
         self.cooling_until[name] = self.clock() + self.cooldown
+        if fresh and self.announce is not None:
+            self.announce(name, self.cooldown)
+
+    def cool(self, name: str, seconds: float) -> None:
+        """Another replica put ``name`` on cool-down: skip it as long (probed here when it ends)."""
+        self.failures[name] = max(self.failures.get(name, 0), self.threshold)
+        self.cooling_until[name] = max(self.cooling_until.get(name, 0.0), self.clock() + seconds)
 
     def cooling(self, name: str) -> bool:
         return name in self.cooling_until

@@ -98,6 +98,13 @@ class Gateway:
         self.observer.metrics.watch_fleet(lambda: self.fleet.rows(self.tracker.in_flight))
         # The shared store's state for /healthz, when limits are shared across replicas.
         self.shared_state: Callable[[], JSONObject] | None = None
+        self.on_preferences: Callable[[Preferences], None] | None = None
+
+    def set_preferences(self, preferences: Preferences) -> None:
+        """Take the dashboard's new preferences (replicas sharing a store are told too)."""
+        self.preferences = preferences
+        if self.on_preferences is not None:
+            self.on_preferences(preferences)
 
     @property
     def runtime_default(self) -> str:

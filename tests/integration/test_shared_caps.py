@@ -111,3 +111,5 @@ def test_losing_the_store_divides_the_cap_and_fails_nothing() -> None:
         assert answers == ["ok"] * 9
         assert recorder.most_at_once <= 3  # each replica takes max(1, 2 // 3) = 1 slot on its own
         assert all(health(g)["degraded"] is True and health(g)["leases"] == 0 for g in gateways)
+        page = httpx.get(gateways[0].url + "/dashboard/api/snapshot", timeout=30).json()
+        assert page["state"]["degraded"] is True  # the dashboard says so too

@@ -52,7 +52,8 @@ async def test_only_configured_caps_of_upstream_servers_are_shared(server: Redis
     try:
         assert caps.lease_for("other", "m") is None  # no cap configured: no store call at all
         lease = caps.lease_for("up", "m")
-        assert lease is not None and lease.caps == (("backend:up", 2),)
+        assert lease is not None
+        assert lease.caps == (("backend:up", 2),)
     finally:
         await close(caps)
 
@@ -147,7 +148,8 @@ async def test_a_lost_store_divides_the_cap_among_the_replicas(server: RedisServ
         caps.store.replicas = 2
         server.kill()
         lease = await take(caps)  # a share of max(1, 2 // 2) = 1 slot, counted here
-        assert lease.local and caps.store.degraded
+        assert lease.local
+        assert caps.store.degraded
         other = caps.lease_for("up", "m")
         assert other is not None
         assert not await caps.acquire(other, FOREVER, 0.3, time.monotonic)

@@ -54,7 +54,8 @@ def test_one_key_limit_holds_across_three_replicas(fleet: tuple[RedisServer, lis
     refused = next(a for a in answers if a.status_code == 429)
     assert refused.json()["error"]["code"] == "key_requests_per_minute"
     assert 1 <= int(refused.headers["retry-after"]) <= 3  # one request's worth refills in 2 s
-    assert all(health(g).json()["state"] == {"shared": True, "degraded": False, "replicas": 3, "leases": 0} for g in gateways)
+    settled = {"shared": True, "degraded": False, "replicas": 3, "leases": 0}
+    assert all(health(g).json()["state"] == settled for g in gateways)
 
 
 def test_losing_the_store_turns_limits_local_and_fails_nothing(

@@ -46,9 +46,11 @@ from local_lattice.security.redact import Redactor
 from local_lattice.types import LoadProgress
 
 if TYPE_CHECKING:
+    from local_lattice.preferences import Preferences
     from local_lattice.state.caps import SharedCaps
     from local_lattice.state.limits import SharedLimiter
     from local_lattice.state.store import Store
+    from local_lattice.state.views import SharedViews
 
 log = logging.getLogger("lattice.api")
 
@@ -204,17 +206,28 @@ def limiter_for(config: Config, store: Store | None) -> Limiter | SharedLimiter:
     return SharedLimiter(limits, store)
 
 
-def _share(gateway: Gateway, store: Store) -> SharedCaps:
-    """Count the gateway's caps across replicas in ``store`` and show the store's state."""
+def _share(gateway: Gateway, store: Store) -> tuple[SharedCaps, SharedViews]:
+    """Count the gateway's caps across replicas in ``store``, share cool-downs and preferences, and
+    show the store's state."""
     from local_lattice.state.caps import CapPlan, SharedCaps
+    from local_lattice.state.views import SharedViews
 
     caps = SharedCaps(CapPlan.of(gateway.config), store, gateway.config.state.lease_seconds)
     gateway.admission.shared = caps
+    views = SharedViews(store, gateway.tracker, lambda: gateway.preferences, _taker(gateway))
+    gateway.on_preferences = views.publish_preferences
     gateway.observer.metrics.watch_state(lambda: store.degraded)
     gateway.shared_state = lambda: {**store.health(), **caps.health()}
     store.start()
     caps.start()
-    return caps
+    return caps, views
+
+
+def _taker(gateway: Gateway) -> Callable[[Preferences], None]:
+    def take(preferences: Preferences) -> None:
+        gateway.preferences = preferences  # from another replica: not announced again
+
+    return take
 
 
 def _middleware(config: Config, specs: list[RouteSpec], limiter: Limiter | SharedLimiter) -> list[Middleware]:
@@ -258,7 +271,7 @@ def create_app(
             Gateway(config, backends) if backends is not None else Gateway.from_config(await serving_config(config))
         )
         app.state.gateway = gateway
-        caps = None if store is None else _share(gateway, store)
+        shared = None if store is None else _share(gateway, store)
         await gateway.start(progress)
         try:
             if on_ready is not None:
@@ -266,8 +279,9 @@ def create_app(
             yield
         finally:
             await gateway.aclose()
-            if caps is not None:
-                await caps.aclose()
+            if shared is not None:
+                for part in shared:
+                    await part.aclose()
             if store is not None:
                 await store.aclose()
 

@@ -151,7 +151,7 @@ async def api_preferences(request: Request) -> Response:
     if request.method == "POST":
         patch = await _body(request)
         try:
-            gateway.preferences = gateway.preferences.merged(patch)
+            gateway.set_preferences(gateway.preferences.merged(patch))
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "body"

@@ -111,4 +111,6 @@ async def build(gateway: Gateway, recent_limit: int = 100) -> dict[str, Any]:
         "recent": observer.events.recent(recent_limit),
         "swarm_runs": observer.events.recent_swarm_runs(),
         "capture_prompts": observer.capture_prompts,
+        # Replicas sharing a store: whether it is reached (degraded: limits and caps counted here).
+        "state": gateway.shared_state() if gateway.shared_state is not None else None,
     }

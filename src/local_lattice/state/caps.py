@@ -147,6 +147,10 @@ class SharedCaps:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._background: list[asyncio.Task[None]] = []
         store.on_loss(self._divide)
+        store.subscribe(CHANNEL, self._freed_elsewhere)
+
+    def _freed_elsewhere(self, data: bytes | None) -> None:
+        self._wake()  # also after (re)subscribing: what was freed meanwhile is worth asking for
 
     def _divide(self, replicas: int) -> None:
         self._share = replicas
@@ -246,26 +250,8 @@ class SharedCaps:
                 ids = [lease.id for lease in leases for _ in lease.caps]
                 await self.store.run(self._renew, keys, [self.ttl_ms, *ids])
 
-    async def _listen_forever(self) -> None:
-        while True:
-            pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(CHANNEL)
-                self._wake()  # (re)subscribed: what was freed meanwhile is worth asking for
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self._wake()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the store is away: waiters fall back to asking every poll
-                await asyncio.sleep(1.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._background = [loop.create_task(self._renew_forever()), loop.create_task(self._listen_forever())]
+        self._background = [asyncio.get_running_loop().create_task(self._renew_forever())]
 
     def health(self) -> dict[str, Any]:
         return {"leases": len(self._held) + self._local_leases}

@@ -5,6 +5,8 @@ Every shared part (rate limits, concurrency leases) calls the store through ``ru
 answer within ``timeout_ms`` marks the store lost (logged once, ``degraded``), and the callers count
 locally until a call a second later works again. A heartbeat every 2 s records this replica as
 alive and learns how many are, so every replica divides a limit alike when the store is lost.
+One pub/sub connection per replica carries what others announce (a slot freed, a backend cooling
+down, new preferences) to the callbacks ``subscribe``d to each channel.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ class Store:
         self._retry_at = 0.0
         self._on_loss: list[Callable[[int], None]] = []
         self._on_return: list[Callable[[], None]] = []
-        self._beating: asyncio.Task[None] | None = None
+        self._channels: dict[str, Callable[[bytes | None], None]] = {}
+        self._background: list[asyncio.Task[None]] = []
 
     def script(self, source: str) -> Any:
         return self.client.register_script(source)
@@ -65,6 +68,18 @@ class Store:
 
     def on_return(self, callback: Callable[[], None]) -> None:
         self._on_return.append(callback)
+
+    def subscribe(self, channel: str, callback: Callable[[bytes | None], None]) -> None:
+        """Call ``callback(data)`` for every message on ``channel`` (``None`` after each (re)subscribe:
+        messages may have been missed). Subscribe before ``start``."""
+        self._channels[channel] = callback
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        """Tell every replica (this one too); a lost store drops the message, it never raises."""
+        try:
+            await asyncio.wait_for(self.client.publish(channel, data), self.timeout)
+        except Exception as exc:
+            self.lose(exc)
 
     @property
     def usable(self) -> bool:
@@ -111,17 +126,41 @@ class Store:
             await self.beat()
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
+    async def _listen_forever(self) -> None:
+        while True:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(*self._channels)
+                for callback in self._channels.values():
+                    callback(None)
+                async for message in pubsub.listen():
+                    told = self._channels.get(message.get("channel", b"").decode())
+                    if message.get("type") == "message" and told is not None:
+                        told(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the store is away: try again in a second (waiters poll meanwhile)
+                await asyncio.sleep(RETRY_SECONDS)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
     def start(self) -> None:
-        """Keep the replica count fresh while serving (every replica then divides alike on a loss)."""
-        if self._beating is None:
-            self._beating = asyncio.get_running_loop().create_task(self._beat_forever())
+        """Keep the replica count fresh while serving (every replica then divides alike on a loss),
+        and listen to the subscribed channels."""
+        if self._background:
+            return
+        loop = asyncio.get_running_loop()
+        self._background.append(loop.create_task(self._beat_forever()))
+        if self._channels:
+            self._background.append(loop.create_task(self._listen_forever()))
 
     def health(self) -> dict[str, Any]:
         return {"shared": True, "degraded": self.degraded, "replicas": self.replicas}
 
     async def aclose(self) -> None:
-        if self._beating is not None:
-            self._beating.cancel()
+        for task in self._background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._beating
+                await task
         await self.client.aclose()

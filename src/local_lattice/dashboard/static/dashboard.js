@@ -186,6 +186,8 @@
     const items = [["Requests", num(t.requests)], ["Errors", num(t.errors)], ["In flight", num(t.in_flight)],
       ["Queued", num(t.queue_depth)], ["Tokens in/out", num(t.input_tokens) + " / " + num(t.output_tokens)],
       ["Uptime", uptime(t.uptime_s)]];
+    if (s.state) items.push(["Shared state", s.state.degraded ? "degraded: limits local"
+      : "ok · " + num(s.state.replicas) + " replicas · " + num(s.state.leases) + " slots held"]);
     replace($("totals"), ...items.map(([k, v]) => el("div", {}, el("dt", { text: k }), el("dd", { text: v }))));
     $("foot").textContent = "Ledger: " + t.ledger + " · prompts " + (s.capture_prompts ? "captured (preview)" : "not kept")
       + " · updated " + clock(s.now);
