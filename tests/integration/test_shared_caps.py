@@ -113,3 +113,18 @@ def test_losing_the_store_divides_the_cap_and_fails_nothing() -> None:
         assert all(health(g)["degraded"] is True and health(g)["leases"] == 0 for g in gateways)
         page = httpx.get(gateways[0].url + "/dashboard/api/snapshot", timeout=30).json()
         assert page["state"]["degraded"] is True  # the dashboard says so too
+
+
+def test_clients_that_leave_hold_nothing_in_the_store() -> None:
+    with fleet(max_concurrency=1, replicas=2) as (store, recorder, (one, two)):
+        body = {"model": "slow-stream", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        with httpx.stream("POST", one.url + "/v1/chat/completions", json=body, timeout=30) as streaming:
+            lines = streaming.iter_lines()  # kept: a dropped iterator closes the response
+            assert next(lines).startswith("data:")  # holding the only slot, mid-stream
+            # A client waiting in line on the other replica gives up after half a second.
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.post(two.url + "/v1/chat/completions", json={**body, "stream": False}, timeout=0.5)
+            assert held_in_store(store)  # the stream's slot, and maybe the leaver's place in line
+        nothing_held(store, [one, two])  # the stream's client left too: its slot is back
+        assert recorder.stream_closed.wait(10)
+        assert call(two, False, "ok-model") == "ok"
